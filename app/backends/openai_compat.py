@@ -1,0 +1,267 @@
+"""Any OpenAI-compatible server: OpenAI, Ollama, vLLM, llama.cpp server, LM Studio.
+
+Structured output uses ``response_format`` json_schema where the server takes
+it and json_object (with the schema in the prompt) where it does not. The
+reply is streamed and reading stops as soon as the JSON object is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from app.backends.base import Backend, JSONReply, JSONRequest, Message
+from app.backends.json_stream import JSONObjectScanner
+from app.errors import (
+    BackendError,
+    BackendResponseError,
+    BackendUnavailableError,
+    ConfigError,
+    RateLimitedError,
+)
+from config import Settings
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+# Local servers (Ollama, llama.cpp) ignore the key, but the SDK insists on one.
+PLACEHOLDER_API_KEY = "not-needed"
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds form only)."""
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return float(value) * scale
+        except ValueError:
+            continue
+    return None
+
+
+def parse_json_object(text: str) -> tuple[Any, str | None]:
+    """Parse model output; control characters inside strings are tolerated."""
+    try:
+        return json.loads(text, strict=False), None
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+
+
+def schema_instruction(schema: Any) -> str:
+    """The schema as prompt text, for servers without json_schema support."""
+    return (
+        "Reply with one JSON object and nothing else. It must match this JSON schema:\n"
+        + json.dumps(schema, separators=(",", ":"))
+    )
+
+
+class OpenAIBackend(Backend):
+    """Chat completions over HTTP with the official ``openai`` SDK."""
+
+    kind = "remote"
+    supports_schema = True
+    can_stream = True
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._model = settings.openai_model
+        # None until a server has shown whether it accepts json_schema.
+        self._json_schema_ok: bool | None = {
+            "auto": None,
+            "json_schema": True,
+            "json_object": False,
+        }[settings.openai_structured_output]
+        # An httpx pool belongs to the event loop that opened it.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncOpenAI] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @property
+    def name(self) -> str:
+        return f"openai:{self._model}"
+
+    @property
+    def base_url(self) -> str:
+        return self._settings.openai_base_url or "https://api.openai.com/v1"
+
+    def _api_key(self) -> str:
+        if self._settings.openai_api_key is not None:
+            return self._settings.openai_api_key.get_secret_value()
+        from_env = os.environ.get("OPENAI_API_KEY")
+        if from_env:
+            return from_env
+        if self._settings.openai_base_url:
+            return PLACEHOLDER_API_KEY
+        raise ConfigError(
+            "The openai backend needs an API key or a server: set OPENAI_API_KEY "
+            "(or NPC_FORGE_OPENAI_API_KEY), or NPC_FORGE_OPENAI_BASE_URL for a local "
+            "server such as Ollama (http://127.0.0.1:11434/v1)."
+        )
+
+    def _client(self) -> AsyncOpenAI:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            from openai import AsyncOpenAI  # imported here: ~1 s, only when used
+
+            client = AsyncOpenAI(
+                api_key=self._api_key(),
+                base_url=self.base_url,
+                timeout=self._settings.openai_timeout,
+                max_retries=0,  # GuardedBackend retries, honouring Retry-After
+            )
+            self._clients[loop] = client
+        return client
+
+    def _wrap(self, exc: Exception) -> BackendError:
+        """Turn an SDK exception into ours, without the key or long bodies."""
+        import openai
+
+        if isinstance(exc, openai.APITimeoutError):
+            return BackendUnavailableError(
+                self.name,
+                f"no answer from {self.base_url} within {self._settings.openai_timeout:g} s",
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            return BackendUnavailableError(
+                self.name, f"cannot reach {self.base_url}. Is the server running?"
+            )
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            retry_after = _retry_after(exc.response.headers)
+            if status == 429:
+                return RateLimitedError(
+                    self.name, "rate limited (HTTP 429)", retry_after=retry_after
+                )
+            if status == 401:
+                detail = "the server rejected the API key; check OPENAI_API_KEY"
+            elif status == 404:
+                detail = (
+                    f"model {self._model!r} not found at {self.base_url}; "
+                    "check NPC_FORGE_OPENAI_MODEL"
+                )
+            else:
+                detail = f"HTTP {status}: {str(exc.message)[:300]}"
+            return BackendResponseError(self.name, detail, status=status, retry_after=retry_after)
+        return BackendError(self.name, f"{type(exc).__name__}: {exc}")
+
+    def _response_format(self, request: JSONRequest, json_schema: bool) -> dict[str, Any]:
+        if json_schema:
+            return {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": request.task,
+                    "schema": dict(request.schema),
+                    "strict": True,
+                },
+            }
+        return {"type": "json_object"}
+
+    def _messages(self, request: JSONRequest, json_schema: bool) -> list[Message]:
+        messages = [dict(message) for message in request.messages]
+        if not json_schema:
+            # Without json_schema the model only knows the shape from the prompt.
+            instruction = schema_instruction(request.schema)
+            if messages and messages[0]["role"] == "system":
+                messages[0]["content"] = f"{messages[0]['content']}\n\n{instruction}"
+            else:
+                messages.insert(0, {"role": "system", "content": instruction})
+        return messages  # type: ignore[return-value]
+
+    async def complete_json(self, request: JSONRequest) -> JSONReply:
+        import openai
+
+        use_schema = self._json_schema_ok is not False
+        try:
+            reply = await self._stream_json(request, use_schema)
+        except openai.APIStatusError as exc:
+            # "auto": a server that rejects json_schema gets json_object from now on.
+            if not (
+                use_schema and self._json_schema_ok is None and exc.status_code in (400, 422, 500)
+            ):
+                raise self._wrap(exc) from None
+            try:
+                reply = await self._stream_json(request, False)
+            except openai.OpenAIError as retry_exc:
+                raise self._wrap(retry_exc) from None
+            self._json_schema_ok = False
+            return reply
+        except openai.OpenAIError as exc:
+            raise self._wrap(exc) from None
+        if use_schema:
+            self._json_schema_ok = True
+        return reply
+
+    async def _stream_json(self, request: JSONRequest, use_schema: bool) -> JSONReply:
+        started = time.perf_counter()
+        first_token: float | None = None
+        scanner = JSONObjectScanner()
+        stream = await self._client().chat.completions.create(
+            model=self._model,
+            messages=self._messages(request, use_schema),  # type: ignore[arg-type]
+            response_format=self._response_format(request, use_schema),  # type: ignore[arg-type]
+            temperature=request.temperature,
+            seed=request.seed,
+            max_tokens=request.max_tokens or self._settings.openai_max_tokens,
+            stream=True,
+        )
+        stopped_early = False
+        try:
+            async for chunk in stream:
+                if not chunk.choices:
+                    continue
+                delta = chunk.choices[0].delta.content
+                if not delta:
+                    continue
+                if first_token is None:
+                    first_token = time.perf_counter()
+                if scanner.feed(delta):
+                    stopped_early = True
+                    break
+        finally:
+            await stream.close()
+        elapsed = time.perf_counter() - started
+        text = scanner.object_text() or scanner.text
+        data, error = parse_json_object(text) if text.strip() else (None, "the reply was empty")
+        if error is None and not isinstance(data, dict):
+            data, error = None, f"expected a JSON object, got {type(data).__name__}"
+        stats = {"backend_ms": elapsed * 1000, "stopped_early": float(stopped_early)}
+        if first_token is not None:
+            stats["ttft_ms"] = (first_token - started) * 1000
+        return JSONReply(raw=scanner.text, data=data, parse_error=error, stats=stats)
+
+    async def stream_chat(
+        self, messages: Sequence[Message], *, temperature: float = 0.9, seed: int | None = None
+    ) -> AsyncIterator[str]:
+        import openai
+
+        try:
+            stream = await self._client().chat.completions.create(
+                model=self._model,
+                messages=list(messages),  # type: ignore[arg-type]
+                temperature=temperature,
+                seed=seed,
+                stream=True,
+            )
+            try:
+                async for chunk in stream:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        yield chunk.choices[0].delta.content
+            finally:
+                await stream.close()
+        except openai.OpenAIError as exc:
+            raise self._wrap(exc) from None
+
+    async def aclose(self) -> None:
+        for client in list(self._clients.values()):
+            await client.close()
+        self._clients.clear()

@@ -1,0 +1,86 @@
+"""Backends by name.
+
+Built-ins are named in one tuple as import paths, so choosing ``procedural``
+never imports the OpenAI SDK. Plugins (and tests) add more with ``register``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from functools import cache
+
+from app.backends.base import Backend
+from app.errors import UnknownBackendError
+from config import Settings
+
+BackendFactory = Callable[[Settings], Backend]
+
+BUILTIN_BACKENDS: tuple[tuple[str, str], ...] = (
+    ("procedural", "app.backends.procedural:ProceduralBackend"),
+    ("openai", "app.backends.openai_compat:OpenAIBackend"),
+)
+
+
+def _lazy_factory(target: str) -> BackendFactory:
+    module_name, _, attribute = target.partition(":")
+
+    def factory(settings: Settings) -> Backend:
+        backend_class = getattr(importlib.import_module(module_name), attribute)
+        return backend_class(settings)  # type: ignore[no-any-return]
+
+    return factory
+
+
+class BackendRegistry:
+    """Name -> factory. Unknown names raise an error listing the known ones."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, BackendFactory] = {}
+
+    def register(self, name: str, factory: BackendFactory, *, replace: bool = False) -> None:
+        if name in self._factories and not replace:
+            raise ValueError(f"a backend named {name!r} is already registered")
+        if name == "auto":
+            raise ValueError("'auto' is reserved: it picks a backend from the settings")
+        self._factories[name] = factory
+
+    def names(self) -> list[str]:
+        return sorted(self._factories)
+
+    def create(self, name: str, settings: Settings) -> Backend:
+        try:
+            factory = self._factories[name]
+        except KeyError:
+            raise UnknownBackendError(name, self._factories) from None
+        return factory(settings)
+
+
+@cache
+def default_registry() -> BackendRegistry:
+    """The registry with the built-in backends, built once."""
+    registry = BackendRegistry()
+    for name, target in BUILTIN_BACKENDS:
+        registry.register(name, _lazy_factory(target))
+    return registry
+
+
+def resolve_backend_name(settings: Settings, requested: str | None = None) -> str:
+    """Turn ``auto`` (or nothing) into a concrete name.
+
+    auto = openai when an API key or a base URL is configured, else procedural.
+    """
+    name = (requested or settings.backend or "auto").strip().lower()
+    if name != "auto":
+        return name
+    if settings.openai_api_key is not None or settings.openai_base_url:
+        return "openai"
+    return "procedural"
+
+
+def get_backend(
+    name: str | None, settings: Settings, registry: BackendRegistry | None = None
+) -> Backend:
+    """Create the backend for a name (or ``auto``)."""
+    registry = registry or default_registry()
+    return registry.create(resolve_backend_name(settings, name), settings)

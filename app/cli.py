@@ -1,0 +1,144 @@
+"""Command line: ``ui`` (the default), ``generate``, ``backends``, ``worlds``.
+
+Kept light on purpose: ``--help`` and a procedural ``generate`` never import
+gradio or the OpenAI SDK; those load only for the commands that use them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from app import __version__
+from app.errors import NPCForgeError
+
+log = logging.getLogger("npc_forge")
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+def _split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="npc-forge",
+        description="Generate, browse and talk to non-player characters. "
+        "With no command, starts the web UI.",
+    )
+    parser.add_argument("--version", action="version", version=f"npc-forge {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ui = commands.add_parser("ui", help="start the web UI (default)")
+    ui.add_argument("--host", help="interface to bind (default: GRADIO_SERVER_NAME or 127.0.0.1)")
+    ui.add_argument("--port", type=int, help="port (default: GRADIO_SERVER_PORT or 7860)")
+    ui.add_argument("--share", action="store_true", help="also create a public Gradio share link")
+    ui.add_argument("--backend", help="default backend in the UI (auto, procedural, openai)")
+
+    gen = commands.add_parser(
+        "generate",
+        help="generate a cast of NPCs as JSON Lines",
+        description="Generate NPCs; each is written as soon as it is finished.",
+    )
+    gen.add_argument("--world", help="world file path, or a shipped world's name (see `worlds`)")
+    gen.add_argument("--setting", help="free-text setting (alone, or as notes added to --world)")
+    gen.add_argument("-n", "--count", type=int, default=5, help="how many NPCs (default 5)")
+    gen.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        help="a name to use (repeatable); 'Name: trait, trait' gives that NPC traits too",
+    )
+    gen.add_argument(
+        "--traits", type=_split_list, default=[], help="traits every NPC gets, comma separated"
+    )
+    gen.add_argument("--backend", help="auto (default), procedural or openai")
+    gen.add_argument("--seed", type=int, help="seed for a reproducible cast")
+    gen.add_argument("--temperature", type=float, help="creativity 0-2 (default 0.9)")
+    gen.add_argument("--concurrency", type=int, help="NPCs generated at once")
+    gen.add_argument("--rpm", type=float, help="requests per minute limit")
+    gen.add_argument("--model", help="model name for the openai backend")
+    gen.add_argument(
+        "--base-url", help="OpenAI-compatible server URL, e.g. http://127.0.0.1:11434/v1"
+    )
+    gen.add_argument("-o", "--out", default="-", help="output .jsonl file (default: stdout)")
+    gen.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    commands.add_parser("backends", help="list the backends and which one 'auto' picks")
+    commands.add_parser("worlds", help="list the shipped worlds")
+    return parser
+
+
+def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from config import get_settings
+
+    return get_settings(
+        backend=getattr(args, "backend", None),
+        max_concurrency=getattr(args, "concurrency", None),
+        requests_per_minute=getattr(args, "rpm", None),
+        openai_model=getattr(args, "model", None),
+        openai_base_url=getattr(args, "base_url", None),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "ui"
+    try:
+        settings = _settings(args)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        print(f"error: invalid setting: {exc}".splitlines()[0], file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if command == "ui":
+            return _run_ui(args, settings)
+        if command == "generate":
+            from app.cli_generate import run_generate
+
+            return asyncio.run(run_generate(args, settings))
+        if command == "backends":
+            return _list_backends(settings, sys.stdout)
+        if command == "worlds":
+            return _list_worlds(settings, sys.stdout)
+    except NPCForgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    raise AssertionError(f"unhandled command {command}")  # argparse rejects others
+
+
+def _run_ui(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]
+    from app.clients import Services
+    from app.ui import launch
+
+    launch(Services(settings), host=args.host, port=args.port, share=args.share)
+    return EXIT_OK
+
+
+def _list_backends(settings, out: TextIO) -> int:  # type: ignore[no-untyped-def]
+    from app.backends.registry import default_registry, resolve_backend_name
+
+    chosen = resolve_backend_name(settings, "auto")
+    for name in default_registry().names():
+        marker = "  <- auto" if name == chosen else ""
+        print(f"{name}{marker}", file=out)
+    return EXIT_OK
+
+
+def _list_worlds(settings, out: TextIO) -> int:  # type: ignore[no-untyped-def]
+    from app.services.worlds import list_world_files
+
+    for name, path in list_world_files(Path(settings.assets_dir) / "worlds").items():
+        print(f"{path.stem:<24} {name}", file=out)
+    return EXIT_OK

@@ -1,0 +1,142 @@
+"""The NPC and world data models, and the JSON schema sent to backends.
+
+``NPCProfile`` holds what a backend writes; ``NPC`` adds what NPC Forge knows
+about where it came from. ``NPC_SCHEMA_VERSION`` goes into cache keys: bump it
+whenever a field of ``NPCProfile`` changes meaning.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NPC_SCHEMA_VERSION = 1
+# The task name backends see for "write one NPC profile".
+NPC_TASK = "npc_profile"
+
+# Bounds a game designer would not hit and a broken model easily would.
+_SHORT = 120
+_LONG = 4000
+
+
+class NPCProfile(BaseModel):
+    """The character itself, as a backend writes it."""
+
+    # Extra keys a model adds are dropped rather than failing the whole NPC.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=_SHORT, description="Full name, fitting the world")
+    age: int = Field(ge=0, le=100_000, description="Age in years")
+    gender: str = Field(
+        min_length=1, max_length=60, description="Gender as the character states it"
+    )
+    occupation: str = Field(
+        min_length=1, max_length=_SHORT, description="Occupation or role in the world"
+    )
+    appearance: str = Field(
+        min_length=1, max_length=_LONG, description="What others see: 1-3 sentences"
+    )
+    personality_traits: list[str] = Field(
+        min_length=1, max_length=8, description="3-5 single-word personality traits"
+    )
+    backstory: str = Field(
+        min_length=1, max_length=_LONG, description="Where they come from: 2-5 sentences"
+    )
+    motivation: str = Field(
+        min_length=1, max_length=_LONG, description="What they want now and why"
+    )
+    secret: str = Field(min_length=1, max_length=_LONG, description="Something they hide")
+    speech_style: str = Field(min_length=1, max_length=_SHORT * 4, description="How they talk")
+    sample_lines: list[str] = Field(
+        min_length=2, max_length=4, description="2-4 things they might say, in their own voice"
+    )
+
+    @field_validator("personality_traits", "sample_lines")
+    @classmethod
+    def _no_blank_items(cls, items: list[str]) -> list[str]:
+        cleaned = [item.strip() for item in items]
+        if any(not item for item in cleaned):
+            raise ValueError("items must not be empty")
+        return cleaned
+
+    @field_validator("personality_traits")
+    @classmethod
+    def _traits_lowercase(cls, traits: list[str]) -> list[str]:
+        return [trait.lower() for trait in traits]
+
+
+class StageTimings(BaseModel):
+    """Where one NPC's time went, in milliseconds."""
+
+    queue_ms: float = 0.0
+    backend_ms: float = 0.0
+    parse_ms: float = 0.0
+    repair_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+class NPC(NPCProfile):
+    """A generated character with its provenance."""
+
+    id: str = Field(description="Stable id: the same request gives the same id")
+    world: str = Field(description="Name of the world the NPC belongs to")
+    backend: str = Field(description="Backend name, e.g. procedural:v1 or openai:gpt-4o-mini")
+    seed: int
+    schema_version: int = NPC_SCHEMA_VERSION
+    repaired: bool = Field(default=False, description="True when a repair call fixed the output")
+    timing: StageTimings | None = None
+
+
+_UNSUPPORTED_SCHEMA_KEYS = frozenset(
+    {"title", "minLength", "maxLength", "minimum", "maximum", "minItems", "maxItems"}
+)
+
+
+def _strip_schema(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_schema(v) for k, v in node.items() if k not in _UNSUPPORTED_SCHEMA_KEYS}
+    if isinstance(node, list):
+        return [_strip_schema(item) for item in node]
+    return node
+
+
+@cache
+def profile_json_schema() -> dict[str, Any]:
+    """The NPCProfile schema in the subset strict structured output accepts.
+
+    Built once; treat it as read-only.
+
+    Length bounds are left out (many servers reject them, and a cut-off
+    ``maxLength`` truncates mid-word); pydantic enforces them after parsing.
+    """
+    schema = _strip_schema(NPCProfile.model_json_schema())
+    schema["additionalProperties"] = False
+    schema["required"] = list(schema["properties"])
+    return schema
+
+
+class World(BaseModel):
+    """A setting NPCs belong to, in the world file format."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(default="Custom setting", min_length=1, max_length=200)
+    era: str = Field(min_length=1, max_length=500)
+    time_period: str = Field(min_length=1, max_length=500)
+    detail: str | dict[str, str] = ""
+    guardrails: dict[str, str] = Field(default_factory=dict)
+
+    def detail_text(self) -> str:
+        """The detail as plain text, sections as ``Section: text`` paragraphs."""
+        if isinstance(self.detail, str):
+            return self.detail
+        return "\n".join(
+            f"{section.replace('_', ' ').capitalize()}: {text}"
+            for section, text in self.detail.items()
+        )
+
+    def full_text(self) -> str:
+        """Everything the world says, for keyword matching and prompts."""
+        return f"{self.era}\n{self.time_period}\n{self.detail_text()}"

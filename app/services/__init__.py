@@ -1,0 +1,1 @@
+"""Use cases: generation, worlds, prompts. No Gradio imports here."""

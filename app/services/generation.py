@@ -1,0 +1,300 @@
+"""Generate a cast of NPCs concurrently, delivering each as it finishes.
+
+Pipeline per NPC: spec -> prompt -> backend (under the guard's limits) ->
+validate -> only if invalid, one repair call -> NPC. Identical specs in a
+batch are generated once and delivered to every position that asked for them.
+One NPC failing never loses the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from app.backends.base import JSONReply, JSONRequest
+from app.backends.guard import GuardedBackend
+from app.errors import GenerationError, InputError, NPCForgeError
+from app.models import NPC, NPC_SCHEMA_VERSION, NPCProfile, StageTimings, World
+from app.personality import PersonalityData
+from app.services.prompts import npc_request, repair_request
+
+log = logging.getLogger(__name__)
+
+MAX_NAME_CHARS = 120
+MAX_TRAITS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class CastRequest:
+    """What the user asked for; validated by ``plan_cast``."""
+
+    world: World
+    count: int
+    names: tuple[str, ...] = ()
+    traits: tuple[str, ...] = ()
+    temperature: float = 0.9
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NPCSpec:
+    """One NPC to generate. Equal specs give equal NPCs, so they run once."""
+
+    world: World = field(compare=False, hash=False)
+    world_key: str
+    name: str | None
+    traits: tuple[str, ...]
+    slot: int  # ordinal among the unnamed NPCs of the cast; -1 when named
+    cast_seed: int
+    temperature: float
+    avoid_names: tuple[str, ...]
+
+    @property
+    def seed(self) -> int:
+        """Per-NPC seed: stable for the same cast seed and the same name or slot."""
+        who = self.name.lower() if self.name else f"#{self.slot}"
+        digest = hashlib.blake2b(f"{self.cast_seed}|{who}".encode(), digest_size=4).digest()
+        return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+    def npc_id(self, backend_name: str) -> str:
+        key = "|".join(
+            [
+                backend_name,
+                str(NPC_SCHEMA_VERSION),
+                self.world_key,
+                self.name or "",
+                ",".join(self.traits),
+                str(self.slot),
+                str(self.cast_seed),
+                f"{self.temperature:.3f}",
+            ]
+        )
+        return "npc-" + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+
+
+@dataclass(slots=True)
+class NPCOutcome:
+    """One position of the cast: its NPC, or why it failed."""
+
+    index: int
+    spec: NPCSpec
+    npc: NPC | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.npc is not None
+
+
+def world_key(world: World) -> str:
+    return hashlib.blake2b(world.model_dump_json().encode(), digest_size=8).hexdigest()
+
+
+def parse_name_lines(text: str) -> list[tuple[str, tuple[str, ...]]]:
+    """``Name`` or ``Name: trait, trait`` per line; blank lines are skipped."""
+    entries = []
+    for line in text.splitlines():
+        name, _, traits = line.partition(":")
+        name = " ".join(name.split())
+        if not name:
+            continue
+        entries.append((name, tuple(t.strip().lower() for t in traits.split(",") if t.strip())))
+    return entries
+
+
+def _check_traits(traits: Sequence[str], personalities: PersonalityData, who: str) -> None:
+    if len(traits) > MAX_TRAITS:
+        raise InputError(f"{who} has {len(traits)} traits; the limit is {MAX_TRAITS}.")
+    try:
+        personalities.check_compatible(traits)
+    except InputError as exc:
+        raise InputError(f"{who}: {exc}") from None
+
+
+def plan_cast(
+    request: CastRequest,
+    personalities: PersonalityData,
+    *,
+    max_npcs: int,
+    name_traits: Sequence[tuple[str, ...]] = (),
+) -> list[NPCSpec]:
+    """Validate the request and turn it into one spec per position.
+
+    ``name_traits`` holds extra traits per named NPC (from ``Name: traits`` lines).
+    """
+    if not 1 <= request.count <= max_npcs:
+        raise InputError(
+            f"The number of NPCs must be between 1 and {max_npcs}; got {request.count}."
+        )
+    if len(request.names) > request.count:
+        raise InputError(
+            f"You gave {len(request.names)} names for {request.count} NPCs; "
+            f"raise the number to {len(request.names)} or remove names."
+        )
+    if not 0.0 <= request.temperature <= 2.0:
+        raise InputError(
+            f"Creativity (temperature) must be between 0 and 2; got {request.temperature}."
+        )
+    for name in request.names:
+        if len(name) > MAX_NAME_CHARS:
+            raise InputError(
+                f"The name {name[:40]!r}... is longer than {MAX_NAME_CHARS} characters."
+            )
+    base_traits = tuple(dict.fromkeys(t.strip().lower() for t in request.traits if t.strip()))
+    _check_traits(base_traits, personalities, "The chosen traits")
+
+    cast_seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**31)
+    key = world_key(request.world)
+    avoid = tuple(dict.fromkeys(request.names))
+    specs = []
+    for index in range(request.count):
+        if index < len(request.names):
+            name: str | None = request.names[index]
+            extra = name_traits[index] if index < len(name_traits) else ()
+            traits = tuple(dict.fromkeys(base_traits + extra))
+            _check_traits(traits, personalities, f"{name}")
+            slot = -1
+        else:
+            name, traits, slot = None, base_traits, index - len(request.names)
+        specs.append(
+            NPCSpec(
+                world=request.world,
+                world_key=key,
+                name=name,
+                traits=traits,
+                slot=slot,
+                cast_seed=cast_seed,
+                temperature=request.temperature,
+                avoid_names=avoid,
+            )
+        )
+    return specs
+
+
+def _problems(error: ValidationError) -> list[str]:
+    return [
+        f"{'.'.join(str(p) for p in item['loc']) or 'object'}: {item['msg']}"
+        for item in error.errors()[:10]
+    ]
+
+
+def validate_reply(reply: JSONReply) -> tuple[NPCProfile | None, list[str]]:
+    """The profile, or the list of problems to show in a repair call."""
+    if not reply.ok:
+        return None, [reply.parse_error or "unparseable output"]
+    try:
+        return NPCProfile.model_validate(reply.data), []
+    except ValidationError as exc:
+        return None, _problems(exc)
+
+
+class CastGenerator:
+    """Runs casts against one guarded backend."""
+
+    def __init__(self, guarded: GuardedBackend, personalities: PersonalityData) -> None:
+        self.guarded = guarded
+        self.personalities = personalities
+        self.repairs = 0
+
+    async def _call(
+        self, request: JSONRequest, timings: StageTimings
+    ) -> tuple[NPCProfile | None, list[str], str]:
+        reply = await self.guarded.complete_json(request)
+        timings.queue_ms += reply.stats.get("queue_ms", 0.0)
+        timings.backend_ms += reply.stats.get("backend_ms", 0.0)
+        started = time.perf_counter()
+        profile, problems = validate_reply(reply)
+        timings.parse_ms += (time.perf_counter() - started) * 1000
+        return profile, problems, reply.raw
+
+    async def generate_one(self, spec: NPCSpec) -> NPC:
+        """One NPC; a repair call only when the first output is invalid."""
+        started = time.perf_counter()
+        timings = StageTimings()
+        request = npc_request(spec)
+        profile, problems, raw = await self._call(request, timings)
+        repaired = False
+        if profile is None:
+            self.repairs += 1
+            repair_started = time.perf_counter()
+            backend_before = timings.backend_ms
+            profile, second_problems, _ = await self._call(
+                repair_request(request, raw, problems), timings
+            )
+            timings.repair_ms = (time.perf_counter() - repair_started) * 1000
+            timings.backend_ms = backend_before  # the repair call is counted as repair
+            if profile is None:
+                raise GenerationError(
+                    f"{self.guarded.name} gave an invalid character twice: "
+                    f"{'; '.join(second_problems[:3])}"
+                )
+            repaired = True
+        timings.total_ms = (time.perf_counter() - started) * 1000
+        return self._finish(spec, profile, repaired, timings)
+
+    def _finish(
+        self, spec: NPCSpec, profile: NPCProfile, repaired: bool, timings: StageTimings
+    ) -> NPC:
+        data = profile.model_dump()
+        if spec.name:  # the designer's name wins over the model's
+            data["name"] = spec.name
+        data["personality_traits"] = list(
+            dict.fromkeys([*spec.traits, *data["personality_traits"]])
+        )[:MAX_TRAITS]
+        return NPC(
+            **data,
+            id=spec.npc_id(self.guarded.name),
+            world=spec.world.name,
+            backend=self.guarded.name,
+            seed=spec.seed,
+            repaired=repaired,
+            timing=timings,
+        )
+
+    async def run(self, specs: Sequence[NPCSpec]) -> AsyncIterator[NPCOutcome]:
+        """Yield one outcome per position, in the order they finish.
+
+        Leaving the loop early (the user cancelled) cancels the NPCs still running;
+        every NPC already yielded is the caller's to keep.
+        """
+        positions: dict[NPCSpec, list[int]] = {}
+        for index, spec in enumerate(specs):
+            positions.setdefault(spec, []).append(index)
+        queue: asyncio.Queue[tuple[NPCSpec, NPC | None, str | None]] = asyncio.Queue()
+
+        async def worker(spec: NPCSpec) -> None:
+            try:
+                npc = await self.generate_one(spec)
+            except NPCForgeError as exc:
+                await queue.put((spec, None, str(exc)))
+            except Exception as exc:  # a bug must not take the rest of the cast with it
+                log.exception("unexpected error generating %s", spec.name or f"slot {spec.slot}")
+                await queue.put((spec, None, f"internal error: {type(exc).__name__}: {exc}"))
+            else:
+                await queue.put((spec, npc, None))
+
+        tasks = [asyncio.create_task(worker(spec)) for spec in positions]
+        try:
+            for _ in range(len(tasks)):
+                spec, npc, error = await queue.get()
+                for index in positions[spec]:
+                    yield NPCOutcome(index=index, spec=spec, npc=npc, error=error)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def collect(outcomes: AsyncIterator[NPCOutcome], count: int) -> list[NPCOutcome]:
+    """Gather a run's outcomes back into request order."""
+    ordered: list[NPCOutcome | None] = [None] * count
+    async for outcome in outcomes:
+        ordered[outcome.index] = outcome
+    return [outcome for outcome in ordered if outcome is not None]

@@ -1,0 +1,82 @@
+"""NPC Forge settings: one object, every default in one place.
+
+Precedence is explicit argument > environment (``NPC_FORGE_*``, then ``.env``) >
+default. The OpenAI SDK's standard ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``
+are honoured; the project's own ``NPC_FORGE_OPENAI_*`` variables override them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_DIR = Path(__file__).resolve().parent
+
+BackendKind = Literal["remote", "local"]
+StructuredOutput = Literal["auto", "json_schema", "json_object"]
+
+
+class Settings(BaseSettings):
+    """Everything NPC Forge can be told; build it once and pass it down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NPC_FORGE_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    # Which backend generates: "auto" picks openai when a key or base URL is set.
+    backend: str = "auto"
+
+    data_dir: Path = Path("data")
+    assets_dir: Path = PROJECT_DIR / "assets"
+
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("NPC_FORGE_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("NPC_FORGE_OPENAI_API_KEY", "OPENAI_API_KEY"),
+    )
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout: float = Field(default=60.0, gt=0)
+    # json_schema where the server supports it; "auto" falls back to json_object
+    # when a server rejects it (llama.cpp's server answers HTTP 500).
+    openai_structured_output: StructuredOutput = "auto"
+    openai_max_tokens: int = Field(default=1200, ge=64)
+
+    # Concurrency and rate limits per backend; None = the backend kind's default.
+    max_concurrency: int | None = Field(default=None, ge=1, le=256)
+    requests_per_minute: float | None = Field(default=None, gt=0)
+
+    # Retries on 429/5xx/timeouts: exponential backoff with full jitter.
+    max_retries: int = Field(default=3, ge=0, le=10)
+    retry_base_delay: float = Field(default=0.5, ge=0)
+    retry_max_delay: float = Field(default=30.0, ge=0)
+    # Circuit breaker: fail fast after this many consecutive failed calls.
+    circuit_failure_threshold: int = Field(default=5, ge=1)
+    circuit_reset_seconds: float = Field(default=30.0, ge=0)
+
+    max_npcs: int = Field(default=100, ge=1)
+    max_setting_chars: int = Field(default=20_000, ge=100)
+    default_temperature: float = Field(default=0.9, ge=0, le=2)
+
+    log_level: str = "INFO"
+
+
+# Defaults by backend kind: a remote API takes many requests at once, an
+# embedded model on 2 cores runs one at a time.
+DEFAULT_CONCURRENCY: dict[BackendKind, int] = {"remote": 8, "local": 1}
+DEFAULT_REQUESTS_PER_MINUTE: dict[BackendKind, float | None] = {"remote": 600.0, "local": None}
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build settings; keyword overrides win over the environment (None = not given)."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**given)  # type: ignore[arg-type]

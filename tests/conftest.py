@@ -1,0 +1,91 @@
+"""Shared fixtures: isolated settings, services, the fake OpenAI server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.clients import Services
+from config import PROJECT_DIR, Settings
+from tests.fake_openai import FakeOpenAIServer
+from tests.npc_fixtures import npc_responder
+
+ASSETS_DIR = PROJECT_DIR / "assets"
+WORLDS_DIR = ASSETS_DIR / "worlds"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No test sees the developer's keys, servers or settings."""
+    for name in list(os.environ):
+        if name.startswith(("NPC_FORGE_", "OPENAI_", "GRADIO_")):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+
+
+class FakeSleep:
+    """Records the delays the code asked for instead of waiting them out."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+@pytest.fixture
+def fake_sleep() -> FakeSleep:
+    return FakeSleep()
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"data_dir": tmp_path / "data", "backend": "procedural"}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def services(settings: Settings, fake_sleep: FakeSleep) -> Services:
+    return Services(settings, sleep=fake_sleep)
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(responder=npc_responder) as server:
+        yield server
+
+
+@pytest.fixture
+def openai_server(fake_server: FakeOpenAIServer) -> FakeOpenAIServer:
+    """The shared fake server, reset to a clean, instant, valid-NPC state."""
+    fake_server.reset(responder=npc_responder)
+    return fake_server
+
+
+@pytest.fixture
+def openai_settings(tmp_path: Path, openai_server: FakeOpenAIServer) -> Settings:
+    return make_settings(
+        tmp_path,
+        backend="openai",
+        openai_base_url=openai_server.base_url,
+        openai_api_key="sk-test-secret-123",
+        openai_model="fake-model",
+        openai_timeout=5.0,
+        retry_base_delay=0.0,
+    )
+
+
+@pytest.fixture
+def openai_services(openai_settings: Settings, fake_sleep: FakeSleep) -> Services:
+    return Services(openai_settings, sleep=fake_sleep)

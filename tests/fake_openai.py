@@ -1,0 +1,240 @@
+"""A fake OpenAI-compatible server on 127.0.0.1 for tests and benchmarks.
+
+It speaks ``POST /v1/chat/completions`` (plain and streamed, as SSE) over real
+HTTP, so the ``openai`` SDK and our backend are exercised end to end. Tests
+program it: a default latency and responder, plus a queue of one-off actions
+(fail with a status and Retry-After, hang past the client's timeout, answer
+with broken JSON, keep streaming after the object). It records every request
+body and the highest number of requests it had in flight at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+Responder = Callable[[dict[str, Any]], str]
+
+
+@dataclass
+class Action:
+    """What to do with one request. ``content`` None = ask the responder."""
+
+    status: int = 200
+    content: str | None = None
+    latency: float | None = None
+    retry_after: float | None = None
+    error_message: str = "fake server error"
+    trailing: str = ""  # streamed after the content, e.g. chatter after the JSON
+    chunk_size: int = 8
+    chunk_delay: float = 0.0
+
+
+@dataclass
+class ServerState:
+    latency: float = 0.0
+    responder: Responder | None = None
+    # Answer json_schema requests with HTTP 500, as llama.cpp's server does.
+    reject_json_schema: bool = False
+    actions: deque[Action] = field(default_factory=deque)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    streams_finished: int = 0
+    streams_abandoned: int = 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _completion(model: str, content: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    body = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+class FakeOpenAIServer:
+    """Start with ``with FakeOpenAIServer() as server:``; point clients at ``server.base_url``."""
+
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        responder: Responder | None = None,
+        reject_json_schema: bool = False,
+    ) -> None:
+        self.state = ServerState(
+            latency=latency, responder=responder, reject_json_schema=reject_json_schema
+        )
+        self._lock = threading.Lock()
+        self.port = _free_port()
+        app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    # -- programming the server -------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def set_latency(self, seconds: float) -> None:
+        self.state.latency = seconds
+
+    def set_responder(self, responder: Responder) -> None:
+        self.state.responder = responder
+
+    def enqueue(self, *actions: Action) -> None:
+        with self._lock:
+            self.state.actions.extend(actions)
+
+    def fail(self, status: int, *, times: int = 1, retry_after: float | None = None) -> None:
+        self.enqueue(*(Action(status=status, retry_after=retry_after) for _ in range(times)))
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return self.state.requests
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.state.max_in_flight
+
+    def reset(self, *, latency: float = 0.0, responder: Responder | None = None) -> None:
+        with self._lock:
+            self.state.requests.clear()
+            self.state.actions.clear()
+            self.state.max_in_flight = 0
+            self.state.streams_finished = 0
+            self.state.streams_abandoned = 0
+            self.state.latency = latency
+            self.state.reject_json_schema = False
+            if responder is not None:
+                self.state.responder = responder
+
+    # -- lifecycle --------------------------------------------------------------
+    def start(self) -> FakeOpenAIServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake OpenAI server did not start within 10 s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the endpoint -----------------------------------------------------------
+    def _next_action(self) -> Action:
+        with self._lock:
+            return self.state.actions.popleft() if self.state.actions else Action()
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        with self._lock:
+            self.state.requests.append(body)
+            self.state.in_flight += 1
+            self.state.max_in_flight = max(self.state.max_in_flight, self.state.in_flight)
+        action = self._next_action()
+        response_format = body.get("response_format") or {}
+        if self.state.reject_json_schema and response_format.get("type") == "json_schema":
+            action = Action(
+                status=500, error_message="response_format json_schema is not supported"
+            )
+        streaming = False
+        try:
+            await asyncio.sleep(self.state.latency if action.latency is None else action.latency)
+            if action.status != 200:
+                headers = {}
+                if action.retry_after is not None:
+                    headers["retry-after"] = f"{action.retry_after:g}"
+                error = {
+                    "error": {
+                        "message": action.error_message,
+                        "type": "fake",
+                        "code": action.status,
+                    }
+                }
+                return JSONResponse(error, status_code=action.status, headers=headers)
+            content = action.content
+            if content is None:
+                responder = self.state.responder
+                content = responder(body) if responder else "{}"
+            model = body.get("model", "fake-model")
+            if not body.get("stream"):
+                return JSONResponse(_completion(model, content + action.trailing))
+            streaming = True
+            return StreamingResponse(
+                self._stream(model, content + action.trailing, action),
+                media_type="text/event-stream",
+            )
+        finally:
+            if not streaming:
+                with self._lock:
+                    self.state.in_flight -= 1
+
+    async def _stream(self, model: str, text: str, action: Action):  # type: ignore[no-untyped-def]
+        finished = False
+        try:
+            yield _chunk(model, {"role": "assistant", "content": ""})
+            for start in range(0, len(text), action.chunk_size):
+                if action.chunk_delay:
+                    await asyncio.sleep(action.chunk_delay)
+                yield _chunk(model, {"content": text[start : start + action.chunk_size]})
+            yield _chunk(model, {}, finish="stop")
+            yield b"data: [DONE]\n\n"
+            finished = True
+        finally:
+            with self._lock:
+                self.state.in_flight -= 1
+                if finished:
+                    self.state.streams_finished += 1
+                else:
+                    self.state.streams_abandoned += 1

@@ -1,0 +1,140 @@
+"""The command line: generate to JSON Lines, clear one-line errors, light imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.cli import main
+from config import PROJECT_DIR
+from tests.conftest import WORLDS_DIR
+from tests.fake_openai import FakeOpenAIServer
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "main.py", *args],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def _first_world() -> Path:
+    return next(iter(sorted(WORLDS_DIR.glob("*.json"))))
+
+
+def test_help_and_generate_do_not_import_heavy_libraries(tmp_path: Path) -> None:
+    out = tmp_path / "cast.jsonl"
+    code = (
+        "import sys; from app.cli import main;"
+        "main(['--help']) if False else None;"
+        f"rc = main(['generate', '--world', {str(_first_world())!r}, '-n', '3', '--seed', '1',"
+        f" '--backend', 'procedural', '--out', {str(out)!r}]);"
+        "heavy = sorted(m for m in ('gradio', 'chromadb', 'openai') if m in sys.modules);"
+        "print(rc, heavy)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "0 []"
+    help_run = run_cli("--help")
+    assert help_run.returncode == 0 and "generate" in help_run.stdout
+
+
+def test_generate_writes_json_lines_in_request_order(tmp_path: Path) -> None:
+    out = tmp_path / "cast.jsonl"
+    result = run_cli(
+        "generate", "--world", str(_first_world()), "-n", "12", "--seed", "4",
+        "--name", "Maud: curious", "--backend", "procedural", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == 12
+    npcs = [json.loads(line) for line in lines]
+    assert npcs[0]["name"] == "Maud" and "curious" in npcs[0]["personality_traits"]
+    assert len({npc["id"] for npc in npcs}) == 12
+    assert "12/12 NPCs from procedural:v1" in result.stderr and "seed 4" in result.stderr
+
+
+def test_generate_to_stdout_by_shipped_name(capsys: pytest.CaptureFixture[str]) -> None:
+    stem = _first_world().stem
+    assert (
+        main(["generate", "--world", stem, "-n", "2", "--seed", "8", "--backend", "procedural"])
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(json.loads(line)["backend"] == "procedural:v1" for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--world", "WORLD", "-n", "0"], "between 1 and 100; got 0"),
+        (["--world", "WORLD", "-n", "10000"], "between 1 and 100; got 10000"),
+        (["--world", "WORLD", "--backend", "skynet"], "Unknown backend 'skynet'"),
+        (["--world", "atlantis"], "World file atlantis: does not exist"),
+        (["--setting", "   "], "setting text is empty"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [str(_first_world()) if arg == "WORLD" else arg for arg in args]
+    assert main(["generate", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err
+
+
+def test_malformed_world_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "broken.json"
+    bad.write_text('{"era": "Bronze Age",')
+    assert main(["generate", "--world", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "World file broken.json: is not valid JSON" in err
+
+
+def test_huge_setting_text(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", "--setting", "x" * 1_048_576]) == 2
+    assert "the limit is 20,000" in capsys.readouterr().err
+
+
+def test_generate_against_an_openai_compatible_server(
+    tmp_path: Path, openai_server: FakeOpenAIServer
+) -> None:
+    out = tmp_path / "cast.jsonl"
+    result = run_cli(
+        "generate", "--world", str(_first_world()), "-n", "4", "--backend", "openai",
+        "--base-url", openai_server.base_url, "--model", "fake-model", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(out.read_text().splitlines()) == 4
+    assert len(openai_server.requests) == 4
+
+
+def test_failed_npcs_give_exit_code_1_and_keep_the_rest(
+    tmp_path: Path, openai_server: FakeOpenAIServer
+) -> None:
+    out = tmp_path / "cast.jsonl"
+    openai_server.fail(403)
+    result = run_cli(
+        "generate", "--setting", "A lighthouse at the end of the world", "-n", "3",
+        "--concurrency", "1", "--backend", "openai", "--base-url", openai_server.base_url,
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "NPC 1 failed" in result.stderr and "HTTP 403" in result.stderr
+    assert len(out.read_text().splitlines()) == 2
+
+
+def test_backends_and_worlds_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backends"]) == 0
+    assert "procedural  <- auto" in capsys.readouterr().out
+    assert main(["worlds"]) == 0
+    assert _first_world().stem in capsys.readouterr().out

@@ -1,0 +1,226 @@
+"""The openai backend over real HTTP against the fake server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from app.backends.openai_compat import OpenAIBackend
+from app.clients import Services
+from app.errors import BackendUnavailableError, ConfigError
+from app.models import World
+from app.services.generation import CastRequest, collect, plan_cast
+from app.services.prompts import npc_request
+from config import Settings
+from tests.conftest import FakeSleep, make_settings
+from tests.fake_openai import Action, FakeOpenAIServer
+from tests.npc_fixtures import valid_profile
+
+WORLD = World(name="Saltmere", era="Medieval", time_period="1340", detail="A fishing village.")
+
+
+def _specs(services: Services, count: int, names: tuple[str, ...] = (), seed: int = 7):  # type: ignore[no-untyped-def]
+    request = CastRequest(world=WORLD, count=count, names=names, seed=seed)
+    return plan_cast(request, services.personalities, max_npcs=100)
+
+
+async def _generate(services: Services, count: int, names: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    specs = _specs(services, count, names)
+    generator = services.cast_generator()
+    return await collect(generator.run(specs), len(specs))
+
+
+async def test_generates_a_cast_over_http(
+    openai_services: Services, openai_server: FakeOpenAIServer
+) -> None:
+    outcomes = await _generate(openai_services, 3, names=("Maud",))
+    assert [o.ok for o in outcomes] == [True, True, True]
+    assert outcomes[0].npc is not None and outcomes[0].npc.name == "Maud"
+    assert outcomes[0].npc.backend == "openai:fake-model"
+    assert len(openai_server.requests) == 3
+    body = openai_server.requests[0]
+    assert body["model"] == "fake-model" and body["stream"] is True
+    assert body["response_format"]["type"] == "json_schema"
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert schema["additionalProperties"] is False and "secret" in schema["required"]
+
+
+async def test_concurrency_limit_is_what_the_server_sees(
+    tmp_path, openai_server: FakeOpenAIServer, fake_sleep: FakeSleep
+) -> None:
+    openai_server.set_latency(0.15)
+    settings = make_settings(
+        tmp_path,
+        backend="openai",
+        openai_base_url=openai_server.base_url,
+        openai_model="fake-model",
+        max_concurrency=3,
+    )
+    services = Services(settings, sleep=fake_sleep)
+    outcomes = await _generate(services, 9)
+    assert all(o.ok for o in outcomes)
+    assert len(openai_server.requests) == 9
+    assert openai_server.max_in_flight == 3
+
+
+async def test_identical_requests_are_sent_once(
+    openai_services: Services, openai_server: FakeOpenAIServer
+) -> None:
+    outcomes = await _generate(openai_services, 5, names=("Ada", "Ada", "Bran", "Ada"))
+    assert len(outcomes) == 5 and all(o.ok for o in outcomes)
+    # unique: Ada, Bran, one unnamed
+    assert len(openai_server.requests) == 3
+    ada_ids = {outcomes[i].npc.id for i in (0, 1, 3)}  # type: ignore[union-attr]
+    assert len(ada_ids) == 1
+
+
+async def test_repair_call_only_for_invalid_output(
+    openai_services: Services, openai_server: FakeOpenAIServer
+) -> None:
+    outcomes = await _generate(openai_services, 2, names=("Ada", "Bran"))
+    assert all(o.ok and not o.npc.repaired for o in outcomes)  # type: ignore[union-attr]
+    assert len(openai_server.requests) == 2
+
+    openai_server.reset()
+    broken = dict(valid_profile("Ada"))
+    del broken["secret"]
+    openai_server.enqueue(Action(content=json.dumps(broken)))
+    outcomes = await _generate(openai_services, 1, names=("Ada",))
+    assert outcomes[0].ok and outcomes[0].npc.repaired  # type: ignore[union-attr]
+    assert len(openai_server.requests) == 2
+    repair_messages = openai_server.requests[1]["messages"]
+    assert repair_messages[-2]["role"] == "assistant"
+    assert "secret" in repair_messages[-1]["content"]
+
+
+async def test_invalid_twice_fails_that_npc_only(
+    openai_services: Services, openai_server: FakeOpenAIServer
+) -> None:
+    openai_server.enqueue(
+        Action(content="not json at all"), Action(content='{"name": "still broken"}')
+    )
+    outcomes = await _generate(openai_services, 1, names=("Ada",))
+    assert not outcomes[0].ok
+    assert "invalid character twice" in (outcomes[0].error or "")
+
+
+async def test_rate_limit_with_retry_after_is_retried(
+    openai_services: Services, openai_server: FakeOpenAIServer, fake_sleep: FakeSleep
+) -> None:
+    openai_server.fail(429, retry_after=2)
+    outcomes = await _generate(openai_services, 1, names=("Ada",))
+    assert outcomes[0].ok
+    assert len(openai_server.requests) == 2
+    assert fake_sleep.delays == [2.0]
+
+
+async def test_server_errors_are_retried_and_other_npcs_survive(
+    openai_services: Services, openai_server: FakeOpenAIServer
+) -> None:
+    openai_server.fail(500, times=2)
+    outcomes = await _generate(openai_services, 4)
+    assert all(o.ok for o in outcomes)
+    assert len(openai_server.requests) == 6
+
+
+async def test_one_npc_failing_keeps_the_rest(
+    tmp_path, openai_server: FakeOpenAIServer, fake_sleep: FakeSleep
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        backend="openai",
+        openai_base_url=openai_server.base_url,
+        openai_model="fake-model",
+        max_concurrency=1,
+        max_retries=0,
+    )
+    services = Services(settings, sleep=fake_sleep)
+    # One slot, FIFO: the first NPC gets the failure and, with no retries, keeps it.
+    openai_server.fail(503)
+    outcomes = await _generate(services, 3, names=("Ada", "Bran", "Cei"))
+    assert [o.ok for o in outcomes] == [False, True, True]
+    assert "HTTP 503" in (outcomes[0].error or "")
+
+
+async def test_timeout_is_a_retryable_unavailable_error(
+    tmp_path, openai_server: FakeOpenAIServer, fake_sleep: FakeSleep
+) -> None:
+    settings = make_settings(
+        tmp_path, backend="openai", openai_base_url=openai_server.base_url, openai_timeout=0.3
+    )
+    openai_server.enqueue(Action(latency=2.0))
+    backend = OpenAIBackend(settings)
+    spec = _specs(Services(settings), 1)[0]
+    with pytest.raises(BackendUnavailableError, match="within 0.3 s"):
+        await backend.complete_json(npc_request(spec))
+    await backend.aclose()
+
+
+async def test_falls_back_to_json_object_when_json_schema_is_rejected(
+    openai_services: Services, openai_server: FakeOpenAIServer
+) -> None:
+    openai_server.state.reject_json_schema = True
+    outcomes = await _generate(openai_services, 3, names=("Ada", "Bran", "Cei"))
+    assert all(o.ok for o in outcomes)
+    kinds = [body["response_format"]["type"] for body in openai_server.requests]
+    assert kinds.count("json_object") == 3
+    json_object_body = next(
+        b for b in openai_server.requests if b["response_format"]["type"] == "json_object"
+    )
+    assert "JSON schema" in json_object_body["messages"][0]["content"]
+    # After the first rejection, later NPCs go straight to json_object.
+    await _generate(openai_services, 1, names=("Dai",))
+    assert openai_server.requests[-1]["response_format"]["type"] == "json_object"
+
+
+async def test_stops_reading_once_the_object_is_complete(
+    openai_services: Services, openai_server: FakeOpenAIServer
+) -> None:
+    content = json.dumps(valid_profile("Ada"))
+    openai_server.enqueue(
+        Action(content=content, trailing=" and some chatter" * 200, chunk_delay=0.002)
+    )
+    outcomes = await _generate(openai_services, 1, names=("Ada",))
+    assert outcomes[0].ok
+    deadline = time.monotonic() + 5
+    while openai_server.state.streams_abandoned + openai_server.state.streams_finished == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert openai_server.state.streams_abandoned == 1
+    assert openai_server.state.streams_finished == 0
+
+
+async def test_unreachable_server_says_so(tmp_path, fake_sleep: FakeSleep) -> None:
+    settings = make_settings(
+        tmp_path, backend="openai", openai_base_url="http://127.0.0.1:9/v1", max_retries=0
+    )
+    outcomes = await _generate(Services(settings, sleep=fake_sleep), 1)
+    assert "cannot reach http://127.0.0.1:9/v1" in (outcomes[0].error or "")
+
+
+async def test_api_key_never_appears_in_errors(
+    openai_services: Services, openai_server: FakeOpenAIServer
+) -> None:
+    openai_server.fail(401)
+    outcomes = await _generate(openai_services, 1)
+    assert "API key" in (outcomes[0].error or "")
+    assert "sk-test-secret-123" not in (outcomes[0].error or "")
+    assert openai_server.requests  # the key was sent to the server, not shown to the user
+
+
+def test_missing_key_and_server_is_a_clear_config_error(settings: Settings) -> None:
+    backend = OpenAIBackend(settings)
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        backend._api_key()
+
+
+async def test_stream_chat_yields_deltas(
+    openai_settings: Settings, openai_server: FakeOpenAIServer
+) -> None:
+    openai_server.enqueue(Action(content="Well met, stranger.", chunk_size=4))
+    backend = OpenAIBackend(openai_settings)
+    parts = [part async for part in backend.stream_chat([{"role": "user", "content": "hi"}])]
+    await backend.aclose()
+    assert len(parts) > 1 and "".join(parts) == "Well met, stranger."
