@@ -12,10 +12,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from app import __version__
 from app.errors import NPCForgeError
+
+if TYPE_CHECKING:
+    from config import Settings
 
 log = logging.getLogger("npc_forge")
 
@@ -75,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _settings(args: argparse.Namespace) -> Settings:
     from config import get_settings
 
     return get_settings(
@@ -118,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(f"unhandled command {command}")  # argparse rejects others
 
 
-def _run_ui(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]
+def _run_ui(args: argparse.Namespace, settings: Settings) -> int:
     from app.clients import Services
     from app.ui import launch
 
@@ -126,7 +129,7 @@ def _run_ui(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyp
     return EXIT_OK
 
 
-def _list_backends(settings, out: TextIO) -> int:  # type: ignore[no-untyped-def]
+def _list_backends(settings: Settings, out: TextIO) -> int:
     from app.backends.registry import default_registry, resolve_backend_name
 
     chosen = resolve_backend_name(settings, "auto")
@@ -136,7 +139,7 @@ def _list_backends(settings, out: TextIO) -> int:  # type: ignore[no-untyped-def
     return EXIT_OK
 
 
-def _list_worlds(settings, out: TextIO) -> int:  # type: ignore[no-untyped-def]
+def _list_worlds(settings: Settings, out: TextIO) -> int:
     from app.services.worlds import list_world_files
 
     for name, path in list_world_files(Path(settings.assets_dir) / "worlds").items():

@@ -14,6 +14,8 @@ from app.services.worlds import resolve_world
 from utils.jsonio import atomic_write_bytes, dumps
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from app.models import NPC
     from config import Settings
 
@@ -24,7 +26,7 @@ def npc_line(npc: NPC) -> bytes:
     return dumps(npc.model_dump(mode="json")) + b"\n"
 
 
-def _progress(total: int, enabled: bool):  # type: ignore[no-untyped-def]
+def _progress(total: int, enabled: bool) -> tqdm[None]:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="npc", file=sys.stderr, disable=not enabled, dynamic_ncols=True)

@@ -23,14 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.backends.guard import GuardedBackend, RetryPolicy  # noqa: E402
-from app.clients import Services  # noqa: E402
-from app.models import World  # noqa: E402
-from app.services.generation import CastGenerator, CastRequest, collect, plan_cast  # noqa: E402
-from config import Settings  # noqa: E402
-from tests.doubles import ScriptedBackend  # noqa: E402
-from tests.fake_openai import FakeOpenAIServer  # noqa: E402
-from tests.npc_fixtures import npc_responder  # noqa: E402
+from app.backends.guard import GuardedBackend, RetryPolicy
+from app.clients import Services
+from app.models import World
+from app.services.generation import CastGenerator, CastRequest, collect, plan_cast
+from config import Settings
+from tests.doubles import ScriptedBackend
+from tests.fake_openai import FakeOpenAIServer
+from tests.npc_fixtures import npc_responder
 
 WORLD = World(name="Saltmere", era="Medieval", time_period="1340", detail="A fishing village.")
 

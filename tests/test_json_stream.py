@@ -1,6 +1,7 @@
 """The scanner that lets a streamed reply stop at the end of the JSON object."""
 
 import json
+from itertools import pairwise
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -37,7 +38,7 @@ def test_any_chunking_finds_the_same_object(cuts: list[int]) -> None:
     bounds = [0, *sorted(set(cuts)), len(text)]
     scanner = JSONObjectScanner()
     done_at = None
-    for index, (start, end) in enumerate(zip(bounds, bounds[1:], strict=False)):
+    for index, (start, end) in enumerate(pairwise(bounds)):
         if scanner.feed(text[start:end]) and done_at is None:
             done_at = index
     assert done_at is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -153,7 +154,7 @@ async def test_timeout_is_a_retryable_unavailable_error(
     openai_server.enqueue(Action(latency=2.0))
     backend = OpenAIBackend(settings)
     spec = _specs(Services(settings), 1)[0]
-    with pytest.raises(BackendUnavailableError, match="within 0.3 s"):
+    with pytest.raises(BackendUnavailableError, match=r"within 0\.3 s"):
         await backend.complete_json(npc_request(spec))
     await backend.aclose()
 
@@ -187,7 +188,7 @@ async def test_stops_reading_once_the_object_is_complete(
     deadline = time.monotonic() + 5
     while openai_server.state.streams_abandoned + openai_server.state.streams_finished == 0:
         assert time.monotonic() < deadline
-        time.sleep(0.01)
+        await asyncio.sleep(0.01)
     assert openai_server.state.streams_abandoned == 1
     assert openai_server.state.streams_finished == 0
 

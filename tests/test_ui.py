@@ -95,7 +95,7 @@ async def test_malformed_upload_is_a_clear_error(services: Services, tmp_path: P
     bad = tmp_path / "my_world.json"
     bad.write_text('{"era": 1')
     handlers = GenerateHandlers(services)
-    with pytest.raises(gr.Error, match="World file my_world.json: is not valid JSON"):
+    with pytest.raises(gr.Error, match=r"World file my_world\.json: is not valid JSON"):
         await _all(handlers.generate_npcs(NO_WORLD, str(bad), "", 2, "", [], "procedural", 0.9, 1))
 
 

@@ -53,7 +53,7 @@ def test_huge_world_file_is_refused() -> None:
 
 
 def test_missing_file_lists_shipped_worlds(tmp_path: Path) -> None:
-    with pytest.raises(WorldFileError, match="does not exist. Shipped worlds:"):
+    with pytest.raises(WorldFileError, match=r"does not exist\. Shipped worlds:"):
         resolve_world(
             world_path=Path("atlantis"), setting="", worlds_dir=WORLDS_DIR, max_setting_chars=100
         )

@@ -205,15 +205,15 @@ class OpenAIBackend(Backend):
         started = time.perf_counter()
         first_token: float | None = None
         scanner = JSONObjectScanner()
-        stream = await self._client().chat.completions.create(
-            model=self._model,
-            messages=self._messages(request, use_schema),  # type: ignore[arg-type]
-            response_format=self._response_format(request, use_schema),  # type: ignore[arg-type]
-            temperature=request.temperature,
-            seed=request.seed,
-            max_tokens=request.max_tokens or self._settings.openai_max_tokens,
-            stream=True,
-        )
+        options: dict[str, Any] = {
+            "model": self._model,
+            "messages": self._messages(request, use_schema),
+            "response_format": self._response_format(request, use_schema),
+            "temperature": request.temperature,
+            "seed": request.seed,
+            "max_tokens": request.max_tokens or self._settings.openai_max_tokens,
+        }
+        stream = await self._client().chat.completions.create(stream=True, **options)
         stopped_early = False
         try:
             async for chunk in stream:
@@ -245,13 +245,13 @@ class OpenAIBackend(Backend):
         import openai
 
         try:
-            stream = await self._client().chat.completions.create(
-                model=self._model,
-                messages=list(messages),  # type: ignore[arg-type]
-                temperature=temperature,
-                seed=seed,
-                stream=True,
-            )
+            options: dict[str, Any] = {
+                "model": self._model,
+                "messages": list(messages),
+                "temperature": temperature,
+                "seed": seed,
+            }
+            stream = await self._client().chat.completions.create(stream=True, **options)
             try:
                 async for chunk in stream:
                     if chunk.choices and chunk.choices[0].delta.content:

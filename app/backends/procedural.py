@@ -26,7 +26,8 @@ from app.models import NPC_TASK, World
 from config import Settings
 
 VERSION = "v1"
-GENDERS = (("male", 0.47), ("female", 0.47), ("non-binary", 0.06))
+GENDERS: tuple[str, ...] = ("male", "female", "non-binary")
+GENDER_WEIGHTS: tuple[float, ...] = (0.47, 0.47, 0.06)
 RELATIVES = ("sister", "brother", "mother", "father", "cousin", "uncle", "aunt", "daughter", "son")
 # Chance of drawing from the generic tables instead of the genre's, at temperature 1.
 GENERIC_MIX = 0.12
@@ -59,8 +60,7 @@ def _fingerprint(world: Mapping[str, Any]) -> str:
 
 
 def _pick_gender(rng: random.Random) -> str:
-    genders, weights = zip(*GENDERS, strict=True)
-    return rng.choices(genders, weights)[0]
+    return rng.choices(GENDERS, GENDER_WEIGHTS)[0]
 
 
 def _given_pool(culture: Culture, gender: str) -> tuple[str, ...]:

@@ -27,7 +27,8 @@ def _lazy_factory(target: str) -> BackendFactory:
 
     def factory(settings: Settings) -> Backend:
         backend_class = getattr(importlib.import_module(module_name), attribute)
-        return backend_class(settings)  # type: ignore[no-any-return]
+        backend: Backend = backend_class(settings)
+        return backend
 
     return factory
 

@@ -142,11 +142,11 @@ def plan_cast(
         raise InputError(
             f"Creativity (temperature) must be between 0 and 2; got {request.temperature}."
         )
-    for name in request.names:
-        if len(name) > MAX_NAME_CHARS:
-            raise InputError(
-                f"The name {name[:40]!r}... is longer than {MAX_NAME_CHARS} characters."
-            )
+    too_long = next((given for given in request.names if len(given) > MAX_NAME_CHARS), None)
+    if too_long is not None:
+        raise InputError(
+            f"The name {too_long[:40]!r}... is longer than {MAX_NAME_CHARS} characters."
+        )
     base_traits = tuple(dict.fromkeys(t.strip().lower() for t in request.traits if t.strip()))
     _check_traits(base_traits, personalities, "The chosen traits")
 
@@ -155,14 +155,13 @@ def plan_cast(
     avoid = tuple(dict.fromkeys(request.names))
     specs = []
     for index in range(request.count):
+        name: str | None = None
+        traits, slot = base_traits, index - len(request.names)
         if index < len(request.names):
-            name: str | None = request.names[index]
+            name, slot = request.names[index], -1
             extra = name_traits[index] if index < len(name_traits) else ()
             traits = tuple(dict.fromkeys(base_traits + extra))
-            _check_traits(traits, personalities, f"{name}")
-            slot = -1
-        else:
-            name, traits, slot = None, base_traits, index - len(request.names)
+            _check_traits(traits, personalities, name)
         specs.append(
             NPCSpec(
                 world=request.world,
