@@ -106,7 +106,12 @@ class FakeOpenAIServer:
         )
         self._lock = threading.Lock()
         self.port = _free_port()
-        app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
+        app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/stats", self._stats, methods=["GET"]),
+            ]
+        )
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
         )
@@ -171,7 +176,19 @@ class FakeOpenAIServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # -- the endpoint -----------------------------------------------------------
+    # -- the endpoints ----------------------------------------------------------
+    async def _stats(self, request: Request) -> Response:
+        """What a test in another process needs to know."""
+        state = self.state
+        return JSONResponse(
+            {
+                "requests": len(state.requests),
+                "max_in_flight": state.max_in_flight,
+                "streams_finished": state.streams_finished,
+                "streams_abandoned": state.streams_abandoned,
+            }
+        )
+
     def _next_action(self) -> Action:
         with self._lock:
             return self.state.actions.popleft() if self.state.actions else Action()
@@ -238,3 +255,24 @@ class FakeOpenAIServer:
                     self.state.streams_finished += 1
                 else:
                     self.state.streams_abandoned += 1
+
+
+def main() -> None:
+    """Serve in its own process (benchmarks): ``python -m tests.fake_openai --latency 0.2``.
+
+    Prints the base URL on the first line of stdout, then serves until killed.
+    """
+    import argparse
+
+    from tests.npc_fixtures import npc_responder
+
+    parser = argparse.ArgumentParser(description="fake OpenAI-compatible server on 127.0.0.1")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    args = parser.parse_args()
+    server = FakeOpenAIServer(latency=args.latency, responder=npc_responder)
+    print(server.base_url, flush=True)
+    server._server.run()
+
+
+if __name__ == "__main__":
+    main()
