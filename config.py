@@ -63,6 +63,16 @@ class Settings(BaseSettings):
     circuit_failure_threshold: int = Field(default=5, ge=1)
     circuit_reset_seconds: float = Field(default=30.0, ge=0)
 
+    # Response cache: memory LRU, then compact JSON files under cache_dir.
+    cache_enabled: bool = True
+    cache_dir: Path | None = None  # None = <data_dir>/cache
+    cache_memory_entries: int = Field(default=256, ge=1)
+    cache_max_entries: int = Field(default=10_000, ge=1)
+    cache_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    cache_pretty: bool = False  # indented JSON files, for people who read them
+    # Newest disk entries loaded into memory at start, in the background.
+    cache_warm_entries: int = Field(default=64, ge=0)
+
     max_npcs: int = Field(default=100, ge=1)
     max_setting_chars: int = Field(default=20_000, ge=100)
     default_temperature: float = Field(default=0.9, ge=0, le=2)
@@ -74,6 +84,10 @@ class Settings(BaseSettings):
 # embedded model on 2 cores runs one at a time.
 DEFAULT_CONCURRENCY: dict[BackendKind, int] = {"remote": 8, "local": 1}
 DEFAULT_REQUESTS_PER_MINUTE: dict[BackendKind, float | None] = {"remote": 600.0, "local": None}
+
+
+def resolved_cache_dir(settings: Settings) -> Path:
+    return settings.cache_dir or settings.data_dir / "cache"
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -71,7 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-url", help="OpenAI-compatible server URL, e.g. http://127.0.0.1:11434/v1"
     )
     gen.add_argument("-o", "--out", default="-", help="output .jsonl file (default: stdout)")
+    gen.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="ignore cached responses (new ones are still stored)",
+    )
     gen.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    cache = commands.add_parser("cache", help="show or clear the response cache")
+    cache.add_argument("action", choices=["stats", "clear"])
 
     commands.add_parser("backends", help="list the backends and which one 'auto' picks")
     commands.add_parser("worlds", help="list the shipped worlds")
@@ -108,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app.cli_generate import run_generate
 
             return asyncio.run(run_generate(args, settings))
+        if command == "cache":
+            return _cache_command(args.action, settings, sys.stdout)
         if command == "backends":
             return _list_backends(settings, sys.stdout)
         if command == "worlds":
@@ -126,6 +136,38 @@ def _run_ui(args: argparse.Namespace, settings: Settings) -> int:
     from app.ui import launch
 
     launch(Services(settings), host=args.host, port=args.port, share=args.share)
+    return EXIT_OK
+
+
+def _cache_command(action: str, settings: Settings, out: TextIO) -> int:
+    from app.clients import Services
+    from app.services.worlds import list_world_files, load_world_file
+
+    services = Services(settings)
+    cache = services.response_cache
+    if cache is None or cache.disk is None:
+        print("The response cache is off (NPC_FORGE_CACHE_ENABLED=false).", file=out)
+        return EXIT_OK
+    disk = cache.disk
+    if action == "clear":
+        print(f"Removed {disk.clear()} cached responses from {disk.directory}", file=out)
+        return EXIT_OK
+    # Read the assets once, so the file caches show what a start-up costs.
+    services.personalities  # noqa: B018
+    for path in list_world_files(services.worlds_dir).values():
+        load_world_file(path)
+    usage = disk.usage()
+    print(f"Response cache: {disk.directory}", file=out)
+    print(
+        f"  {usage.entries} entries (max {disk.max_entries}), "
+        f"{usage.bytes / 1024:.1f} KiB (max {disk.max_bytes / 1024 / 1024:.0f} MiB)",
+        file=out,
+    )
+    print(
+        "Hits and misses below count this process only; the running app's are in its Stats tab.",
+        file=out,
+    )
+    print(services.stats.table(), file=out)
     return EXIT_OK
 
 

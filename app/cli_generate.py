@@ -74,7 +74,7 @@ async def _generate(args: argparse.Namespace, services: Services) -> int:
     started = time.perf_counter()
     progress = _progress(len(specs), show_progress)
     try:
-        async for outcome in generator.run(specs):
+        async for outcome in generator.run(specs, use_cache=not args.no_cache):
             ordered[outcome.index] = outcome
             if outcome.npc is not None:
                 out.write(npc_line(outcome.npc).decode())
@@ -95,9 +95,11 @@ async def _generate(args: argparse.Namespace, services: Services) -> int:
 
     elapsed = time.perf_counter() - started
     done = len(specs) - len(failures)
+    cached = sum(1 for o in ordered if o is not None and o.npc is not None and o.npc.cached)
+    from_cache = f", {cached} from the cache" if cached else ""
     where = f" -> {args.out}" if to_file else ""
     print(
-        f"{done}/{len(specs)} NPCs from {generator.guarded.name} in {elapsed:.2f} s "
+        f"{done}/{len(specs)} NPCs from {generator.guarded.name}{from_cache} in {elapsed:.2f} s "
         f"(seed {specs[0].cast_seed}){where}",
         file=sys.stderr,
     )

@@ -7,16 +7,37 @@ asked for, and the OpenAI SDK is imported only by the openai backend.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 from functools import cached_property
 from pathlib import Path
 
 from app.backends.guard import Clock, GuardedBackend, RetryPolicy, Sleep
+from app.backends.procedural_tables import TABLES_CACHE, load_tables
 from app.backends.registry import BackendRegistry, default_registry, resolve_backend_name
-from app.personality import PersonalityData, load_personalities
+from app.cache.disk import DiskTier
+from app.cache.memory import MemoryTier
+from app.cache.response import ResponseCache
+from app.cache.stats import CacheStats, StatsRegistry
+from app.personality import PERSONALITY_CACHE, PersonalityData, load_personalities
 from app.services.generation import CastGenerator
-from app.services.worlds import list_world_files
-from config import DEFAULT_CONCURRENCY, DEFAULT_REQUESTS_PER_MINUTE, Settings
+from app.services.worlds import list_world_files, load_world_file
+from config import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_REQUESTS_PER_MINUTE,
+    Settings,
+    resolved_cache_dir,
+)
+from utils.cached_json import JSONFileCache, shared_cache
+from utils.watching import FolderWatcher
+
+log = logging.getLogger(__name__)
+
+
+def _json_file_stats(files: JSONFileCache) -> CacheStats:
+    hits, misses, evictions = files.counters.snapshot()
+    return CacheStats("json_files", hits, misses, len(files), files.maxsize, evictions)
 
 
 class Services:
@@ -45,8 +66,9 @@ class Services:
     def world_files(self) -> dict[str, Path]:
         return list_world_files(self.worlds_dir)
 
-    @cached_property
+    @property
     def personalities(self) -> PersonalityData:
+        # Not cached here: the loader re-parses only when the file changed.
         return load_personalities(self.settings.assets_dir / "personalities.json")
 
     def backend_names(self) -> list[str]:
@@ -78,7 +100,61 @@ class Services:
         return guarded
 
     def cast_generator(self, requested: str | None = None) -> CastGenerator:
-        return CastGenerator(self.backend(requested), self.personalities)
+        return CastGenerator(self.backend(requested), self.personalities, self.response_cache)
+
+    @cached_property
+    def response_cache(self) -> ResponseCache | None:
+        """Memory LRU + disk files, or None when caching is switched off."""
+        settings = self.settings
+        if not settings.cache_enabled:
+            return None
+        memory = MemoryTier(settings.cache_memory_entries)
+        disk = DiskTier(
+            resolved_cache_dir(settings),
+            max_entries=settings.cache_max_entries,
+            max_bytes=settings.cache_max_bytes,
+            pretty=settings.cache_pretty,
+        )
+        self.stats.register(memory.name, memory.stats)
+        self.stats.register(disk.name, disk.stats)
+        return ResponseCache(memory, disk)
+
+    @cached_property
+    def stats(self) -> StatsRegistry:
+        """Every cache's figures in one place (CLI, Stats tab, /metrics)."""
+        registry = StatsRegistry()
+        files = shared_cache()
+        registry.register("json_files", lambda: _json_file_stats(files))
+        registry.register(PERSONALITY_CACHE.name, PERSONALITY_CACHE.stats)
+        registry.register(TABLES_CACHE.name, TABLES_CACHE.stats)
+        return registry
+
+    def watch_assets(self) -> FolderWatcher:
+        """Start a watcher that re-reads edited asset and world files at once
+        (so a broken edit is reported when it is saved). Stop it with ``stop()``."""
+
+        def on_change(paths: set[Path]) -> None:
+            changed = {path for path in paths if path.suffix == ".json"}
+            if changed:
+                log.info("asset files changed: %s", ", ".join(sorted(p.name for p in changed)))
+                shared_cache().refresh(changed)
+
+        return FolderWatcher([self.settings.assets_dir], on_change).start()
+
+    async def warm_up(self) -> None:
+        """Load what the first request needs, off the request path: the shared
+        files, the personality data, the tables and the newest cached responses."""
+        await asyncio.gather(
+            asyncio.to_thread(lambda: self.personalities),
+            asyncio.to_thread(load_tables, self.settings.assets_dir),
+            *(asyncio.to_thread(load_world_file, path) for path in self.world_files().values()),
+            return_exceptions=True,
+        )
+        cache = self.response_cache
+        if cache is not None and cache.disk is not None and self.settings.cache_warm_entries:
+            entries = await asyncio.to_thread(cache.disk.newest, self.settings.cache_warm_entries)
+            for key, value in entries:
+                cache.memory.put(key, value)
 
     async def aclose(self) -> None:
         for guarded in self._backends.values():

@@ -86,6 +86,7 @@ class NPC(NPCProfile):
     seed: int
     schema_version: int = NPC_SCHEMA_VERSION
     repaired: bool = Field(default=False, description="True when a repair call fixed the output")
+    cached: bool = Field(default=False, description="True when this came from the response cache")
     timing: StageTimings | None = None
 
 

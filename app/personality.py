@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from app.cache.derived import DerivedCache
 from app.errors import InputError
-from utils.jsonio import read_json_bytes
+from utils.cached_json import shared_cache
 
 Polarity = Literal["positive", "neutral", "negative"]
 
@@ -93,7 +93,12 @@ def parse_personalities(raw: object, source: str) -> PersonalityData:
     return PersonalityData(traits=traits, archetypes=archetypes)
 
 
-@lru_cache(maxsize=8)
+# Parsed once per version of the file; the JSON read itself is cached by mtime.
+PERSONALITY_CACHE: DerivedCache[PersonalityData] = DerivedCache("personalities", maxsize=128)
+
+
 def load_personalities(path: Path) -> PersonalityData:
-    """Parse the personality file once per path."""
-    return parse_personalities(read_json_bytes(path.read_bytes()), path.name)
+    """Typed personality data, re-parsed only when the file changed."""
+    resolved = path.resolve()
+    raw = shared_cache().read(resolved)
+    return PERSONALITY_CACHE.get(resolved, (raw,), lambda: parse_personalities(raw, resolved.name))

@@ -60,11 +60,18 @@ class Backend(ABC):
     kind: ClassVar[BackendKind] = "remote"
     supports_schema: ClassVar[bool] = False
     can_stream: ClassVar[bool] = False
+    # Whether responses are worth caching (False when recomputing is cheaper).
+    cache_responses: ClassVar[bool] = True
 
     @property
     @abstractmethod
     def name(self) -> str:
         """Identity used in cache keys and results, e.g. ``openai:gpt-4o-mini``."""
+
+    @property
+    def cache_identity(self) -> str:
+        """What must match for two responses to be interchangeable (cache keys)."""
+        return self.name
 
     @abstractmethod
     async def complete_json(self, request: JSONRequest) -> JSONReply:

@@ -138,6 +138,11 @@ class OpenAIBackend(Backend):
         return f"openai:{self._model}"
 
     @property
+    def cache_identity(self) -> str:
+        # The same model name on two servers (Ollama vs vLLM) is two models.
+        return f"{self.name}@{self.base_url}"
+
+    @property
     def base_url(self) -> str:
         return self._settings.openai_base_url or "https://api.openai.com/v1"
 

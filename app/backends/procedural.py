@@ -281,6 +281,8 @@ class ProceduralBackend(Backend):
     kind = "local"
     supports_schema = True
     can_stream = False
+    # Drafting an NPC takes less time than reading it back from disk.
+    cache_responses = False
 
     def __init__(self, settings: Settings) -> None:
         self._assets_dir = Path(settings.assets_dir)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from app.cache.derived import DerivedCache
 from app.personality import PersonalityData, load_personalities
-from utils.jsonio import read_json_bytes
+from utils.cached_json import shared_cache
 
 GENERIC = "generic"
 
@@ -83,8 +83,9 @@ def _tuple(values: Any) -> tuple[str, ...]:
     return tuple(str(value) for value in values or ())
 
 
-def _load(path: Path) -> Any:
-    return read_json_bytes(path.read_bytes())
+TABLE_FILES = ("genres.json", "names.json", "occupations.json", "npc_tables.json")
+# Built once per version of the table files (reads are cached by mtime).
+TABLES_CACHE: DerivedCache[Tables] = DerivedCache("procedural_tables", maxsize=4)
 
 
 def _keyword_pattern(keyword: str) -> re.Pattern[str]:
@@ -92,9 +93,26 @@ def _keyword_pattern(keyword: str) -> re.Pattern[str]:
     return re.compile(r"(?<![a-z0-9])" + re.escape(keyword.lower()) + r"(?![a-z0-9])")
 
 
-@lru_cache(maxsize=4)
 def load_tables(assets_dir: Path) -> Tables:
-    """Read and type every table under ``assets_dir`` once."""
+    """Every table under ``assets_dir``, rebuilt only when a file changed."""
+    assets_dir = assets_dir.resolve()
+    files = shared_cache()
+    genres, names, occupations, npc = (files.read(assets_dir / name) for name in TABLE_FILES)
+    personalities = load_personalities(assets_dir / "personalities.json")
+    return TABLES_CACHE.get(
+        assets_dir,
+        (genres, names, occupations, npc, personalities),
+        lambda: _build_tables(genres, names, occupations, npc, personalities),
+    )
+
+
+def _build_tables(
+    raw_genres: Any,
+    raw_names: Any,
+    raw_occupations: Any,
+    raw_npc: Any,
+    personalities: PersonalityData,
+) -> Tables:
     genres = {
         genre_id: Genre(
             id=genre_id,
@@ -105,7 +123,7 @@ def load_tables(assets_dir: Path) -> Tables:
             factions=_tuple(raw.get("factions")),
             items=_tuple(raw.get("items")),
         )
-        for genre_id, raw in _load(assets_dir / "genres.json").items()
+        for genre_id, raw in raw_genres.items()
     }
     cultures = {
         culture_id: Culture(
@@ -119,7 +137,7 @@ def load_tables(assets_dir: Path) -> Tables:
             epithets=_tuple(raw.get("epithets")),
             format=raw.get("format", "{given} {family}"),
         )
-        for culture_id, raw in _load(assets_dir / "names.json").items()
+        for culture_id, raw in raw_names.items()
     }
     occupations = {
         genre_id: tuple(
@@ -131,11 +149,11 @@ def load_tables(assets_dir: Path) -> Tables:
             )
             for item in items
         )
-        for genre_id, items in _load(assets_dir / "occupations.json").items()
+        for genre_id, items in raw_occupations.items()
     }
     npc = {
         genre_id: {table: _tuple(entries) for table, entries in tables.items()}
-        for genre_id, tables in _load(assets_dir / "npc_tables.json").items()
+        for genre_id, tables in raw_npc.items()
     }
     patterns = {
         genre_id: tuple(_keyword_pattern(keyword) for keyword in genre.keywords)
@@ -146,6 +164,6 @@ def load_tables(assets_dir: Path) -> Tables:
         cultures=cultures,
         occupations=occupations,
         npc=npc,
-        personalities=load_personalities(assets_dir / "personalities.json"),
+        personalities=personalities,
         _patterns=patterns,
     )

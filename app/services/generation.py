@@ -15,11 +15,14 @@ import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import ValidationError
 
 from app.backends.base import JSONReply, JSONRequest
 from app.backends.guard import GuardedBackend
+from app.cache.keys import response_key
+from app.cache.response import ResponseCache
 from app.errors import GenerationError, InputError, NPCForgeError
 from app.models import NPC, NPC_SCHEMA_VERSION, NPCProfile, StageTimings, World
 from app.personality import PersonalityData
@@ -195,11 +198,17 @@ def validate_reply(reply: JSONReply) -> tuple[NPCProfile | None, list[str]]:
 
 
 class CastGenerator:
-    """Runs casts against one guarded backend."""
+    """Runs casts against one guarded backend, through the response cache."""
 
-    def __init__(self, guarded: GuardedBackend, personalities: PersonalityData) -> None:
+    def __init__(
+        self,
+        guarded: GuardedBackend,
+        personalities: PersonalityData,
+        cache: ResponseCache | None = None,
+    ) -> None:
         self.guarded = guarded
         self.personalities = personalities
+        self.cache = cache if guarded.backend.cache_responses else None
         self.repairs = 0
 
     async def _call(
@@ -213,11 +222,8 @@ class CastGenerator:
         timings.parse_ms += (time.perf_counter() - started) * 1000
         return profile, problems, reply.raw
 
-    async def generate_one(self, spec: NPCSpec) -> NPC:
-        """One NPC; a repair call only when the first output is invalid."""
-        started = time.perf_counter()
-        timings = StageTimings()
-        request = npc_request(spec)
+    async def _profile(self, request: JSONRequest, timings: StageTimings) -> dict[str, Any]:
+        """A valid profile from the backend; one repair call only if the first is invalid."""
         profile, problems, raw = await self._call(request, timings)
         repaired = False
         if profile is None:
@@ -235,11 +241,31 @@ class CastGenerator:
                     f"{'; '.join(second_problems[:3])}"
                 )
             repaired = True
+        return {"profile": profile.model_dump(), "repaired": repaired}
+
+    async def generate_one(self, spec: NPCSpec, *, use_cache: bool = True) -> NPC:
+        """One NPC, from the cache when allowed and present."""
+        started = time.perf_counter()
+        timings = StageTimings()
+        request = npc_request(spec)
+        if self.cache is None:
+            result, source = await self._profile(request, timings), "computed"
+        else:
+            key = response_key(self.guarded.backend.cache_identity, request, NPC_SCHEMA_VERSION)
+            result, source = await self.cache.get_or_compute(
+                key, lambda: self._profile(request, timings), refresh=not use_cache
+            )
+        profile = NPCProfile.model_validate(result["profile"])
         timings.total_ms = (time.perf_counter() - started) * 1000
-        return self._finish(spec, profile, repaired, timings)
+        return self._finish(spec, profile, bool(result["repaired"]), timings, source != "computed")
 
     def _finish(
-        self, spec: NPCSpec, profile: NPCProfile, repaired: bool, timings: StageTimings
+        self,
+        spec: NPCSpec,
+        profile: NPCProfile,
+        repaired: bool,
+        timings: StageTimings,
+        cached: bool,
     ) -> NPC:
         data = profile.model_dump()
         if spec.name:  # the designer's name wins over the model's
@@ -254,10 +280,13 @@ class CastGenerator:
             backend=self.guarded.name,
             seed=spec.seed,
             repaired=repaired,
+            cached=cached,
             timing=timings,
         )
 
-    async def run(self, specs: Sequence[NPCSpec]) -> AsyncIterator[NPCOutcome]:
+    async def run(
+        self, specs: Sequence[NPCSpec], *, use_cache: bool = True
+    ) -> AsyncIterator[NPCOutcome]:
         """Yield one outcome per position, in the order they finish.
 
         Leaving the loop early (the user cancelled) cancels the NPCs still running;
@@ -270,7 +299,7 @@ class CastGenerator:
 
         async def worker(spec: NPCSpec) -> None:
             try:
-                npc = await self.generate_one(spec)
+                npc = await self.generate_one(spec, use_cache=use_cache)
             except NPCForgeError as exc:
                 await queue.put((spec, None, str(exc)))
             except Exception as exc:  # a bug must not take the rest of the cast with it

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from app.errors import InputError, WorldFileError
 from app.models import World
+from utils.cached_json import BrokenJSONError, JSONFileCache, shared_cache
 from utils.jsonio import read_json_bytes
 
 MAX_WORLD_FILE_BYTES = 1_000_000
@@ -35,37 +36,55 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def parse_world(data: bytes | str, *, source: str, default_name: str) -> World:
-    """Parse and validate world JSON; every problem becomes a WorldFileError."""
-    if len(data) > MAX_WORLD_FILE_BYTES:
-        raise WorldFileError(
-            source,
-            f"is {len(data):,} bytes; the limit is {MAX_WORLD_FILE_BYTES:,}. Shorten the detail.",
-        )
-    try:
-        raw = read_json_bytes(data)
-    except ValueError as exc:
-        raise WorldFileError(source, f"is not valid JSON ({exc}). {WORLD_FORMAT_HINT}") from None
+def _validate(raw: object, *, source: str, default_name: str) -> World:
     if not isinstance(raw, dict):
         raise WorldFileError(
             source, f"must hold a JSON object, not {type(raw).__name__}. {WORLD_FORMAT_HINT}"
         )
-    raw.setdefault("name", default_name)
+    values = {"name": default_name, **raw}  # a copy: cached data is shared
     try:
-        return World.model_validate(raw)
+        return World.model_validate(values)
     except ValidationError as exc:
         raise WorldFileError(source, f"{_describe(exc)}. {WORLD_FORMAT_HINT}") from None
 
 
-def load_world_file(path: Path) -> World:
-    """Read a world file from disk."""
+def _too_big(size: int, source: str) -> WorldFileError:
+    return WorldFileError(
+        source, f"is {size:,} bytes; the limit is {MAX_WORLD_FILE_BYTES:,}. Shorten the detail."
+    )
+
+
+def parse_world(data: bytes | str, *, source: str, default_name: str) -> World:
+    """Parse and validate world JSON; every problem becomes a WorldFileError."""
+    if len(data) > MAX_WORLD_FILE_BYTES:
+        raise _too_big(len(data), source)
     try:
-        data = path.read_bytes()
+        raw = read_json_bytes(data)
+    except ValueError as exc:
+        raise WorldFileError(source, f"is not valid JSON ({exc}). {WORLD_FORMAT_HINT}") from None
+    return _validate(raw, source=source, default_name=default_name)
+
+
+def load_world_file(path: Path, files: JSONFileCache | None = None) -> World:
+    """Read a world file through the mtime-keyed JSON cache.
+
+    A broken edit of a file that loaded before keeps its last good version
+    (the cache logs a warning); a file that never parsed is an error.
+    """
+    try:
+        size = path.stat().st_size
+        if size > MAX_WORLD_FILE_BYTES:
+            raise _too_big(size, path.name)
+        raw = (files or shared_cache()).read(path)
     except FileNotFoundError:
         raise WorldFileError(str(path), "does not exist. Check the path.") from None
+    except BrokenJSONError as exc:
+        raise WorldFileError(
+            path.name, f"is not valid JSON ({exc.problem}). {WORLD_FORMAT_HINT}"
+        ) from None
     except OSError as exc:
         raise WorldFileError(str(path), f"cannot be read ({exc.strerror}).") from None
-    return parse_world(data, source=path.name, default_name=world_name_from_path(path))
+    return _validate(raw, source=path.name, default_name=world_name_from_path(path))
 
 
 def list_world_files(worlds_dir: Path) -> dict[str, Path]:

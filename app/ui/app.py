@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 import gradio as gr
@@ -9,6 +11,7 @@ import gradio as gr
 from app import __version__
 from app.clients import Services
 from app.ui.generate_tab import build_generate
+from utils.watching import FolderWatcher
 
 
 def app_css(services: Services) -> str:
@@ -31,7 +34,19 @@ def launch_options(services: Services) -> dict[str, Any]:
     return {"css": app_css(services), "footer_links": ["api", "settings"]}
 
 
+def start_background_work(services: Services) -> FolderWatcher:
+    """Warm the caches in a thread (never delaying start-up) and watch assets/."""
+    threading.Thread(
+        target=lambda: asyncio.run(services.warm_up()), name="npc-forge-warm-up", daemon=True
+    ).start()
+    return services.watch_assets()
+
+
 def launch(services: Services, *, host: str | None, port: int | None, share: bool) -> None:
     """Serve the UI until interrupted; None host/port read GRADIO_SERVER_NAME/PORT."""
     demo = create_app(services)
-    demo.launch(server_name=host, server_port=port, share=share, **launch_options(services))
+    watcher = start_background_work(services)
+    try:
+        demo.launch(server_name=host, server_port=port, share=share, **launch_options(services))
+    finally:
+        watcher.stop()

@@ -16,6 +16,7 @@ from app.models import World
 from app.services.generation import CastRequest, NPCSpec, parse_name_lines, plan_cast
 from app.services.worlds import load_world_file, resolve_world, with_setting_notes
 from app.ui.cast_view import CastView
+from utils.cached_json import shared_cache
 from utils.jsonio import atomic_write_bytes, dumps
 
 NO_WORLD = "(none: use the setting text)"
@@ -48,6 +49,11 @@ class GenerateHandlers:
     def world_choices(self) -> list[str]:
         return [NO_WORLD, *self.services.world_files()]
 
+    def world_dropdown(self, current: str | None) -> dict[str, Any]:
+        """Fresh choices (world files may have been added or removed), keeping the pick."""
+        choices = self.world_choices()
+        return gr.update(choices=choices, value=current if current in choices else NO_WORLD)
+
     def _world(self, choice: str | None, upload: str | None, setting: str | None) -> World:
         settings = self.services.settings
         if upload:
@@ -58,6 +64,12 @@ class GenerateHandlers:
         )
         if choice and choice != NO_WORLD and path is None:
             raise InputError(f"The world {choice!r} is not available any more; pick another one.")
+        problem = shared_cache().problem(path) if path is not None else None
+        if path is not None and problem:
+            gr.Warning(
+                f"{path.name} has a broken edit ({problem}); using its last good version. "
+                "Fix the file and it is picked up at once."
+            )
         return resolve_world(
             world_path=path,
             setting=setting,
@@ -107,7 +119,12 @@ class GenerateHandlers:
         return view.html(), view.as_json(), file, view.status(), view
 
     async def _stream(
-        self, view: CastView, positions: list[int], backend: str | None, progress: ProgressFn
+        self,
+        view: CastView,
+        positions: list[int],
+        backend: str | None,
+        progress: ProgressFn,
+        use_cache: bool = True,
     ) -> AsyncIterator[Outputs]:
         generator = self.services.cast_generator(backend)
         specs = [view.specs[index] for index in positions]
@@ -115,7 +132,7 @@ class GenerateHandlers:
         last_update = 0.0
         progress((view.done, view.total), desc="Generating")
         yield self._outputs(view, final=False)
-        async for outcome in generator.run(specs):
+        async for outcome in generator.run(specs, use_cache=use_cache):
             outcome.index = positions[outcome.index]
             view.apply(outcome)
             progress((view.done, view.total), desc="Generating")
@@ -137,9 +154,14 @@ class GenerateHandlers:
         backend: str | None,
         temperature: float | None,
         seed: float | int | str | None,
+        use_cache: bool = True,
         progress: ProgressFn = lambda *args, **kwargs: None,
     ) -> AsyncIterator[Outputs]:
-        """Generate a cast; yields (cards, cast JSON, file, status, state) as NPCs finish."""
+        """Generate a cast; yields (cards, cast JSON, file, status, state) as NPCs finish.
+
+        ``use_cache`` False regenerates on purpose: cached responses are ignored
+        (and replaced). A different seed is a different request anyway.
+        """
         try:
             specs = self.plan(
                 world_choice, world_file, setting, count, names, traits, temperature, seed
@@ -148,7 +170,8 @@ class GenerateHandlers:
         except NPCForgeError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         view = CastView(specs=specs, backend=name)
-        async for outputs in self._stream(view, list(range(len(specs))), backend, progress):
+        positions = list(range(len(specs)))
+        async for outputs in self._stream(view, positions, backend, progress, bool(use_cache)):
             yield outputs
 
     async def retry_failed(
@@ -212,6 +235,10 @@ def build_generate(services: Services) -> None:
                     label="Creativity (temperature)",
                 )
                 seed = gr.Number(value=None, precision=0, label="Seed (empty = random)")
+                use_cache = gr.Checkbox(
+                    value=True,
+                    label="Use cached results (untick to regenerate with the same seed)",
+                )
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary")
                 stop = gr.Button("Stop", variant="stop")
@@ -235,12 +262,14 @@ def build_generate(services: Services) -> None:
         backend: str | None,
         temperature: float,
         seed: float | None,
+        use_cache: bool = True,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> AsyncIterator[Outputs]:
         """Generate a cast of NPCs: cards, the cast as JSON, a JSON file, a status line."""
         async for outputs in handlers.generate_npcs(
-            world, world_file, setting, count, names, traits, backend, temperature, seed, progress
-        ):
+            world, world_file, setting, count, names, traits, backend, temperature, seed,
+            use_cache=use_cache, progress=progress,
+        ):  # fmt: skip
             yield outputs
 
     async def retry_failed(
@@ -253,9 +282,10 @@ def build_generate(services: Services) -> None:
             yield outputs
 
     outputs = [cards, cast_json, download, status, state]
+    form = [world, world_file, setting, count, names, traits, backend, temperature, seed, use_cache]
     event = generate.click(
         generate_npcs,
-        inputs=[world, world_file, setting, count, names, traits, backend, temperature, seed],
+        inputs=form,
         outputs=outputs,
         api_name="generate_npcs",
         show_progress_on=[status],
@@ -269,3 +299,5 @@ def build_generate(services: Services) -> None:
         show_progress_on=[status],
     )
     stop.click(None, None, None, cancels=[event, retry_event], api_visibility="private")
+    # World files may be added, removed or edited while the app runs.
+    world.focus(handlers.world_dropdown, inputs=[world], outputs=[world], api_visibility="private")

@@ -26,7 +26,11 @@ def _timing(npc: NPC) -> str:
 def npc_card(npc: NPC, position: int) -> str:
     """One finished NPC."""
     lines = "".join(f"<li>“{escape(line)}”</li>" for line in npc.sample_lines)
-    badges = '<span class="npc-badge">repaired</span>' if npc.repaired else ""
+    badges = "".join(
+        f'<span class="npc-badge">{label}</span>'
+        for label, shown in (("cached", npc.cached), ("repaired", npc.repaired))
+        if shown
+    )
     return (
         f'<article class="npc-card" data-npc-id="{escape(npc.id)}">'
         f'<header><span class="npc-pos">#{position}</span>'

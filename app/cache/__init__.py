@@ -1,0 +1,1 @@
+"""Caches: cached JSON reads live in utils; response tiers and stats here."""

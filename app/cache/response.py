@@ -1,0 +1,101 @@
+"""The two-tier response cache: memory, then disk, then compute once.
+
+Concurrent callers of one missing key share a single computation (no
+stampede); writers of one key are serialised by an asyncio.Lock in-process
+and by the disk tier's file lock across processes. Disk I/O runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from app.cache.disk import DiskTier
+from app.cache.memory import MemoryTier
+
+Source = Literal["memory", "disk", "computed"]
+
+
+class ResponseCache:
+    def __init__(self, memory: MemoryTier, disk: DiskTier | None = None) -> None:
+        self.memory = memory
+        self.disk = disk
+        # Futures and locks belong to one event loop; keep a set per loop.
+        self._inflight: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, asyncio.Future[Any]]
+        ] = weakref.WeakKeyDictionary()
+        self._write_locks: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, asyncio.Lock]
+        ] = weakref.WeakKeyDictionary()
+
+    async def get(self, key: str) -> tuple[Any, Source | None]:
+        value = self.memory.get(key)
+        if value is not None:
+            return value, "memory"
+        if self.disk is not None:
+            value = await asyncio.to_thread(self.disk.get, key)
+            if value is not None:
+                self.memory.put(key, value)
+                return value, "disk"
+        return None, None
+
+    async def put(self, key: str, value: Any) -> None:
+        self.memory.put(key, value)
+        if self.disk is None:
+            return
+        locks = self._write_locks.setdefault(asyncio.get_running_loop(), {})
+        lock = locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                await asyncio.to_thread(self.disk.put, key, value)
+        finally:
+            if not lock.locked() and locks.get(key) is lock:
+                del locks[key]
+
+    async def get_or_compute(
+        self, key: str, compute: Callable[[], Awaitable[Any]], *, refresh: bool = False
+    ) -> tuple[Any, Source]:
+        """The cached value, or ``compute()`` run once however many ask at once.
+
+        ``refresh`` skips the lookup (regenerate on purpose) but stores the result.
+        """
+        if not refresh:
+            value = self.memory.get(key)
+            if value is not None:
+                return value, "memory"
+        inflight = self._inflight.setdefault(asyncio.get_running_loop(), {})
+        if key in inflight:
+            shared = inflight[key]
+            try:
+                return await asyncio.shield(shared), "memory"
+            except asyncio.CancelledError:
+                if not shared.cancelled():
+                    raise  # we were cancelled ourselves
+            # The caller computing it was cancelled; compute it for ourselves.
+            return await self.get_or_compute(key, compute, refresh=refresh)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        inflight[key] = future
+        try:
+            source: Source = "computed"
+            value = None
+            if not refresh and self.disk is not None:
+                value = await asyncio.to_thread(self.disk.get, key)
+                if value is not None:
+                    self.memory.put(key, value)
+                    source = "disk"
+            if value is None:
+                value = await compute()
+                await self.put(key, value)
+            future.set_result(value)
+            return value, source
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # waiters re-raise it; mark it retrieved for the loop
+            raise
+        finally:
+            del inflight[key]

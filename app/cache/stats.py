@@ -1,0 +1,68 @@
+"""One registry of cache statistics: every cache reports the same figures."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """A snapshot of one cache."""
+
+    name: str
+    hits: int
+    misses: int
+    size: int
+    maxsize: int | None
+    evictions: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "hit_rate": round(self.hit_rate, 4)}
+
+
+StatsSource = Callable[[], CacheStats]
+
+
+class StatsRegistry:
+    """Caches register a ``stats()`` callable under a unique name."""
+
+    def __init__(self) -> None:
+        self._sources: dict[str, StatsSource] = {}
+        self._lock = threading.Lock()
+
+    def register(self, name: str, source: StatsSource) -> None:
+        with self._lock:
+            self._sources[name] = source
+
+    def names(self) -> list[str]:
+        return sorted(self._sources)
+
+    def snapshot(self) -> list[CacheStats]:
+        with self._lock:
+            sources = list(self._sources.values())
+        return sorted((source() for source in sources), key=lambda stats: stats.name)
+
+    def table(self) -> str:
+        """The snapshot as an aligned text table (CLI)."""
+        rows = [("cache", "hits", "misses", "hit rate", "size", "max", "evictions")]
+        for s in self.snapshot():
+            rows.append(
+                (s.name, str(s.hits), str(s.misses), f"{s.hit_rate:.1%}", str(s.size),
+                 "-" if s.maxsize is None else str(s.maxsize), str(s.evictions))
+            )  # fmt: skip
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        return "\n".join(
+            "  ".join(
+                cell.ljust(width) if i == 0 else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+            )
+            for row in rows
+        )
