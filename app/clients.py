@@ -53,7 +53,7 @@ class Services:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
-        self.registry = registry or default_registry()
+        self.registry = registry if registry is not None else default_registry()
         self._guard_options: dict[str, object] = {
             key: value for key, value in (("clock", clock), ("sleep", sleep), ("rng", rng)) if value
         }

@@ -83,5 +83,5 @@ def get_backend(
     name: str | None, settings: Settings, registry: BackendRegistry | None = None
 ) -> Backend:
     """Create the backend for a name (or ``auto``)."""
-    registry = registry or default_registry()
+    registry = registry if registry is not None else default_registry()
     return registry.create(resolve_backend_name(settings, name), settings)

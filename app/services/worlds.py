@@ -75,7 +75,7 @@ def load_world_file(path: Path, files: JSONFileCache | None = None) -> World:
         size = path.stat().st_size
         if size > MAX_WORLD_FILE_BYTES:
             raise _too_big(size, path.name)
-        raw = (files or shared_cache()).read(path)
+        raw = (files if files is not None else shared_cache()).read(path)
     except FileNotFoundError:
         raise WorldFileError(str(path), "does not exist. Check the path.") from None
     except BrokenJSONError as exc:
