@@ -10,6 +10,7 @@ import pytest
 
 from app.clients import Services
 from app.ui.generate_tab import NO_WORLD, GenerateHandlers
+from app.ui.personalities_tab import PersonalityHandlers
 from tests.fake_openai import FakeOpenAIServer
 
 
@@ -120,6 +121,37 @@ async def test_failed_npcs_show_and_retry_fills_them(
     assert "npc-failed" not in html and len(cast["npcs"]) == 3 and file
     assert kept <= {npc["id"] for npc in cast["npcs"]}  # the earlier NPCs were kept as they were
     assert len(openai_server.requests) == 4
+
+
+async def test_same_seed_again_comes_from_the_cache_unless_regenerating(
+    openai_services: Services, openai_server: FakeOpenAIServer
+) -> None:
+    handlers = GenerateHandlers(openai_services)
+    world = _world_name(handlers)
+    args = (world, None, "", 2, "", [], "openai", 0.9, 3)
+    await _all(handlers.generate_npcs(*args))
+    html = (await _all(handlers.generate_npcs(*args)))[-1][0]
+    assert html.count(">cached<") == 2 and len(openai_server.requests) == 2
+    html = (await _all(handlers.generate_npcs(*args, use_cache=False)))[-1][0]
+    assert ">cached<" not in html and len(openai_server.requests) == 4
+
+
+def test_world_list_refreshes(services: Services, tmp_path: Path) -> None:
+    handlers = GenerateHandlers(services)
+    update = handlers.world_dropdown("No Such World")
+    assert update["value"] == NO_WORLD and update["choices"] == handlers.world_choices()
+
+
+def test_personalities_browse_filters(services: Services) -> None:
+    handlers = PersonalityHandlers(services)
+    data = services.personalities
+    trait = next(t for t in data.traits.values() if t.opposite)
+    traits, _, summary = handlers.browse(trait.name, "all")
+    names = [row[0] for row in traits["value"]]
+    assert trait.name in names and trait.opposite in names  # matched by name and by opposite
+    only = handlers.browse("", trait.polarity)[0]["value"]
+    assert {row[1] for row in only} == {trait.polarity}
+    assert f"of {len(data.traits)} traits" in summary
 
 
 @pytest.mark.server
