@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from app import __version__
 from app.errors import NPCForgeError
+from app.logs import configure_logging
 
 if TYPE_CHECKING:
     from config import Settings
@@ -81,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     cache = commands.add_parser("cache", help="show or clear the response cache")
     cache.add_argument("action", choices=["stats", "clear"])
 
+    stats = commands.add_parser("stats", help="print a running app's cache and latency figures")
+    stats.add_argument(
+        "--url", default="http://127.0.0.1:7860", help="the app's address (default %(default)s)"
+    )
+    stats.add_argument("--json", action="store_true", help="print the raw JSON")
+
     commands.add_parser("backends", help="list the backends and which one 'auto' picks")
     commands.add_parser("worlds", help="list the shipped worlds")
     return parser
@@ -98,6 +105,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
+def _secrets(settings: Settings) -> list[str]:
+    key = settings.openai_api_key
+    return [key.get_secret_value()] if key is not None else []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "ui"
@@ -106,9 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         print(f"error: invalid setting: {exc}".splitlines()[0], file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, _secrets(settings))
     try:
         if command == "ui":
             return _run_ui(args, settings)
@@ -118,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_generate(args, settings))
         if command == "cache":
             return _cache_command(args.action, settings, sys.stdout)
+        if command == "stats":
+            from app.cli_stats import print_stats
+
+            return print_stats(args.url, as_json=args.json, out=sys.stdout)
         if command == "backends":
             return _list_backends(settings, sys.stdout)
         if command == "worlds":

@@ -20,6 +20,7 @@ from app.cache.disk import DiskTier
 from app.cache.memory import MemoryTier
 from app.cache.response import ResponseCache
 from app.cache.stats import CacheStats, StatsRegistry
+from app.metrics import Metrics
 from app.personality import PERSONALITY_CACHE, PersonalityData, load_personalities
 from app.services.generation import CastGenerator
 from app.services.worlds import list_world_files, load_world_file
@@ -94,13 +95,25 @@ class Services:
                 ),
                 breaker_threshold=settings.circuit_failure_threshold,
                 breaker_reset_seconds=settings.circuit_reset_seconds,
+                metrics=self.metrics,
                 **self._guard_options,  # type: ignore[arg-type]
             )
             self._backends[name] = guarded
         return guarded
 
+    def active_backends(self) -> list[GuardedBackend]:
+        """The backends used so far in this process."""
+        return list(self._backends.values())
+
     def cast_generator(self, requested: str | None = None) -> CastGenerator:
-        return CastGenerator(self.backend(requested), self.personalities, self.response_cache)
+        return CastGenerator(
+            self.backend(requested), self.personalities, self.response_cache, self.metrics
+        )
+
+    @cached_property
+    def metrics(self) -> Metrics:
+        """Prometheus metrics on this app's own registry, caches included."""
+        return Metrics(cache_stats=self.stats.snapshot)
 
     @cached_property
     def response_cache(self) -> ResponseCache | None:

@@ -235,7 +235,7 @@ def test_stats_registry_lists_every_cache(openai_services: Services) -> None:
     ):
         assert name in names
     table = openai_services.stats.table()
-    assert table.splitlines()[0].split()[:3] == ["cache", "hits", "misses"]
+    assert table.splitlines()[0].split()[:3] == ["name", "hits", "misses"]
 
 
 def test_cache_command_stats_and_clear(

@@ -18,6 +18,7 @@ from aiolimiter import AsyncLimiter
 
 from app.backends.base import Backend, JSONReply, JSONRequest
 from app.errors import BackendError, CircuitOpenError
+from app.metrics import CIRCUIT_STATES, Metrics
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -100,8 +101,10 @@ class GuardedBackend:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.backend = backend
+        self.metrics = metrics
         self.concurrency = concurrency
         self.requests_per_minute = requests_per_minute
         self.retry = retry
@@ -118,6 +121,15 @@ class GuardedBackend:
         self._limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopLimits] = (
             weakref.WeakKeyDictionary()
         )
+        if metrics is not None:
+            metrics.concurrency_limit.labels(backend.name).set(concurrency)
+            self._publish()
+
+    def _publish(self) -> None:
+        """Push the gauges (in-flight calls, circuit state) to the metrics."""
+        if self.metrics is not None:
+            self.metrics.in_flight.labels(self.name).set(self.in_flight)
+            self.metrics.circuit_state.labels(self.name).set(CIRCUIT_STATES[self.breaker.state])
 
     @property
     def name(self) -> str:
@@ -142,10 +154,12 @@ class GuardedBackend:
                 await limits.limiter.acquire()
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._publish()
             try:
                 yield
             finally:
                 self.in_flight -= 1
+                self._publish()
 
     async def complete_json(self, request: JSONRequest) -> JSONReply:
         """Call the backend with limits and retries.
@@ -155,12 +169,14 @@ class GuardedBackend:
         """
         queued = 0.0
         attempt = 0
+        operation = "repair" if request.inputs.get("repair") else request.task
         while True:
             self.breaker.before_call()
             start = self._clock()
             async with self._slot():
                 queued += self._clock() - start
                 self.calls += 1
+                called = self._clock()
                 try:
                     reply = await self.backend.complete_json(request)
                 except BackendError as exc:
@@ -169,10 +185,22 @@ class GuardedBackend:
                     self.breaker.record_success()
                     reply.stats["queue_ms"] = queued * 1000
                     reply.stats["attempts"] = attempt + 1
+                    self._record(operation, "ok", self._clock() - called, reply.stats)
                     return reply
             self.breaker.record_failure(error)
-            if not error.retryable or attempt >= self.retry.max_retries:
+            retrying = error.retryable and attempt < self.retry.max_retries
+            self._record(operation, "retried" if retrying else "failed", 0.0, {})
+            if not retrying:
                 raise error
             self.retries += 1
             await self._sleep(self.retry.delay(attempt, error.retry_after, self._rng))
             attempt += 1
+
+    def _record(self, operation: str, status: str, seconds: float, stats: dict[str, float]) -> None:
+        if self.metrics is None:
+            return
+        ttft_ms = stats.get("ttft_ms")
+        self.metrics.backend_call(
+            self.name, operation, status, seconds, None if ttft_ms is None else ttft_ms / 1000
+        )
+        self._publish()

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from utils.text_table import format_table
+
 
 @dataclass(frozen=True, slots=True)
 class CacheStats:
@@ -28,6 +30,7 @@ class CacheStats:
         return {**asdict(self), "hit_rate": round(self.hit_rate, 4)}
 
 
+TABLE_COLUMNS = ("name", "hits", "misses", "hit_rate", "size", "maxsize", "evictions")
 StatsSource = Callable[[], CacheStats]
 
 
@@ -52,17 +55,5 @@ class StatsRegistry:
 
     def table(self) -> str:
         """The snapshot as an aligned text table (CLI)."""
-        rows = [("cache", "hits", "misses", "hit rate", "size", "max", "evictions")]
-        for s in self.snapshot():
-            rows.append(
-                (s.name, str(s.hits), str(s.misses), f"{s.hit_rate:.1%}", str(s.size),
-                 "-" if s.maxsize is None else str(s.maxsize), str(s.evictions))
-            )  # fmt: skip
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        return "\n".join(
-            "  ".join(
-                cell.ljust(width) if i == 0 else cell.rjust(width)
-                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-            )
-            for row in rows
-        )
+        rows = [{**s.as_dict(), "hit_rate": f"{s.hit_rate:.1%}"} for s in self.snapshot()]
+        return format_table(rows, TABLE_COLUMNS)

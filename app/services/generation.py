@@ -24,6 +24,7 @@ from app.backends.guard import GuardedBackend
 from app.cache.keys import response_key
 from app.cache.response import ResponseCache
 from app.errors import GenerationError, InputError, NPCForgeError
+from app.metrics import Metrics
 from app.models import NPC, NPC_SCHEMA_VERSION, NPCProfile, StageTimings, World
 from app.personality import PersonalityData
 from app.services.prompts import npc_request, repair_request
@@ -205,10 +206,12 @@ class CastGenerator:
         guarded: GuardedBackend,
         personalities: PersonalityData,
         cache: ResponseCache | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.guarded = guarded
         self.personalities = personalities
         self.cache = cache if guarded.backend.cache_responses else None
+        self.metrics = metrics
         self.repairs = 0
 
     async def _call(
@@ -241,6 +244,10 @@ class CastGenerator:
                     f"{'; '.join(second_problems[:3])}"
                 )
             repaired = True
+            if self.metrics is not None:
+                self.metrics.backend_requests.labels(
+                    self.guarded.name, request.task, "repaired"
+                ).inc()
         return {"profile": profile.model_dump(), "repaired": repaired}
 
     async def generate_one(self, spec: NPCSpec, *, use_cache: bool = True) -> NPC:
@@ -309,15 +316,67 @@ class CastGenerator:
                 await queue.put((spec, npc, None))
 
         tasks = [asyncio.create_task(worker(spec)) for spec in positions]
+        started = time.perf_counter()
+        finished: list[tuple[NPCSpec, NPC | None, str | None]] = []
         try:
             for _ in range(len(tasks)):
                 spec, npc, error = await queue.get()
+                finished.append((spec, npc, error))
+                self._record_npc(npc)
                 for index in positions[spec]:
                     yield NPCOutcome(index=index, spec=spec, npc=npc, error=error)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self._record_batch(finished, len(positions), time.perf_counter() - started)
+
+    def _record_npc(self, npc: NPC | None) -> None:
+        if self.metrics is None:
+            return
+        stages = None
+        if npc is not None and npc.timing is not None and not npc.cached:
+            t = npc.timing
+            stages = {
+                "queue": t.queue_ms,
+                "backend": t.backend_ms,
+                "parse": t.parse_ms,
+                "repair": t.repair_ms,
+                "total": t.total_ms,
+            }
+        self.metrics.npc_done(self.guarded.name, npc is not None, stages)
+
+    def _record_batch(
+        self, finished: list[tuple[NPCSpec, NPC | None, str | None]], planned: int, seconds: float
+    ) -> None:
+        """One log line per cast, and its per-NPC breakdown for the Stats tab."""
+        npcs = [npc for _, npc, _ in finished if npc is not None]
+        cancelled = planned - len(finished)
+        log.info(
+            "cast from %s: %d ok, %d failed, %d cached, %d repaired%s in %.2f s",
+            self.guarded.name,
+            len(npcs),
+            len(finished) - len(npcs),
+            sum(npc.cached for npc in npcs),
+            sum(npc.repaired for npc in npcs),
+            f", {cancelled} cancelled" if cancelled else "",
+            seconds,
+        )
+        if self.metrics is None:
+            return
+        breakdown: list[dict[str, float | str]] = [
+            {
+                "npc": npc.name,
+                "queue": npc.timing.queue_ms,
+                "backend": npc.timing.backend_ms,
+                "parse": npc.timing.parse_ms,
+                "repair": npc.timing.repair_ms,
+                "total": npc.timing.total_ms,
+            }
+            for npc in npcs
+            if npc.timing is not None
+        ]
+        self.metrics.batch_done(self.guarded.name, seconds, breakdown)
 
 
 async def collect(outcomes: AsyncIterator[NPCOutcome], count: int) -> list[NPCOutcome]:

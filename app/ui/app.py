@@ -11,6 +11,9 @@ import gradio as gr
 from app import __version__
 from app.clients import Services
 from app.ui.generate_tab import build_generate
+from app.ui.personalities_tab import build_personalities
+from app.ui.routes import add_routes
+from app.ui.stats_tab import build_stats
 from utils.watching import FolderWatcher
 
 
@@ -21,10 +24,16 @@ def app_css(services: Services) -> str:
 
 def create_app(services: Services) -> gr.Blocks:
     """Build the Blocks without launching them."""
+    services.response_cache  # noqa: B018 - registers its tiers with the stats registry
     with gr.Blocks(title="NPC Forge", analytics_enabled=False) as demo:
         gr.Markdown(f"# NPC Forge <small>v{__version__}</small>")
-        with gr.Tabs(), gr.Tab("Generate", id="generate"):
-            build_generate(services)
+        with gr.Tabs():
+            with gr.Tab("Generate", id="generate"):
+                build_generate(services)
+            with gr.Tab("Personalities", id="personalities"):
+                build_personalities(services)
+            with gr.Tab("Stats", id="stats"):
+                build_stats(services)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
 
@@ -42,11 +51,28 @@ def start_background_work(services: Services) -> FolderWatcher:
     return services.watch_assets()
 
 
-def launch(services: Services, *, host: str | None, port: int | None, share: bool) -> None:
-    """Serve the UI until interrupted; None host/port read GRADIO_SERVER_NAME/PORT."""
+def serve(
+    services: Services, *, host: str | None = None, port: int | None = None, share: bool = False
+) -> gr.Blocks:
+    """Start the UI (and /metrics, /stats.json, /healthz) without blocking."""
     demo = create_app(services)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        prevent_thread_lock=True,
+        **launch_options(services),
+    )
+    add_routes(demo.app, services)
+    return demo
+
+
+def launch(services: Services, *, host: str | None, port: int | None, share: bool) -> None:
+    """Serve until interrupted; None host/port read GRADIO_SERVER_NAME/PORT."""
     watcher = start_background_work(services)
+    demo = serve(services, host=host, port=port, share=share)
     try:
-        demo.launch(server_name=host, server_port=port, share=share, **launch_options(services))
+        demo.block_thread()
     finally:
         watcher.stop()
+        demo.close()

@@ -1,0 +1,118 @@
+"""The Stats tab: cache hit rates, latency percentiles, TTFT, plots, concurrency."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from app.cache.stats import TABLE_COLUMNS
+from app.clients import Services
+from app.metrics import LATENCY_BUCKETS
+from app.services.observability import (
+    CONCURRENCY_COLUMNS,
+    LATENCY_COLUMNS,
+    concurrency_rows,
+    latency_rows,
+    latency_series,
+    stats_snapshot,
+)
+
+STAGES = ["queue", "backend", "parse", "repair"]
+REFRESH_SECONDS = 5.0
+
+
+def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{column: row.get(column) for column in columns} for row in rows], columns=columns
+    )
+
+
+class StatsHandlers:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def caches(self) -> pd.DataFrame:
+        rows = [stats.as_dict() for stats in self.services.stats.snapshot()]
+        for row in rows:
+            row["hit_rate"] = f"{row['hit_rate']:.1%}"
+        return _table(rows, TABLE_COLUMNS)
+
+    def latency(self) -> pd.DataFrame:
+        return _table(latency_rows(self.services), LATENCY_COLUMNS)
+
+    def concurrency(self) -> pd.DataFrame:
+        return _table(concurrency_rows(self.services), CONCURRENCY_COLUMNS)
+
+    def latency_over_time(self) -> pd.DataFrame:
+        rows = latency_series(self.services)
+        frame = pd.DataFrame(rows, columns=["time", "latency_ms", "series"])
+        frame["time"] = [datetime.fromtimestamp(t, UTC) for t in frame["time"]]
+        return frame
+
+    def histogram(self) -> pd.DataFrame:
+        """Recent call latencies counted into the Prometheus buckets."""
+        edges = [*LATENCY_BUCKETS, float("inf")]
+        counts = dict.fromkeys(edges, 0)
+        for row in latency_series(self.services):
+            seconds = row["latency_ms"] / 1000
+            counts[next(edge for edge in edges if seconds <= edge)] += 1
+        labels = [f"<= {edge:g} s" if edge != float("inf") else "> 120 s" for edge in edges]
+        return pd.DataFrame({"bucket": labels, "calls": list(counts.values())})
+
+    def breakdown(self) -> pd.DataFrame:
+        """The last cast: one stacked bar per NPC, by stage."""
+        rows = [
+            {"npc": row["npc"], "stage": stage, "ms": row[stage]}
+            for row in self.services.metrics.last_batch
+            for stage in STAGES
+        ]
+        return pd.DataFrame(rows, columns=["npc", "stage", "ms"])
+
+    def refresh(self) -> tuple[Any, ...]:
+        return (
+            self.caches(),
+            self.latency(),
+            self.concurrency(),
+            self.latency_over_time(),
+            self.histogram(),
+            self.breakdown(),
+        )
+
+
+def build_stats(services: Services) -> None:
+    handlers = StatsHandlers(services)
+    with gr.Row():
+        refresh = gr.Button("Refresh", scale=0)
+        gr.Markdown(f"Refreshes every {REFRESH_SECONDS:g} s. Prometheus: `/metrics`.")
+    caches = gr.Dataframe(handlers.caches, label="Caches", interactive=False)
+    latency = gr.Dataframe(
+        handlers.latency, label="Backend latency (recent calls)", interactive=False
+    )
+    concurrency = gr.Dataframe(handlers.concurrency, label="Concurrency", interactive=False)
+    with gr.Row():
+        over_time = gr.LinePlot(
+            handlers.latency_over_time, x="time", y="latency_ms", color="series",
+            title="Latency over time", height=280,
+        )  # fmt: skip
+        histogram = gr.BarPlot(
+            handlers.histogram, x="bucket", y="calls", title="Latency histogram", height=280,
+            sort=None,
+        )  # fmt: skip
+    breakdown = gr.BarPlot(
+        handlers.breakdown, x="npc", y="ms", color="stage",
+        title="Last cast: time per NPC by stage", height=320, sort=None,
+    )  # fmt: skip
+    outputs = [caches, latency, concurrency, over_time, histogram, breakdown]
+    timer = gr.Timer(REFRESH_SECONDS)
+    timer.tick(handlers.refresh, None, outputs, api_visibility="private", show_progress="hidden")
+    refresh.click(handlers.refresh, None, outputs, api_visibility="private")
+
+    def stats() -> dict[str, Any]:
+        """Every cache, latency and concurrency figure as JSON (what the tab shows)."""
+        return stats_snapshot(services)
+
+    gr.api(stats, api_name="stats")
