@@ -73,6 +73,15 @@ class Settings(BaseSettings):
     # Newest disk entries loaded into memory at start, in the background.
     cache_warm_entries: int = Field(default=64, ge=0)
 
+    # NPC library (ChromaDB): embedded under data_dir/chroma, or a Chroma server
+    # (`chroma run --path DIR --host 127.0.0.1 --port 8000`) when a host is set,
+    # which is how several app instances share one library.
+    chroma_host: str | None = None
+    chroma_port: int = Field(default=8000, ge=1, le=65535)
+    embedding_threads: int = Field(default=1, ge=1, le=64)
+    # Keep every NPC the UI generates in the library.
+    library_autosave: bool = True
+
     max_npcs: int = Field(default=100, ge=1)
     max_setting_chars: int = Field(default=20_000, ge=100)
     default_temperature: float = Field(default=0.9, ge=0, le=2)

@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="ignore cached responses (new ones are still stored)",
     )
     gen.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    gen.add_argument(
+        "--save",
+        action="store_true",
+        help="also keep the NPCs in the library, avoiding names it already has in this world",
+    )
 
     cache = commands.add_parser("cache", help="show or clear the response cache")
     cache.add_argument("action", choices=["stats", "clear"])

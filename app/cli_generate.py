@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from app.clients import Services
-from app.services.generation import CastRequest, NPCOutcome, parse_name_lines, plan_cast
+from app.services.generation import (
+    CastRequest,
+    NPCOutcome,
+    new_cast_seed,
+    parse_name_lines,
+    plan_cast,
+)
 from app.services.worlds import resolve_world
 from utils.jsonio import atomic_write_bytes, dumps
 
@@ -49,13 +55,18 @@ async def _generate(args: argparse.Namespace, services: Services) -> int:
         max_setting_chars=settings.max_setting_chars,
     )
     named = [entry for line in args.name for entry in parse_name_lines(line)]
+    cast_seed = args.seed if args.seed is not None else new_cast_seed()
+    avoid: set[str] = set()
+    if args.save:  # only then is Chroma opened (and imported)
+        avoid = await services.library.used_names(world.name, except_cast_seed=cast_seed)
     request = CastRequest(
         world=world,
         count=args.count,
         names=tuple(name for name, _ in named),
         traits=tuple(args.traits),
         temperature=settings.default_temperature if args.temperature is None else args.temperature,
-        seed=args.seed,
+        seed=cast_seed,
+        avoid=tuple(sorted(avoid)),
     )
     specs = plan_cast(
         request,
@@ -93,11 +104,16 @@ async def _generate(args: argparse.Namespace, services: Services) -> int:
         lines = b"".join(npc_line(o.npc) for o in ordered if o is not None and o.npc is not None)
         atomic_write_bytes(Path(args.out), lines)
 
+    finished = [o.npc for o in ordered if o is not None and o.npc is not None]
+    if args.save and finished:
+        await services.library.save(finished)
+        services.remember_world(world)
     elapsed = time.perf_counter() - started
     done = len(specs) - len(failures)
     cached = sum(1 for o in ordered if o is not None and o.npc is not None and o.npc.cached)
     from_cache = f", {cached} from the cache" if cached else ""
     where = f" -> {args.out}" if to_file else ""
+    where += " (saved to the library)" if args.save and finished else ""
     print(
         f"{done}/{len(specs)} NPCs from {generator.guarded.name}{from_cache} in {elapsed:.2f} s "
         f"(seed {specs[0].cast_seed}){where}",

@@ -12,6 +12,7 @@ import logging
 import random
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.backends.guard import Clock, GuardedBackend, RetryPolicy, Sleep
 from app.backends.procedural_tables import TABLES_CACHE, load_tables
@@ -20,9 +21,13 @@ from app.cache.disk import DiskTier
 from app.cache.memory import MemoryTier
 from app.cache.response import ResponseCache
 from app.cache.stats import CacheStats, StatsRegistry
+from app.errors import NPCForgeError
 from app.metrics import Metrics
+from app.models import World
 from app.personality import PERSONALITY_CACHE, PersonalityData, load_personalities
 from app.services.generation import CastGenerator
+from app.services.library import Library
+from app.services.refine import Refiner
 from app.services.worlds import list_world_files, load_world_file
 from config import (
     DEFAULT_CONCURRENCY,
@@ -31,9 +36,18 @@ from config import (
     resolved_cache_dir,
 )
 from utils.cached_json import JSONFileCache, shared_cache
+from utils.jsonio import atomic_write_bytes, dumps
 from utils.watching import FolderWatcher
 
+if TYPE_CHECKING:
+    from app.store.npc_store import NPCStore
+
 log = logging.getLogger(__name__)
+
+
+def safe_world_filename(name: str) -> str:
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in name.strip().lower())
+    return f"{stem.strip('_')[:80] or 'world'}.json"
 
 
 def _json_file_stats(files: JSONFileCache) -> CacheStats:
@@ -109,6 +123,43 @@ class Services:
         return CastGenerator(
             self.backend(requested), self.personalities, self.response_cache, self.metrics
         )
+
+    def refiner(self, requested: str | None = None) -> Refiner:
+        return Refiner(self.backend(requested), self.personalities)
+
+    @cached_property
+    def library(self) -> Library:
+        """The NPC library; Chroma is opened (and imported) on first use."""
+        settings = self.settings
+
+        def open_store() -> NPCStore:
+            from app.store.npc_store import NPCStore
+
+            return NPCStore.from_settings(settings)
+
+        return Library(open_store)
+
+    @property
+    def library_worlds_dir(self) -> Path:
+        return Path(self.settings.data_dir) / "worlds"
+
+    def remember_world(self, world: World) -> None:
+        """Keep the world of a saved cast, so later edits have its context."""
+        path = self.library_worlds_dir / safe_world_filename(world.name)
+        atomic_write_bytes(path, dumps(world.model_dump(), pretty=True))
+
+    def world_for(self, name: str) -> World:
+        """The world an NPC belongs to: shipped, remembered, or just its name."""
+        for path in (
+            self.world_files().get(name),
+            self.library_worlds_dir / safe_world_filename(name),
+        ):
+            if path is not None and path.is_file():
+                try:
+                    return load_world_file(path)
+                except NPCForgeError:
+                    continue
+        return World(name=name, era=name, time_period="unspecified")
 
     @cached_property
     def metrics(self) -> Metrics:

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from app.cache.stats import CacheStats
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
-STAGES = ("queue", "backend", "parse", "repair", "total")
+STAGES = ("queue", "backend", "parse", "repair", "store", "total")
 CIRCUIT_STATES = {"closed": 0, "half-open": 1, "open": 2}
 
 
@@ -182,6 +182,13 @@ class Metrics:
         self.npcs.labels(backend, "ok" if ok else "failed").inc()
         for stage, ms in (stages_ms or {}).items():
             self.stage_seconds.labels(backend, stage).observe(ms / 1000)
+
+    def store_done(self, backend: str, seconds: float, count: int) -> None:
+        """One batched library write: each NPC's share is its store stage."""
+        if count:
+            share = seconds / count
+            for _ in range(count):
+                self.stage_seconds.labels(backend, "store").observe(share)
 
     def batch_done(
         self, backend: str, seconds: float, breakdown: list[dict[str, float | str]]

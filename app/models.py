@@ -13,8 +13,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NPC_SCHEMA_VERSION = 1
-# The task name backends see for "write one NPC profile".
+# Task names backends see: write one NPC profile, rewrite one field of an NPC,
+# connect the NPCs of a cast.
 NPC_TASK = "npc_profile"
+FIELD_TASK = "npc_field"
+RELATIONSHIPS_TASK = "relationships"
 
 # Bounds a game designer would not hit and a broken model easily would.
 _SHORT = 120
@@ -77,6 +80,35 @@ class StageTimings(BaseModel):
     total_ms: float = 0.0
 
 
+RELATIONSHIP_TYPES = (
+    "ally", "rival", "family", "mentor", "student", "lover", "enemy", "friend",
+    "employer", "employee", "debtor", "creditor", "acquaintance",
+)  # fmt: skip
+
+
+class Relationship(BaseModel):
+    """A directed tie from one NPC to another."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    target_id: str = Field(min_length=1, description="id of the other NPC")
+    target_name: str = Field(min_length=1, max_length=_SHORT)
+    type: str = Field(min_length=1, max_length=40, description="ally, rival, family, ...")
+    weight: float = Field(ge=-1.0, le=1.0, description="-1 hostile .. 1 devoted")
+    secret: bool = Field(default=False, description="True when others do not know of it")
+    description: str = Field(default="", max_length=400, description="one line")
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        value = value.lower()
+        if value not in RELATIONSHIP_TYPES:
+            raise ValueError(
+                f"unknown relationship type {value!r}; use one of {', '.join(RELATIONSHIP_TYPES)}"
+            )
+        return value
+
+
 class NPC(NPCProfile):
     """A generated character with its provenance."""
 
@@ -84,10 +116,13 @@ class NPC(NPCProfile):
     world: str = Field(description="Name of the world the NPC belongs to")
     backend: str = Field(description="Backend name, e.g. procedural:v1 or openai:gpt-4o-mini")
     seed: int
+    cast_seed: int | None = Field(default=None, description="seed of the cast it came from")
     schema_version: int = NPC_SCHEMA_VERSION
     repaired: bool = Field(default=False, description="True when a repair call fixed the output")
     cached: bool = Field(default=False, description="True when this came from the response cache")
     timing: StageTimings | None = None
+    tags: list[str] = Field(default_factory=list, description="free labels for the library")
+    relationships: list[Relationship] = Field(default_factory=list)
 
 
 _UNSUPPORTED_SCHEMA_KEYS = frozenset(

@@ -45,7 +45,13 @@ def fake_sleep() -> FakeSleep:
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"data_dir": tmp_path / "data", "backend": "procedural"}
+    # The library (Chroma) is on for the tests that are about it, off elsewhere:
+    # opening it costs a second and is not what those tests check.
+    values: dict[str, object] = {
+        "data_dir": tmp_path / "data",
+        "backend": "procedural",
+        "library_autosave": False,
+    }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
 

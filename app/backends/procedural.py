@@ -20,9 +20,10 @@ from typing import Any
 import orjson
 
 from app.backends.base import Backend, JSONReply, JSONRequest
+from app.backends.procedural_relationships import draft_relationships
 from app.backends.procedural_tables import GENERIC, Culture, Genre, Tables, load_tables
 from app.errors import BackendCapabilityError
-from app.models import NPC_TASK, World
+from app.models import FIELD_TASK, NPC_TASK, RELATIONSHIPS_TASK, World
 from config import Settings
 
 VERSION = "v1"
@@ -68,8 +69,12 @@ def _given_pool(culture: Culture, gender: str) -> tuple[str, ...]:
     return culture.given[key] or culture.given["neutral"] or culture.given["male"]
 
 
-def _full_name(culture: Culture, given: str, rng: random.Random) -> str:
-    family = rng.choice(culture.family) if culture.family else ""
+def _full_name(culture: Culture, given: str, gender: str, rng: random.Random) -> str:
+    family = ""
+    if culture.family:
+        index = rng.randrange(len(culture.family))
+        feminine = gender == "female" and len(culture.family_female) == len(culture.family)
+        family = (culture.family_female if feminine else culture.family)[index]
     epithet = rng.choice(culture.epithets) if culture.epithets else ""
     return " ".join(culture.format.format(given=given, family=family, epithet=epithet).split())
 
@@ -100,7 +105,7 @@ def _cast_names(
         # Prefer distinct first names too; accept a repeat only when the pool runs dry.
         if given.lower() in taken_given and attempts < 40 * count:
             continue
-        full = _full_name(culture, given, rng)
+        full = _full_name(culture, given, gender, rng)
         if full.lower() in taken_full:
             if attempts > 400 * count:  # every combination used: number them
                 full = f"{full} {len(names) + 2}"
@@ -136,6 +141,16 @@ class NPCDrafter:
         self.required_traits = [t.lower() for t in inputs.get("traits", ())]
         self.name, self.given, self.gender = self._name(inputs, world_id)
         self.occupation_title, self.age = self._occupation()
+        # Fields the designer locked: later text must agree with them.
+        locked: Mapping[str, Any] = inputs.get("locked") or {}
+        if locked.get("name"):
+            self.name = str(locked["name"])
+            self.given = self.name.split()[0]
+        self.gender = str(locked.get("gender") or self.gender)
+        self.occupation_title = str(locked.get("occupation") or self.occupation_title)
+        self.age = int(locked.get("age") or self.age)
+        if locked.get("personality_traits"):
+            self.required_traits = [str(t).lower() for t in locked["personality_traits"]]
         # One place, faction, item and acquaintance per NPC, so the story hangs together.
         self.values = _Blanks(
             name=self.name,
@@ -296,11 +311,20 @@ class ProceduralBackend(Backend):
         return load_tables(self._assets_dir)
 
     async def complete_json(self, request: JSONRequest) -> JSONReply:
-        if request.task != NPC_TASK:
-            raise BackendCapabilityError(self.name, f"cannot do the task {request.task!r}")
         started = time.perf_counter()
-        profile = NPCDrafter(self.tables, request.inputs, request.seed, request.temperature).draft()
+        if request.task == NPC_TASK:
+            data: dict[str, Any] = self._drafter(request).draft()
+        elif request.task == FIELD_TASK:
+            field = str(request.inputs["field"])
+            data = {field: self._drafter(request).draft()[field]}
+        elif request.task == RELATIONSHIPS_TASK:
+            data = {"relationships": draft_relationships(request.inputs["cast"], request.seed)}
+        else:
+            raise BackendCapabilityError(self.name, f"cannot do the task {request.task!r}")
         elapsed_ms = (time.perf_counter() - started) * 1000
         return JSONReply(
-            raw=orjson.dumps(profile).decode(), data=profile, stats={"backend_ms": elapsed_ms}
+            raw=orjson.dumps(data).decode(), data=data, stats={"backend_ms": elapsed_ms}
         )
+
+    def _drafter(self, request: JSONRequest) -> NPCDrafter:
+        return NPCDrafter(self.tables, request.inputs, request.seed, request.temperature)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,9 @@ class Culture:
     family: tuple[str, ...]
     epithets: tuple[str, ...]
     format: str
+    # Cultures whose family names change with gender (Julius -> Julia) list the
+    # feminine forms in the same order; empty means the one list serves all.
+    family_female: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,10 @@ class Tables:
         return scores
 
     def detect_genre(self, text: str, weighted_text: str = "") -> str:
+        # Every NPC of a cast asks about the same world: scan its text once.
+        return _detect_genre(self, text, weighted_text)
+
+    def _detect_uncached(self, text: str, weighted_text: str) -> str:
         scores = self.genre_scores(text, weighted_text)
         best = max(scores, key=lambda genre: (scores[genre], genre != GENERIC), default=GENERIC)
         return best if scores.get(best, 0) > 0 else GENERIC
@@ -81,6 +89,11 @@ class Tables:
 
 def _tuple(values: Any) -> tuple[str, ...]:
     return tuple(str(value) for value in values or ())
+
+
+@lru_cache(maxsize=256)
+def _detect_genre(tables: Tables, text: str, weighted_text: str) -> str:
+    return tables._detect_uncached(text, weighted_text)
 
 
 TABLE_FILES = ("genres.json", "names.json", "occupations.json", "npc_tables.json")
@@ -134,6 +147,7 @@ def _build_tables(
                 "neutral": _tuple(raw.get("given_neutral")),
             },
             family=_tuple(raw.get("family")),
+            family_female=_tuple(raw.get("family_female")),
             epithets=_tuple(raw.get("epithets")),
             format=raw.get("format", "{given} {family}"),
         )

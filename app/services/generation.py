@@ -17,17 +17,16 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from app.backends.base import JSONReply, JSONRequest
 from app.backends.guard import GuardedBackend
 from app.cache.keys import response_key
 from app.cache.response import ResponseCache
-from app.errors import GenerationError, InputError, NPCForgeError
+from app.errors import InputError, NPCForgeError
 from app.metrics import Metrics
 from app.models import NPC, NPC_SCHEMA_VERSION, NPCProfile, StageTimings, World
 from app.personality import PersonalityData
-from app.services.prompts import npc_request, repair_request
+from app.services.prompts import npc_request
+from app.services.validated import complete_validated
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,12 @@ class CastRequest:
     traits: tuple[str, ...] = ()
     temperature: float = 0.9
     seed: int | None = None
+    # Names already used in this world (the library): the generator avoids them.
+    avoid: tuple[str, ...] = ()
+
+
+# Prompts list at most this many names to avoid; more costs tokens for little.
+MAX_AVOID_NAMES = 150
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,10 @@ class NPCOutcome:
     @property
     def ok(self) -> bool:
         return self.npc is not None
+
+
+def new_cast_seed() -> int:
+    return random.SystemRandom().randrange(2**31)
 
 
 def world_key(world: World) -> str:
@@ -154,9 +163,9 @@ def plan_cast(
     base_traits = tuple(dict.fromkeys(t.strip().lower() for t in request.traits if t.strip()))
     _check_traits(base_traits, personalities, "The chosen traits")
 
-    cast_seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**31)
+    cast_seed = request.seed if request.seed is not None else new_cast_seed()
     key = world_key(request.world)
-    avoid = tuple(dict.fromkeys(request.names))
+    avoid = tuple(dict.fromkeys((*request.names, *request.avoid)))[:MAX_AVOID_NAMES]
     specs = []
     for index in range(request.count):
         name: str | None = None
@@ -181,21 +190,8 @@ def plan_cast(
     return specs
 
 
-def _problems(error: ValidationError) -> list[str]:
-    return [
-        f"{'.'.join(str(p) for p in item['loc']) or 'object'}: {item['msg']}"
-        for item in error.errors()[:10]
-    ]
-
-
-def validate_reply(reply: JSONReply) -> tuple[NPCProfile | None, list[str]]:
-    """The profile, or the list of problems to show in a repair call."""
-    if not reply.ok:
-        return None, [reply.parse_error or "unparseable output"]
-    try:
-        return NPCProfile.model_validate(reply.data), []
-    except ValidationError as exc:
-        return None, _problems(exc)
+def parse_profile(reply: JSONReply) -> NPCProfile:
+    return NPCProfile.model_validate(reply.data)
 
 
 class CastGenerator:
@@ -214,40 +210,12 @@ class CastGenerator:
         self.metrics = metrics
         self.repairs = 0
 
-    async def _call(
-        self, request: JSONRequest, timings: StageTimings
-    ) -> tuple[NPCProfile | None, list[str], str]:
-        reply = await self.guarded.complete_json(request)
-        timings.queue_ms += reply.stats.get("queue_ms", 0.0)
-        timings.backend_ms += reply.stats.get("backend_ms", 0.0)
-        started = time.perf_counter()
-        profile, problems = validate_reply(reply)
-        timings.parse_ms += (time.perf_counter() - started) * 1000
-        return profile, problems, reply.raw
-
     async def _profile(self, request: JSONRequest, timings: StageTimings) -> dict[str, Any]:
         """A valid profile from the backend; one repair call only if the first is invalid."""
-        profile, problems, raw = await self._call(request, timings)
-        repaired = False
-        if profile is None:
-            self.repairs += 1
-            repair_started = time.perf_counter()
-            backend_before = timings.backend_ms
-            profile, second_problems, _ = await self._call(
-                repair_request(request, raw, problems), timings
-            )
-            timings.repair_ms = (time.perf_counter() - repair_started) * 1000
-            timings.backend_ms = backend_before  # the repair call is counted as repair
-            if profile is None:
-                raise GenerationError(
-                    f"{self.guarded.name} gave an invalid character twice: "
-                    f"{'; '.join(second_problems[:3])}"
-                )
-            repaired = True
-            if self.metrics is not None:
-                self.metrics.backend_requests.labels(
-                    self.guarded.name, request.task, "repaired"
-                ).inc()
+        profile, repaired = await complete_validated(
+            self.guarded, request, parse_profile, timings, what="character"
+        )
+        self.repairs += repaired
         return {"profile": profile.model_dump(), "repaired": repaired}
 
     async def generate_one(self, spec: NPCSpec, *, use_cache: bool = True) -> NPC:
@@ -286,6 +254,7 @@ class CastGenerator:
             world=spec.world.name,
             backend=self.guarded.name,
             seed=spec.seed,
+            cast_seed=spec.cast_seed,
             repaired=repaired,
             cached=cached,
             timing=timings,

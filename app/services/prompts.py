@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from app.backends.base import JSONRequest, Message
-from app.models import NPC_TASK, profile_json_schema
+from app.models import (
+    FIELD_TASK,
+    NPC,
+    NPC_TASK,
+    RELATIONSHIP_TYPES,
+    RELATIONSHIPS_TASK,
+    World,
+    profile_json_schema,
+)
 
 if TYPE_CHECKING:
     from app.services.generation import NPCSpec
@@ -23,7 +31,11 @@ SYSTEM_PROMPT = (
 
 
 def _world_block(spec: NPCSpec) -> str:
-    world = spec.world
+    return world_block(spec.world)
+
+
+def world_block(world: World) -> str:
+    """The world as prompt text: era, period, detail (bounded) and guardrails."""
     detail = world.detail_text()
     if len(detail) > MAX_PROMPT_DETAIL_CHARS:
         detail = detail[:MAX_PROMPT_DETAIL_CHARS].rsplit(" ", 1)[0] + " ..."
@@ -101,4 +113,139 @@ def repair_request(original: JSONRequest, raw_output: str, problems: Sequence[st
         temperature=min(original.temperature, 0.5),
         seed=original.seed,
         max_tokens=original.max_tokens,
+    )
+
+
+PROFILE_FIELDS = tuple(profile_json_schema()["properties"])
+
+
+def _character_json(npc: NPC, fields: tuple[str, ...]) -> str:
+    import json
+
+    return json.dumps({field: getattr(npc, field) for field in fields}, ensure_ascii=False)
+
+
+def _regen_inputs(npc: NPC, world: World, seed: int, locked: dict[str, object]) -> dict[str, Any]:
+    return {
+        "world": world.model_dump(),
+        "name": npc.name,
+        "traits": list(npc.personality_traits),
+        "slot": 0,
+        "cast_seed": seed,
+        "avoid_names": [],
+        "locked": locked,
+    }
+
+
+def field_request(
+    npc: NPC, field: str, world: World, *, seed: int, temperature: float
+) -> JSONRequest:
+    """Rewrite one field of an NPC; the other fields are context that must hold."""
+    if field not in PROFILE_FIELDS:
+        raise ValueError(f"{field!r} is not an NPC field")
+    others = tuple(name for name in PROFILE_FIELDS if name != field)
+    user = (
+        f"{world_block(world)}\n\nThis character is fixed, except for one field:\n"
+        f"{_character_json(npc, others)}\n\n"
+        f"Write a new '{field}' for this character: different from the current one "
+        f"({_character_json(npc, (field,))}), and consistent with everything above. "
+        f'Reply with a JSON object {{"{field}": ...}}.'
+    )
+    schema = {
+        "type": "object",
+        "properties": {field: profile_json_schema()["properties"][field]},
+        "required": [field],
+        "additionalProperties": False,
+    }
+    locked = {name: getattr(npc, name) for name in others}
+    return JSONRequest(
+        task=FIELD_TASK,
+        messages=[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}],
+        schema=schema,
+        inputs={**_regen_inputs(npc, world, seed, locked), "field": field},
+        temperature=temperature,
+        seed=seed,
+    )
+
+
+def regenerate_request(
+    npc: NPC, locked_fields: tuple[str, ...], world: World, *, seed: int, temperature: float
+) -> JSONRequest:
+    """A new version of an NPC that keeps the locked fields exactly."""
+    locked = {name: getattr(npc, name) for name in locked_fields}
+    keep = (
+        f"Keep these fields exactly as given: {_character_json(npc, locked_fields)}. "
+        if locked_fields
+        else ""
+    )
+    user = (
+        f"{world_block(world)}\n\nRewrite this character as a new take on the same role. {keep}"
+        "Everything else new, and consistent with the kept fields. Give 3-5 personality traits "
+        "that do not contradict each other and 2-4 sample lines."
+    )
+    return JSONRequest(
+        task=NPC_TASK,
+        messages=[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}],
+        schema=profile_json_schema(),
+        inputs=_regen_inputs(npc, world, seed, locked),
+        temperature=temperature,
+        seed=seed,
+    )
+
+
+RELATIONSHIPS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "relationships": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "source": {"type": "string", "description": "name of one character"},
+                    "target": {"type": "string", "description": "name of another character"},
+                    "type": {"type": "string", "enum": list(RELATIONSHIP_TYPES)},
+                    "weight": {"type": "number", "description": "-1 hostile .. 1 devoted"},
+                    "secret": {"type": "boolean"},
+                    "description": {"type": "string", "description": "one line"},
+                },
+                "required": ["source", "target", "type", "weight", "secret", "description"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["relationships"],
+    "additionalProperties": False,
+}
+
+
+def relationships_request(
+    npcs: list[NPC],
+    polarities: Mapping[str, Sequence[str]],
+    world: World,
+    *,
+    seed: int,
+    temperature: float,
+) -> JSONRequest:
+    """Ties among a cast; ``polarities`` maps NPC id to its traits' polarities."""
+    roster = "\n".join(
+        f"- {npc.name}: {npc.occupation}; {', '.join(npc.personality_traits)}; "
+        f"wants {npc.motivation}"
+        for npc in npcs
+    )
+    user = (
+        f"{world_block(world)}\n\nThese characters live in this world:\n{roster}\n\n"
+        "Connect them: give each character one or two relationships with others in the list "
+        f"(types: {', '.join(RELATIONSHIP_TYPES)}), with a weight from -1 (hostile) to 1 "
+        "(devoted), whether it is secret, and a one-line description. Use the names exactly."
+    )
+    cast = [
+        {"id": npc.id, "name": npc.name, "polarities": polarities.get(npc.id, [])} for npc in npcs
+    ]
+    return JSONRequest(
+        task=RELATIONSHIPS_TASK,
+        messages=[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}],
+        schema=RELATIONSHIPS_SCHEMA,
+        inputs={"cast": cast, "world": world.model_dump()},
+        temperature=temperature,
+        seed=seed,
     )

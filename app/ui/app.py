@@ -11,6 +11,7 @@ import gradio as gr
 from app import __version__
 from app.clients import Services
 from app.ui.generate_tab import build_generate
+from app.ui.library_tab import build_library
 from app.ui.personalities_tab import build_personalities
 from app.ui.routes import add_routes
 from app.ui.stats_tab import build_stats
@@ -30,10 +31,12 @@ def create_app(services: Services) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Generate", id="generate"):
                 build_generate(services)
+            with gr.Tab("Library", id="library"):
+                build_library(services)
             with gr.Tab("Personalities", id="personalities"):
                 build_personalities(services)
-            with gr.Tab("Stats", id="stats"):
-                build_stats(services)
+            with gr.Tab("Stats", id="stats") as stats_tab:
+                build_stats(services, stats_tab)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
 

@@ -23,6 +23,7 @@ class CastView:
     npcs: list[NPC | None] = field(default_factory=list)
     errors: list[str | None] = field(default_factory=list)
     elapsed_s: float = 0.0
+    saved: int = 0  # NPCs written to the library
 
     def __post_init__(self) -> None:
         self.npcs = self.npcs or [None] * len(self.specs)
@@ -88,6 +89,8 @@ class CastView:
             parts.append(f"{running} generating")
         elif self.elapsed_s:
             parts.append(f"{self.elapsed_s:.2f} s")
+        if self.saved:
+            parts.append(f"{self.saved} saved to the library")
         if self.specs:
             parts.append(f"seed {self.specs[0].cast_seed}")
         return " · ".join(parts)

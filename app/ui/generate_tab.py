@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +15,19 @@ import gradio as gr
 from app.clients import Services
 from app.errors import InputError, NPCForgeError
 from app.models import World
-from app.services.generation import CastRequest, NPCSpec, parse_name_lines, plan_cast
+from app.services.generation import (
+    CastRequest,
+    NPCSpec,
+    new_cast_seed,
+    parse_name_lines,
+    plan_cast,
+)
 from app.services.worlds import load_world_file, resolve_world, with_setting_notes
 from app.ui.cast_view import CastView
 from utils.cached_json import shared_cache
 from utils.jsonio import atomic_write_bytes, dumps
+
+log = logging.getLogger(__name__)
 
 NO_WORLD = "(none: use the setting text)"
 # Stream at most this often: a procedural cast of 100 finishes in milliseconds,
@@ -79,17 +89,15 @@ class GenerateHandlers:
 
     def plan(
         self,
-        world_choice: str | None,
-        world_file: str | None,
-        setting: str | None,
+        world: World,
         count: float | int | None,
         names: str | None,
         traits: list[str] | None,
         temperature: float | None,
-        seed: float | int | str | None,
+        seed: int | None,
+        avoid: Collection[str] = (),
     ) -> list[NPCSpec]:
         """Validate the form into one spec per NPC (raises InputError)."""
-        world = self._world(world_choice, world_file, setting)
         named = parse_name_lines(names or "")
         number = _to_int(count, "The number of NPCs")
         request = CastRequest(
@@ -100,7 +108,8 @@ class GenerateHandlers:
             temperature=self.services.settings.default_temperature
             if temperature is None
             else float(temperature),
-            seed=_to_int(seed, "The seed"),
+            seed=seed,
+            avoid=tuple(sorted(avoid)),
         )
         return plan_cast(
             request,
@@ -108,6 +117,32 @@ class GenerateHandlers:
             max_npcs=self.services.settings.max_npcs,
             name_traits=[extra for _, extra in named],
         )
+
+    async def _used_names(self, world: World, cast_seed: int) -> set[str]:
+        """Names the library already has in this world (none when not saving)."""
+        if not self.services.settings.library_autosave:
+            return set()
+        try:
+            return await self.services.library.used_names(world.name, except_cast_seed=cast_seed)
+        except Exception as exc:  # the library being down must not stop generation
+            log.warning("cannot read used names from the library: %s", exc)
+            return set()
+
+    async def _keep(self, view: CastView, positions: list[int]) -> None:
+        """Save this run's finished NPCs to the library (one batched write)."""
+        npcs = [npc for index in positions if (npc := view.npcs[index]) is not None]
+        if not npcs or not self.services.settings.library_autosave:
+            return
+        started = time.perf_counter()
+        try:
+            await self.services.library.save(npcs)
+            await asyncio.to_thread(self.services.remember_world, view.specs[0].world)
+        except Exception as exc:
+            log.warning("cannot save the cast to the library: %s", exc)
+            gr.Warning(f"The cast is shown but could not be saved to the library: {exc}")
+            return
+        view.saved += len(npcs)
+        self.services.metrics.store_done(view.backend, time.perf_counter() - started, len(npcs))
 
     def _export(self, view: CastView) -> str:
         path = self.export_dir / f"npc-cast-{view.specs[0].cast_seed}.json"
@@ -132,14 +167,18 @@ class GenerateHandlers:
         last_update = 0.0
         progress((view.done, view.total), desc="Generating")
         yield self._outputs(view, final=False)
-        async for outcome in generator.run(specs, use_cache=use_cache):
-            outcome.index = positions[outcome.index]
-            view.apply(outcome)
-            progress((view.done, view.total), desc="Generating")
-            now = time.perf_counter()
-            if now - last_update >= UPDATE_INTERVAL_S:
-                last_update = now
-                yield self._outputs(view, final=False)
+        try:
+            async for outcome in generator.run(specs, use_cache=use_cache):
+                outcome.index = positions[outcome.index]
+                view.apply(outcome)
+                progress((view.done, view.total), desc="Generating")
+                now = time.perf_counter()
+                if now - last_update >= UPDATE_INTERVAL_S:
+                    last_update = now
+                    yield self._outputs(view, final=False)
+        finally:
+            # Stopped or not, what finished is kept.
+            await asyncio.shield(self._keep(view, positions))
         view.elapsed_s = time.perf_counter() - started
         yield self._outputs(view, final=True)
 
@@ -163,9 +202,11 @@ class GenerateHandlers:
         (and replaced). A different seed is a different request anyway.
         """
         try:
-            specs = self.plan(
-                world_choice, world_file, setting, count, names, traits, temperature, seed
-            )
+            world = self._world(world_choice, world_file, setting)
+            cast_seed = _to_int(seed, "The seed")
+            cast_seed = new_cast_seed() if cast_seed is None else cast_seed
+            avoid = await self._used_names(world, cast_seed)
+            specs = self.plan(world, count, names, traits, temperature, cast_seed, avoid)
             name = self.services.backend(backend).name
         except NPCForgeError as exc:
             raise gr.Error(str(exc), print_exception=False) from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import gradio as gr
@@ -50,7 +49,10 @@ class StatsHandlers:
     def latency_over_time(self) -> pd.DataFrame:
         rows = latency_series(self.services)
         frame = pd.DataFrame(rows, columns=["time", "latency_ms", "series"])
-        frame["time"] = [datetime.fromtimestamp(t, UTC) for t in frame["time"]]
+        # Explicit dtypes: an empty or object column would make the axis categorical.
+        frame["time"] = pd.to_datetime(frame["time"].astype(float), unit="s", utc=True)
+        frame["latency_ms"] = frame["latency_ms"].astype(float)
+        frame["series"] = frame["series"].astype(str)
         return frame
 
     def histogram(self) -> pd.DataFrame:
@@ -70,7 +72,9 @@ class StatsHandlers:
             for row in self.services.metrics.last_batch
             for stage in STAGES
         ]
-        return pd.DataFrame(rows, columns=["npc", "stage", "ms"])
+        frame = pd.DataFrame(rows, columns=["npc", "stage", "ms"])
+        frame["ms"] = frame["ms"].astype(float)
+        return frame
 
     def refresh(self) -> tuple[Any, ...]:
         return (
@@ -83,7 +87,8 @@ class StatsHandlers:
         )
 
 
-def build_stats(services: Services) -> None:
+def build_stats(services: Services, tab: gr.Tab | None = None) -> None:
+    """The tab's components; ``tab`` (when given) refreshes them when selected."""
     handlers = StatsHandlers(services)
     with gr.Row():
         refresh = gr.Button("Refresh", scale=0)
@@ -110,6 +115,8 @@ def build_stats(services: Services) -> None:
     timer = gr.Timer(REFRESH_SECONDS)
     timer.tick(handlers.refresh, None, outputs, api_visibility="private", show_progress="hidden")
     refresh.click(handlers.refresh, None, outputs, api_visibility="private")
+    if tab is not None:
+        tab.select(handlers.refresh, None, outputs, api_visibility="private")
 
     def stats() -> dict[str, Any]:
         """Every cache, latency and concurrency figure as JSON (what the tab shows)."""

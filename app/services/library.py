@@ -1,0 +1,189 @@
+"""The NPC library: keep, find, edit and delete NPCs (ChromaDB underneath).
+
+The store is built on first use (importing chromadb costs a second), and its
+synchronous calls run in a thread so the UI's event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from app.errors import InputError
+from app.models import NPC, Relationship
+from app.services.prompts import PROFILE_FIELDS
+
+if TYPE_CHECKING:
+    from app.store.npc_store import NPCStore, SearchHit
+
+MAX_RESULTS = 50
+MAX_QUERY_CHARS = 1000
+EDITABLE_FIELDS = (*PROFILE_FIELDS, "tags")
+# List fields typed into one text box: sample lines one per line, the rest
+# separated by commas or new lines.
+LINE_LISTS = {"sample_lines"}
+COMMA_LISTS = {"personality_traits", "tags"}
+
+
+def parse_field_value(field: str, text: str) -> Any:
+    """What a designer typed, in the field's type (validation comes after)."""
+    if field in LINE_LISTS:
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    if field in COMMA_LISTS:
+        return [item.strip() for item in re.split(r"[,\n]", text) if item.strip()]
+    if field == "age":
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise InputError(f"Age must be a whole number; got {text.strip()!r}.") from None
+    return text
+
+
+def field_text(npc: NPC, field: str) -> str:
+    """A field as the edit box shows it (inverse of ``parse_field_value``)."""
+    value = getattr(npc, field)
+    if field in LINE_LISTS:
+        return "\n".join(value)
+    if field in COMMA_LISTS:
+        return ", ".join(value)
+    return str(value)
+
+
+class Library:
+    """Use cases over the NPC store."""
+
+    def __init__(self, store_factory: Callable[[], NPCStore]) -> None:
+        self._store_factory = store_factory
+        self._store: NPCStore | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> NPCStore:
+        with self._lock:
+            if self._store is None:
+                self._store = self._store_factory()
+            return self._store
+
+    async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def save(self, npcs: Sequence[NPC]) -> None:
+        """Keep NPCs (one batched write)."""
+        if npcs:
+            await self._run(lambda: self.store.upsert(npcs))
+
+    async def count(self) -> int:
+        result: int = await self._run(lambda: self.store.count())
+        return result
+
+    async def search(
+        self, query: str, *, k: int = 5, world: str | None = None, tag: str | None = None
+    ) -> list[SearchHit]:
+        """NPCs closest in meaning to ``query``; ``k`` between 1 and 50."""
+        query = (query or "").strip()
+        if not query:
+            raise InputError(
+                "Type what you are looking for, e.g. 'grumpy blacksmith with a secret'."
+            )
+        if len(query) > MAX_QUERY_CHARS:
+            raise InputError(
+                f"The search text is {len(query):,} characters; keep it under {MAX_QUERY_CHARS:,}."
+            )
+        if not 1 <= k <= MAX_RESULTS:
+            raise InputError(f"The number of results must be between 1 and {MAX_RESULTS}; got {k}.")
+        hits: list[SearchHit] = await self._run(
+            lambda: self.store.search(query, k=k, world=world or None, tag=tag or None)
+        )
+        return hits
+
+    async def get(self, npc_id: str) -> NPC:
+        npc: NPC | None = await self._run(lambda: self.store.get(npc_id))
+        if npc is None:
+            raise InputError(
+                f"No NPC with id {npc_id!r} in the library; search or list to find it."
+            )
+        return npc
+
+    async def get_many(self, ids: Sequence[str]) -> list[NPC]:
+        found: list[NPC] = await self._run(lambda: self.store.get_many(ids))
+        return found
+
+    async def list_npcs(
+        self, *, world: str | None = None, tag: str | None = None, limit: int = 200
+    ) -> list[NPC]:
+        found: list[NPC] = await self._run(
+            lambda: self.store.list_npcs(world=world or None, tag=tag or None, limit=limit)
+        )
+        return found
+
+    async def worlds(self) -> list[str]:
+        found: list[str] = await self._run(lambda: self.store.worlds())
+        return found
+
+    async def used_names(self, world: str, *, except_cast_seed: int | None = None) -> set[str]:
+        """Names already in the library for a world (the generator avoids them)."""
+        found: set[str] = await self._run(
+            lambda: self.store.names_in_world(world, except_cast_seed=except_cast_seed)
+        )
+        return found
+
+    async def _linked(self, npc: NPC) -> list[NPC]:
+        """NPCs of the same world with a relationship pointing at ``npc``."""
+        others = await self.list_npcs(world=npc.world, limit=10_000)
+        return [
+            other
+            for other in others
+            if other.id != npc.id and any(r.target_id == npc.id for r in other.relationships)
+        ]
+
+    async def delete(self, npc_id: str) -> NPC:
+        """Remove an NPC and every relationship pointing at it."""
+        npc = await self.get(npc_id)
+        updated = [
+            other.model_copy(
+                update={"relationships": [r for r in other.relationships if r.target_id != npc_id]}
+            )
+            for other in await self._linked(npc)
+        ]
+        await self.save(updated)
+        await self._run(lambda: self.store.delete([npc_id]))
+        return npc
+
+    async def replace(self, npc: NPC) -> NPC:
+        """Store a new version of an NPC; others' relationships follow a new name."""
+        old = await self.get(npc.id)
+        updated = [npc]
+        if old.name != npc.name:
+            for other in await self._linked(old):
+                relationships = [
+                    r.model_copy(update={"target_name": npc.name}) if r.target_id == npc.id else r
+                    for r in other.relationships
+                ]
+                updated.append(other.model_copy(update={"relationships": relationships}))
+        await self.save(updated)
+        return npc
+
+    async def edit_field(self, npc_id: str, field: str, text: str) -> NPC:
+        """Set one field by hand; the result must still be a valid NPC."""
+        if field not in EDITABLE_FIELDS:
+            raise InputError(
+                f"{field!r} cannot be edited; pick one of {', '.join(EDITABLE_FIELDS)}."
+            )
+        npc = await self.get(npc_id)
+        values = npc.model_dump()
+        values[field] = parse_field_value(field, text)
+        try:
+            edited = NPC.model_validate(values)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            raise InputError(f"{field}: {problem['msg']}.") from None
+        return await self.replace(edited)
+
+    async def set_relationships(self, npc_id: str, relationships: Sequence[Relationship]) -> NPC:
+        npc = await self.get(npc_id)
+        return await self.replace(npc.model_copy(update={"relationships": list(relationships)}))

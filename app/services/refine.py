@@ -1,0 +1,162 @@
+"""Refine NPCs: regenerate one field, regenerate with locked fields, relationships."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Sequence
+
+from app.backends.base import JSONReply
+from app.backends.guard import GuardedBackend
+from app.errors import InputError
+from app.models import NPC, NPCProfile, Relationship, World
+from app.personality import PersonalityData
+from app.services.prompts import (
+    PROFILE_FIELDS,
+    field_request,
+    regenerate_request,
+    relationships_request,
+)
+from app.services.validated import complete_validated
+
+
+def _new_seed(seed: int | None) -> int:
+    return seed if seed is not None else random.SystemRandom().randrange(2**31)
+
+
+class Refiner:
+    """Backend-driven edits of NPCs already made."""
+
+    def __init__(self, guarded: GuardedBackend, personalities: PersonalityData) -> None:
+        self.guarded = guarded
+        self.personalities = personalities
+
+    def _checked(self, values: dict[str, object]) -> NPCProfile:
+        profile = NPCProfile.model_validate(values)
+        # A contradiction is a reason for the repair call, like any invalid field.
+        conflicts = self.personalities.conflicts(profile.personality_traits)
+        if conflicts:
+            first, second = conflicts[0]
+            raise ValueError(f"personality_traits: '{first}' and '{second}' contradict each other")
+        return profile
+
+    async def regenerate_field(
+        self,
+        npc: NPC,
+        field: str,
+        world: World,
+        *,
+        seed: int | None = None,
+        temperature: float = 0.9,
+    ) -> NPC:
+        """A new value for one field; every other field stays as it is."""
+        if field not in PROFILE_FIELDS:
+            raise InputError(
+                f"{field!r} cannot be regenerated; pick one of {', '.join(PROFILE_FIELDS)}."
+            )
+        seed = _new_seed(seed)
+        request = field_request(npc, field, world, seed=seed, temperature=temperature)
+        base = npc.model_dump(include=set(PROFILE_FIELDS))
+
+        def parse(reply: JSONReply) -> NPCProfile:
+            if not isinstance(reply.data, dict) or field not in reply.data:
+                raise ValueError(f"the reply must be an object with the key {field!r}")
+            return self._checked({**base, field: reply.data[field]})
+
+        profile, _ = await complete_validated(self.guarded, request, parse, what=field)
+        return npc.model_copy(update={field: getattr(profile, field), "backend": self.guarded.name})
+
+    async def regenerate_npc(
+        self,
+        npc: NPC,
+        locked: Collection[str],
+        world: World,
+        *,
+        seed: int | None = None,
+        temperature: float = 0.9,
+    ) -> NPC:
+        """A new take on the NPC that keeps the locked fields exactly (same id)."""
+        unknown = set(locked) - set(PROFILE_FIELDS)
+        if unknown:
+            raise InputError(f"Cannot lock {', '.join(sorted(unknown))}: not NPC fields.")
+        locked_fields = tuple(field for field in PROFILE_FIELDS if field in locked)
+        seed = _new_seed(seed)
+        request = regenerate_request(npc, locked_fields, world, seed=seed, temperature=temperature)
+        kept = npc.model_dump(include=set(locked_fields))
+
+        def parse(reply: JSONReply) -> NPCProfile:
+            if not isinstance(reply.data, dict):
+                raise ValueError("the reply must be a JSON object")
+            # The locked values win over whatever the model wrote for them.
+            return self._checked({**reply.data, **kept})
+
+        profile, repaired = await complete_validated(self.guarded, request, parse, what="character")
+        return npc.model_copy(
+            update={
+                **profile.model_dump(),
+                "seed": seed,
+                "backend": self.guarded.name,
+                "repaired": repaired,
+                "cached": False,
+            }
+        )
+
+    async def relationships(
+        self,
+        npcs: Sequence[NPC],
+        world: World,
+        *,
+        seed: int | None = None,
+        temperature: float = 0.9,
+    ) -> list[NPC]:
+        """The cast with new relationships among its members (others are kept)."""
+        if len(npcs) < 2:
+            raise InputError("Relationships need at least two NPCs of the same world.")
+        seed = _new_seed(seed)
+        polarities = {
+            npc.id: [
+                self.personalities.traits[t].polarity
+                for t in npc.personality_traits
+                if t in self.personalities.traits
+            ]
+            for npc in npcs
+        }
+        request = relationships_request(
+            list(npcs), polarities, world, seed=seed, temperature=temperature
+        )
+        by_name = {npc.name.lower(): npc for npc in npcs}
+
+        def parse(reply: JSONReply) -> dict[str, list[Relationship]]:
+            items = reply.data.get("relationships") if isinstance(reply.data, dict) else None
+            if not isinstance(items, list):
+                raise ValueError("the reply must be an object with a 'relationships' list")
+            ties: dict[str, list[Relationship]] = {}
+            for item in items:
+                source = by_name.get(str(item.get("source", "")).lower())
+                target = by_name.get(str(item.get("target", "")).lower())
+                if source is None or target is None or source.id == target.id:
+                    continue  # a name not in the cast, or a tie to oneself
+                ties.setdefault(source.id, []).append(
+                    Relationship(
+                        target_id=target.id,
+                        target_name=target.name,
+                        type=item.get("type", "acquaintance"),
+                        weight=item.get("weight", 0.0),
+                        secret=bool(item.get("secret", False)),
+                        description=str(item.get("description", ""))[:400],
+                    )
+                )
+            if not ties:
+                raise ValueError("no relationship named two characters of the list")
+            return ties
+
+        ties, _ = await complete_validated(self.guarded, request, parse, what="relationship list")
+        cast_ids = {npc.id for npc in npcs}
+        return [
+            npc.model_copy(
+                update={
+                    "relationships": [r for r in npc.relationships if r.target_id not in cast_ids]
+                    + ties.get(npc.id, [])
+                }
+            )
+            for npc in npcs
+        ]

@@ -1,0 +1,191 @@
+"""NPCs in ChromaDB: one document per NPC, searchable by meaning.
+
+The document is the NPC's profile as prose (what gets embedded); the metadata
+holds the filterable fields and the whole NPC as JSON, so reading an NPC back
+is lossless. Calls are synchronous (Chroma's client is); services run them in
+a thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.models import NPC
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
+    from config import Settings
+
+COLLECTION = "npcs"
+MAX_RESULTS = 50
+# Chroma refuses larger add batches (~5461 here).
+ADD_BATCH = 4000
+
+
+def profile_text(npc: NPC) -> str:
+    """The prose that is embedded: what a designer would search for."""
+    return (
+        f"{npc.name}, {npc.occupation}, {npc.age}, {npc.gender}. "
+        f"Personality: {', '.join(npc.personality_traits)}. "
+        f"Appearance: {npc.appearance} Backstory: {npc.backstory} "
+        f"Motivation: {npc.motivation} Secret: {npc.secret} Speech: {npc.speech_style}"
+    )
+
+
+def metadata(npc: NPC, created: float) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": npc.name,
+        "world": npc.world,
+        "occupation": npc.occupation,
+        "backend": npc.backend,
+        "seed": npc.seed,
+        "created": created,
+        "npc_json": npc.model_dump_json(exclude={"timing"}),
+    }
+    if npc.cast_seed is not None:
+        meta["cast_seed"] = npc.cast_seed
+    if npc.tags:  # Chroma rejects empty lists
+        meta["tags"] = list(npc.tags)
+    return meta
+
+
+def where_filter(world: str | None = None, tag: str | None = None) -> dict[str, Any] | None:
+    clauses: list[dict[str, Any]] = []
+    if world:
+        clauses.append({"world": world})
+    if tag:
+        clauses.append({"tags": {"$contains": tag}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    npc: NPC
+    distance: float
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class NPCStore:
+    """The ``npcs`` collection of one Chroma client."""
+
+    def __init__(self, client: ClientAPI, collection: str = COLLECTION, threads: int = 1) -> None:
+        from app.store.embeddings import MiniLMEmbeddings
+
+        self.client = client
+        self._worlds: list[str] | None = None  # distinct worlds, reset on every write
+        self.collection: Collection = client.get_or_create_collection(
+            name=collection,
+            embedding_function=MiniLMEmbeddings(threads=threads),  # type: ignore[arg-type]
+            metadata={"hnsw:space": "cosine"},
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NPCStore:
+        """Embedded under the data dir, or a Chroma server when a host is set."""
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        client: ClientAPI
+        if settings.chroma_host:
+            client = chromadb.HttpClient(
+                host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
+            )
+        else:
+            path = Path(settings.data_dir) / "chroma"
+            path.mkdir(parents=True, exist_ok=True)
+            client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+        return cls(client, threads=settings.embedding_threads)
+
+    # -- writing ------------------------------------------------------------------
+    def upsert(self, npcs: Sequence[NPC]) -> None:
+        """Add or replace NPCs; one call per batch of thousands, not one per NPC."""
+        now = time.time()
+        self._worlds = None
+        for chunk in _chunks(list(npcs), ADD_BATCH):
+            self.collection.upsert(
+                ids=[npc.id for npc in chunk],
+                documents=[profile_text(npc) for npc in chunk],
+                metadatas=[metadata(npc, now) for npc in chunk],
+            )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            self._worlds = None
+            self.collection.delete(ids=list(ids))
+
+    # -- reading ------------------------------------------------------------------
+    @staticmethod
+    def _npcs(metadatas: Sequence[Any] | None) -> list[NPC]:
+        return [NPC.model_validate_json(str(meta["npc_json"])) for meta in metadatas or ()]
+
+    def get(self, npc_id: str) -> NPC | None:
+        found = self.get_many([npc_id])
+        return found[0] if found else None
+
+    def get_many(self, ids: Sequence[str]) -> list[NPC]:
+        if not ids:
+            return []
+        result = self.collection.get(ids=list(ids), include=["metadatas"])
+        by_id = {npc.id: npc for npc in self._npcs(result["metadatas"])}
+        return [by_id[npc_id] for npc_id in ids if npc_id in by_id]
+
+    def list_npcs(
+        self, *, world: str | None = None, tag: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[NPC]:
+        result = self.collection.get(
+            where=where_filter(world, tag), limit=limit, offset=offset, include=["metadatas"]
+        )
+        return sorted(self._npcs(result["metadatas"]), key=lambda npc: npc.name)
+
+    def search(
+        self, query: str, *, k: int = 5, world: str | None = None, tag: str | None = None
+    ) -> list[SearchHit]:
+        """The ``k`` NPCs closest in meaning to ``query`` (k is capped at MAX_RESULTS)."""
+        count = self.count()
+        if count == 0:
+            return []
+        result = self.collection.query(
+            query_texts=[query],
+            n_results=min(max(k, 1), MAX_RESULTS, count),
+            where=where_filter(world, tag),
+            include=["metadatas", "distances"],
+        )
+        metadatas = (result["metadatas"] or [[]])[0]
+        distances = (result["distances"] or [[]])[0]
+        return [
+            SearchHit(npc, float(distance))
+            for npc, distance in zip(self._npcs(metadatas), distances, strict=True)
+        ]
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def worlds(self) -> list[str]:
+        """Distinct worlds in the library (remembered until the next write here)."""
+        if self._worlds is None:
+            result = self.collection.get(include=["metadatas"])
+            self._worlds = sorted({str(meta["world"]) for meta in result["metadatas"] or ()})
+        return self._worlds
+
+    def names_in_world(self, world: str, *, except_cast_seed: int | None = None) -> set[str]:
+        """Names used in a world, leaving out one cast's own (so regenerating a
+        cast with its seed gives it back instead of avoiding its own names)."""
+        result = self.collection.get(where={"world": world}, include=["metadatas"])
+        return {
+            str(meta["name"])
+            for meta in result["metadatas"] or ()
+            if except_cast_seed is None or meta.get("cast_seed") != except_cast_seed
+        }

@@ -1,0 +1,72 @@
+"""The UI in a real browser: Debian's chromium driven by Playwright.
+
+Never `playwright install`: the browser is the system's (`apt-get install
+chromium`). Without it the test is skipped on a developer machine and fails
+in CI (CI=true), where `.ci/run` installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.clients import Services
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.server]
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed; .ci/run installs it with apt-get")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    return path
+
+
+@pytest.fixture
+def app_url(services: Services) -> Iterator[str]:
+    from app.ui.app import serve
+
+    demo = serve(services, host="127.0.0.1")
+    try:
+        yield demo.local_url
+    finally:
+        demo.close()
+
+
+def test_generate_in_the_browser(app_url: str, tmp_path: Path) -> None:
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    executable = _chromium()
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(app_url, wait_until="load")
+            page.get_by_role("button", name="Generate", exact=True).wait_for(timeout=30_000)
+            page.get_by_role("button", name="Generate", exact=True).click()
+            finished = page.locator("article.npc-card:not(.npc-pending):not(.npc-failed)")
+            finished.nth(4).wait_for(timeout=30_000)
+            assert finished.count() == 5
+            assert page.locator("article.npc-pending").count() == 0
+            page.get_by_text("5/5").first.wait_for(timeout=10_000)
+            page.screenshot(path=str(tmp_path / "generate.png"), full_page=True)
+            # The Stats tab shows the cache table.
+            page.get_by_role("tab", name="Stats").click()
+            page.get_by_text("json_files").first.wait_for(timeout=15_000)
+        finally:
+            browser.close()
