@@ -116,7 +116,9 @@ def test_every_shipped_world_gets_its_genre(tables: Tables) -> None:
     found = {}
     for path in list_world_files(WORLDS_DIR).values():
         world = load_world_file(path)
-        found[path.stem] = tables.detect_genre(world.detail_text(), f"{world.era} {world.time_period}")
+        found[path.stem] = tables.detect_genre(
+            world.detail_text(), f"{world.era} {world.time_period}"
+        )
     assert found == SHIPPED_GENRES
 
 
