@@ -1,0 +1,136 @@
+"""Exports of NPCs: JSON, JSON Lines, CSV, Markdown, and a zip of PNG cards.
+
+Pure functions returning bytes or text; the UI writes them to files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+import zipfile
+from collections.abc import Sequence
+
+import orjson
+
+from app.models import NPC, World
+
+CSV_FIELDS = (
+    "id", "name", "age", "gender", "occupation", "personality_traits", "appearance", "backstory",
+    "motivation", "secret", "speech_style", "sample_lines", "world", "backend", "seed", "tags",
+    "relationships",
+)  # fmt: skip
+MAX_STEM = 80
+# Letters NFKD does not split into a base letter and accents.
+TRANSLITERATE = str.maketrans(
+    {"Æ": "Ae", "æ": "ae", "Ø": "O", "ø": "o", "ß": "ss", "Œ": "Oe", "œ": "oe", "Þ": "Th",
+     "þ": "th", "Ð": "D", "ð": "d", "Ł": "L", "ł": "l"}
+)  # fmt: skip
+
+
+def safe_filename(text: str, suffix: str, default: str = "npc") -> str:
+    """An ASCII file name with no path parts: ``../Ærø Vale`` -> ``Aero_Vale``."""
+    plain = unicodedata.normalize("NFKD", text.translate(TRANSLITERATE))
+    ascii_text = plain.encode("ascii", "ignore").decode()
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_text.replace(" ", "_"))
+    stem = re.sub(r"\.{2,}", "_", stem).strip("._-")[:MAX_STEM].strip("._-")
+    return f"{stem or default}{suffix}"
+
+
+def _dump(npc: NPC) -> dict[str, object]:
+    return npc.model_dump(mode="json")
+
+
+def npcs_json(npcs: Sequence[NPC]) -> bytes:
+    return orjson.dumps([_dump(npc) for npc in npcs], option=orjson.OPT_INDENT_2)
+
+
+def npcs_jsonl(npcs: Sequence[NPC]) -> bytes:
+    return b"".join(orjson.dumps(_dump(npc)) + b"\n" for npc in npcs)
+
+
+def _relationships_text(npc: NPC) -> str:
+    return "; ".join(f"{r.type}→{r.target_name} ({r.weight:+.2f})" for r in npc.relationships)
+
+
+def npcs_csv(npcs: Sequence[NPC]) -> str:
+    """One row per NPC; list fields joined with "; " (timing left out)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for npc in npcs:
+        row: dict[str, object] = {field: getattr(npc, field) for field in CSV_FIELDS}
+        for field in ("personality_traits", "sample_lines", "tags"):
+            row[field] = "; ".join(getattr(npc, field))
+        row["relationships"] = _relationships_text(npc)
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def _md(text: str) -> str:
+    """NPC text made inert in Markdown: no raw HTML, no accidental headings."""
+    text = text.replace("<", "&lt;")
+    return "\\" + text if text.startswith("#") else text
+
+
+def npc_markdown(npc: NPC) -> str:
+    """A readable character sheet."""
+    lines = [
+        f"# {_md(npc.name)}",
+        "",
+        f"*{_md(npc.occupation)} · {npc.age} · {_md(npc.gender)} · {_md(npc.world)}*",
+        "",
+        f"**Personality:** {_md(', '.join(npc.personality_traits))}",
+        "",
+        "## Appearance",
+        _md(npc.appearance),
+        "",
+        "## Backstory",
+        _md(npc.backstory),
+        "",
+        "## Motivation",
+        _md(npc.motivation),
+        "",
+        "## Secret",
+        _md(npc.secret),
+        "",
+        "## Speech",
+        _md(npc.speech_style),
+        "",
+        "## Sample lines",
+        *(f"- “{_md(line)}”" for line in npc.sample_lines),
+    ]
+    if npc.relationships:
+        lines += ["", "## Relationships"]
+        lines += [
+            f"- {r.type} of {_md(r.target_name)} ({r.weight:+.2f})"
+            + (" (secret)" if r.secret else "")
+            + (f": {_md(r.description)}" if r.description else "")
+            for r in npc.relationships
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def cast_markdown(npcs: Sequence[NPC], title: str) -> str:
+    sheets = "\n---\n\n".join(npc_markdown(npc) for npc in npcs)
+    return f"# {_md(title)}\n\n{len(npcs)} characters.\n\n---\n\n{sheets}"
+
+
+def cards_zip(npcs: Sequence[NPC], world: World | None) -> bytes:
+    """One PNG Character Card per NPC; names made unique within the zip."""
+    from app.services.cards import card_png, npc_to_card
+
+    names_by_id = {npc.id: npc.name for npc in npcs}
+    buffer = io.BytesIO()
+    used: set[str] = set()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for npc in npcs:
+            name = safe_filename(npc.name, ".png")
+            counter = 2
+            while name in used:
+                name = safe_filename(f"{npc.name}_{counter}", ".png")
+                counter += 1
+            used.add(name)
+            archive.writestr(name, card_png(npc_to_card(npc, world, names_by_id), npc))
+    return buffer.getvalue()
