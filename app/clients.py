@@ -221,5 +221,9 @@ class Services:
                 cache.memory.put(key, value)
 
     async def aclose(self) -> None:
+        """Finish background cache writes and close backend connections."""
+        cache = self.__dict__.get("response_cache")  # only if it was ever built
+        if cache is not None:
+            await cache.flush()
         for guarded in self._backends.values():
             await guarded.backend.aclose()

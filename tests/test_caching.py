@@ -162,7 +162,9 @@ async def test_second_identical_cast_does_not_reach_the_backend_or_the_disk(
 async def test_after_a_restart_the_disk_tier_serves(
     openai_settings: Settings, openai_server: FakeOpenAIServer, fake_sleep: FakeSleep
 ) -> None:
-    await _generate(Services(openai_settings, sleep=fake_sleep))
+    first = Services(openai_settings, sleep=fake_sleep)
+    await _generate(first)
+    await first.aclose()  # the disk writes run in the background until then
     restarted = Services(openai_settings, sleep=fake_sleep)
     outcomes = await _generate(restarted)
     assert len(openai_server.requests) == 3
@@ -216,7 +218,9 @@ async def test_cache_can_be_switched_off(
 async def test_warm_up_fills_the_memory_tier_from_disk(
     openai_settings: Settings, openai_server: FakeOpenAIServer, fake_sleep: FakeSleep
 ) -> None:
-    await _generate(Services(openai_settings, sleep=fake_sleep))
+    first = Services(openai_settings, sleep=fake_sleep)
+    await _generate(first)
+    await first.aclose()
     restarted = Services(openai_settings, sleep=fake_sleep)
     await restarted.warm_up()
     cache = restarted.response_cache

@@ -2,18 +2,24 @@
 
 Concurrent callers of one missing key share a single computation (no
 stampede); writers of one key are serialised by an asyncio.Lock in-process
-and by the disk tier's file lock across processes. Disk I/O runs in a thread.
+and by the disk tier's file lock across processes. Disk I/O runs in a thread,
+and a freshly computed value is written to disk in the background: the NPC
+is delivered from memory at once instead of waiting for an fsync. ``flush``
+waits for those writes (the CLI and tests call it before they finish).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from app.cache.disk import DiskTier
 from app.cache.memory import MemoryTier
+
+log = logging.getLogger(__name__)
 
 Source = Literal["memory", "disk", "computed"]
 
@@ -29,6 +35,7 @@ class ResponseCache:
         self._write_locks: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str, asyncio.Lock]
         ] = weakref.WeakKeyDictionary()
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def get(self, key: str) -> tuple[Any, Source | None]:
         value = self.memory.get(key)
@@ -42,7 +49,33 @@ class ResponseCache:
         return None, None
 
     async def put(self, key: str, value: Any) -> None:
+        """Store in memory and (awaited) on disk."""
         self.memory.put(key, value)
+        await self._write_disk(key, value)
+
+    def put_soon(self, key: str, value: Any) -> None:
+        """Store in memory now and on disk in the background."""
+        self.memory.put(key, value)
+        if self.disk is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._write_disk_logged(key, value))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def flush(self) -> None:
+        """Wait until every background disk write of this loop has finished."""
+        loop = asyncio.get_running_loop()
+        pending = [task for task in self._pending if task.get_loop() is loop]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _write_disk_logged(self, key: str, value: Any) -> None:
+        try:
+            await self._write_disk(key, value)
+        except OSError as exc:  # a full or read-only disk costs a cache entry, nothing more
+            log.warning("could not write cache entry %s: %s", key[:12], exc)
+
+    async def _write_disk(self, key: str, value: Any) -> None:
         if self.disk is None:
             return
         locks = self._write_locks.setdefault(asyncio.get_running_loop(), {})
@@ -87,7 +120,7 @@ class ResponseCache:
                     source = "disk"
             if value is None:
                 value = await compute()
-                await self.put(key, value)
+                self.put_soon(key, value)
             future.set_result(value)
             return value, source
         except asyncio.CancelledError:
