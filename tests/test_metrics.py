@@ -111,6 +111,7 @@ async def test_retries_failures_and_repairs_are_counted(
 
 async def test_stats_snapshot_matches_the_registry(openai_services: Services) -> None:
     await _cast(openai_services, 4)
+    await openai_services.aclose()  # let the background cache writes land first
     snapshot = stats_snapshot(openai_services)
     assert snapshot["caches"] == [s.as_dict() for s in openai_services.stats.snapshot()]
     [latency] = snapshot["latency"]
