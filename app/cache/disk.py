@@ -109,10 +109,10 @@ class DiskTier:
         path = self.path_for(key)
         data = dumps({"k": key, "t": time.time(), "v": value}, pretty=self.pretty)
         with self._thread_lock, self._file_lock:
+            usage = self._usage or self._count()  # counted before this write
             existed = path.exists()
             old_size = path.stat().st_size if existed else 0
             atomic_write_bytes(path, data)
-            usage = self._usage or self._count()
             usage = DiskUsage(
                 usage.entries + (0 if existed else 1), usage.bytes + len(data) - old_size
             )

@@ -72,7 +72,9 @@ class ResponseCache:
     async def _write_disk_logged(self, key: str, value: Any) -> None:
         try:
             await self._write_disk(key, value)
-        except OSError as exc:  # a full or read-only disk costs a cache entry, nothing more
+        except (OSError, TypeError, ValueError) as exc:
+            # A full or read-only disk, or a value JSON cannot hold, costs one
+            # cache entry and nothing more.
             log.warning("could not write cache entry %s: %s", key[:12], exc)
 
     async def _write_disk(self, key: str, value: Any) -> None:
