@@ -8,6 +8,7 @@ the problem once per version; a file that never parsed raises.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -54,25 +55,28 @@ class JSONFileCache:
         self.maxsize = maxsize
         self._parse = parse
         self._on_broken = on_broken
-        self._entries: LRUCache[Path, _Entry] = LRUCache(maxsize)
+        self._entries: LRUCache[str, _Entry] = LRUCache(maxsize)
         self._lock = threading.Lock()
         self.counters = Counters()
 
     @staticmethod
-    def stamp(path: Path) -> Stamp:
-        info = path.stat()
-        return info.st_mtime_ns, info.st_size
+    def _key(path: Path | str) -> str:
+        # abspath is string work; Path.resolve() costs a syscall per path part,
+        # which would be most of the price of a hit.
+        return os.path.abspath(os.fspath(path))  # noqa: PTH100
 
-    def read(self, path: Path) -> Any:
+    def read(self, path: Path | str) -> Any:
         """The parsed content; raises FileNotFoundError or BrokenJSONError."""
-        resolved = path.resolve()
-        stamp = self.stamp(resolved)
+        key = self._key(path)
+        info = os.stat(key)  # noqa: PTH116 - one syscall, no Path object on the hot path
+        stamp = (info.st_mtime_ns, info.st_size)
         with self._lock:
-            entry = self._entries.get(resolved)
+            entry = self._entries.get(key)
         if entry is not None and entry.stamp == stamp:
             self.counters.hit()
             return entry.data
         self.counters.miss()
+        resolved = Path(key)
         raw = resolved.read_bytes()
         try:
             data = self._parse(raw)
@@ -89,8 +93,8 @@ class JSONFileCache:
         else:
             new_entry = _Entry(stamp, data)
         with self._lock:
-            evicting = resolved not in self._entries and len(self._entries) >= self.maxsize
-            self._entries[resolved] = new_entry
+            evicting = key not in self._entries and len(self._entries) >= self.maxsize
+            self._entries[key] = new_entry
         if evicting:
             self.counters.evicted()
         return new_entry.data
@@ -98,7 +102,7 @@ class JSONFileCache:
     def problem(self, path: Path) -> str | None:
         """Why the current version of a file is not in use, if it is broken."""
         with self._lock:
-            entry = self._entries.get(path.resolve())
+            entry = self._entries.get(self._key(path))
         return entry.problem if entry else None
 
     def refresh(self, paths: Iterable[Path]) -> None:
@@ -106,15 +110,15 @@ class JSONFileCache:
         reported when it is saved, not when it is next used. Deleted files are
         forgotten. Nothing good is dropped: a broken file keeps its last version."""
         for path in paths:
-            resolved = path.resolve()
-            if not resolved.exists():
+            key = self._key(path)
+            if not Path(key).exists():
                 with self._lock:
-                    self._entries.pop(resolved, None)
+                    self._entries.pop(key, None)
                 continue
             try:
-                self.read(resolved)
+                self.read(key)
             except (BrokenJSONError, OSError) as exc:
-                log.warning("cannot read %s: %s", resolved.name, exc)
+                log.warning("cannot read %s: %s", Path(key).name, exc)
 
     def clear(self) -> None:
         with self._lock:
