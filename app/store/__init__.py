@@ -1,0 +1,1 @@
+"""ChromaDB access: the NPC store and the offline embedding function."""
