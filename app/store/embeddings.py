@@ -61,7 +61,9 @@ def model_files() -> tuple[Path, Path]:
 class MiniLMEmbeddings(EmbeddingFunction[Documents]):
     """all-MiniLM-L6-v2 on onnxruntime: mean pooling, L2-normalised, 384 dims."""
 
-    def __init__(self, threads: int = 1, max_length: int = 256, batch_size: int = 64) -> None:
+    # 128 tokens and batches of 8 measured fastest on 2 cores (benchmarks/library.py):
+    # attention and the int8 kernels slow down with long, wide batches.
+    def __init__(self, threads: int = 1, max_length: int = 128, batch_size: int = 8) -> None:
         self.threads = threads
         self.max_length = max_length
         self.batch_size = batch_size
@@ -131,6 +133,6 @@ class MiniLMEmbeddings(EmbeddingFunction[Documents]):
     def build_from_config(config: dict[str, Any]) -> MiniLMEmbeddings:
         return MiniLMEmbeddings(
             threads=int(config.get("threads", 1)),
-            max_length=int(config.get("max_length", 256)),
-            batch_size=int(config.get("batch_size", 64)),
+            max_length=int(config.get("max_length", 128)),
+            batch_size=int(config.get("batch_size", 8)),
         )

@@ -29,12 +29,16 @@ ADD_BATCH = 4000
 
 
 def profile_text(npc: NPC) -> str:
-    """The prose that is embedded: what a designer would search for."""
+    """The prose that is embedded: what a designer would search for.
+
+    Most telling fields first: the embedder reads 128 tokens, so what gets
+    cut is the tail of the backstory, not the occupation or the secret.
+    """
     return (
         f"{npc.name}, {npc.occupation}, {npc.age}, {npc.gender}. "
         f"Personality: {', '.join(npc.personality_traits)}. "
-        f"Appearance: {npc.appearance} Backstory: {npc.backstory} "
-        f"Motivation: {npc.motivation} Secret: {npc.secret} Speech: {npc.speech_style}"
+        f"Motivation: {npc.motivation} Secret: {npc.secret} Speech: {npc.speech_style} "
+        f"Appearance: {npc.appearance} Backstory: {npc.backstory}"
     )
 
 
