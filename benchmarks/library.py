@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +31,7 @@ import numpy as np
 from app.models import NPC
 from app.store.embeddings import DIMENSIONS, MiniLMEmbeddings
 from app.store.npc_store import profile_text
+from tests.chroma_server import chroma_server
 
 BATCH = 4000
 
@@ -109,12 +108,6 @@ def _search_ms(collection: Any, queries: int = 200) -> tuple[float, float]:
     return statistics.median(timings), timings[int(len(timings) * 0.95)]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _chroma_settings() -> Any:
     from chromadb.config import Settings
 
@@ -179,39 +172,11 @@ def main() -> None:
         )
         _measure_client(embedded, "embedded", args.large, rows)
         if not args.no_server:
-            port = _free_port()
-            chroma = Path(sys.executable).parent / "chroma"
-            server = subprocess.Popen(
-                [
-                    str(chroma),
-                    "run",
-                    "--path",
-                    str(Path(tmp) / "server"),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        client = chromadb.HttpClient(
-                            host="127.0.0.1", port=port, settings=_chroma_settings()
-                        )
-                        client.heartbeat()
-                        break
-                    except Exception:
-                        if time.monotonic() > deadline or server.poll() is not None:
-                            raise
-                        time.sleep(0.25)
+            with chroma_server(Path(tmp) / "server") as port:
+                client = chromadb.HttpClient(
+                    host="127.0.0.1", port=port, settings=_chroma_settings()
+                )
                 _measure_client(client, "server", args.large, rows)
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
 
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

@@ -57,7 +57,7 @@ class ServerState:
     streams_abandoned: int = 0
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -105,7 +105,7 @@ class FakeOpenAIServer:
             latency=latency, responder=responder, reject_json_schema=reject_json_schema
         )
         self._lock = threading.Lock()
-        self.port = _free_port()
+        self.port = free_port()
         app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +16,7 @@ from app.models import NPC, Relationship, World
 from app.ui.generate_tab import GenerateHandlers
 from app.ui.library_tab import LibraryHandlers
 from config import Settings
+from tests.chroma_server import chroma_server
 from tests.conftest import WORLDS_DIR, make_settings
 from tests.npc_fixtures import valid_profile
 
@@ -250,55 +246,20 @@ def test_cli_generate_save(library_settings: Settings, monkeypatch: pytest.Monke
     assert asyncio.run(Services(library_settings).library.count()) == 3
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def chroma_server(tmp_path: Path) -> Iterator[int]:
-    """A real `chroma run` on 127.0.0.1, stopped after the test."""
-    chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            chroma,
-            "run",
-            "--path",
-            str(tmp_path / "server"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("chroma run did not start") from None
-                time.sleep(0.2)
+def chroma_port(tmp_path: Path) -> Iterator[int]:
+    with chroma_server(tmp_path / "server") as port:
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 @pytest.mark.server
 @pytest.mark.slow
 async def test_two_app_instances_share_a_chroma_server(
-    tmp_path: Path, chroma_server: int, people: list[NPC]
+    tmp_path: Path, chroma_port: int, people: list[NPC]
 ) -> None:
     def instance(name: str) -> Services:
         return Services(
-            make_settings(tmp_path / name, chroma_host="127.0.0.1", chroma_port=chroma_server)
+            make_settings(tmp_path / name, chroma_host="127.0.0.1", chroma_port=chroma_port)
         )
 
     first, second = instance("a"), instance("b")
