@@ -207,13 +207,17 @@ class Services:
 
     async def warm_up(self) -> None:
         """Load what the first request needs, off the request path: the shared
-        files, the personality data, the tables and the newest cached responses."""
+        files, the personality data, the tables, the library and the newest
+        cached responses."""
         await asyncio.gather(
             asyncio.to_thread(lambda: self.personalities),
             asyncio.to_thread(load_tables, self.settings.assets_dir),
             *(asyncio.to_thread(load_world_file, path) for path in self.world_files().values()),
             return_exceptions=True,
         )
+        if self.settings.library_autosave:
+            # Open Chroma (and load the embedder) now, not on the first Generate.
+            await asyncio.to_thread(lambda: self.library.store.warm())
         cache = self.response_cache
         if cache is not None and cache.disk is not None and self.settings.cache_warm_entries:
             entries = await asyncio.to_thread(cache.disk.newest, self.settings.cache_warm_entries)

@@ -1,1 +1,1 @@
-"""ChromaDB access: the NPC store and the offline embedding function."""
+"""Where NPCs are kept: ChromaDB and the offline embedding function it searches with."""

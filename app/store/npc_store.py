@@ -89,9 +89,10 @@ class NPCStore:
 
         self.client = client
         self._worlds: list[str] | None = None  # distinct worlds, reset on every write
+        self.embedder = MiniLMEmbeddings(threads=threads)
         self.collection: Collection = client.get_or_create_collection(
             name=collection,
-            embedding_function=MiniLMEmbeddings(threads=threads),  # type: ignore[arg-type]
+            embedding_function=self.embedder,  # type: ignore[arg-type]
             metadata={"hnsw:space": "cosine"},
         )
 
@@ -112,6 +113,10 @@ class NPCStore:
             path.mkdir(parents=True, exist_ok=True)
             client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
         return cls(client, threads=settings.embedding_threads)
+
+    def warm(self) -> None:
+        """Load the embedding model now (0.3 s) rather than on the first save."""
+        self.embedder(["warm up"])
 
     # -- writing ------------------------------------------------------------------
     def upsert(self, npcs: Sequence[NPC]) -> None:
