@@ -1,1 +1,1 @@
-"""Where NPCs are kept: ChromaDB and the offline embedding function it searches with."""
+"""ChromaDB access: the NPC store and the offline embedding function."""
