@@ -154,7 +154,13 @@ def _run_ui(args: argparse.Namespace, settings: Settings) -> int:
     from app.clients import Services
     from app.ui import launch
 
-    launch(Services(settings), host=args.host, port=args.port, share=args.share)
+    # `python main.py` with no command has none of the ui command's flags.
+    launch(
+        Services(settings),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        share=getattr(args, "share", False),
+    )
     return EXIT_OK
 
 

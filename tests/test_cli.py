@@ -138,3 +138,24 @@ def test_backends_and_worlds_commands(capsys: pytest.CaptureFixture[str]) -> Non
     assert "procedural  <- auto" in capsys.readouterr().out
     assert main(["worlds"]) == 0
     assert _first_world().stem in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], {"host": None, "port": None, "share": False}),
+        (
+            ["ui", "--host", "0.0.0.0", "--port", "8001", "--share"],
+            {"host": "0.0.0.0", "port": 8001, "share": True},
+        ),
+    ],
+)
+def test_ui_command_and_the_default(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: dict[str, object]
+) -> None:
+    import app.ui
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(app.ui, "launch", lambda services, **kwargs: calls.append(kwargs))
+    assert main(argv) == 0
+    assert calls == [expected]
