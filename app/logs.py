@@ -56,3 +56,6 @@ def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
         handler.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(handler)
     handler.filters = [RedactingFilter(secrets)]
+    # Gradio and the OpenAI SDK log every HTTP request at INFO: noise, not news.
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))
