@@ -119,33 +119,25 @@ class Metrics:
             ["backend", "operation", "status"],
             registry=r,
         )
-        self.backend_latency = Histogram(
-            "npc_forge_backend_latency_seconds",
-            "Backend call latency",
-            ["backend", "operation"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+
+        def seconds(name: str, documentation: str, labels: list[str]) -> Histogram:
+            return Histogram(name, documentation, labels, buckets=LATENCY_BUCKETS, registry=r)
+
+        self.backend_latency = seconds(
+            "npc_forge_backend_latency_seconds", "Backend call latency", ["backend", "operation"]
         )
-        self.ttft = Histogram(
+        self.ttft = seconds(
             "npc_forge_time_to_first_token_seconds",
             "Time to first token of streamed calls",
             ["backend", "operation"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.batch_seconds = Histogram(
-            "npc_forge_batch_seconds",
-            "Whole cast generation time",
-            ["backend"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.batch_seconds = seconds(
+            "npc_forge_batch_seconds", "Whole cast generation time", ["backend"]
         )
-        self.stage_seconds = Histogram(
+        self.stage_seconds = seconds(
             "npc_forge_npc_stage_seconds",
-            "Per-NPC time by stage (queue, backend, parse, repair, total)",
+            "Per-NPC time by stage (queue, backend, parse, repair, store, total)",
             ["backend", "stage"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
         )
         self.in_flight = Gauge(
             "npc_forge_backend_in_flight", "Backend calls in flight", ["backend"], registry=r
