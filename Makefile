@@ -35,8 +35,10 @@ typecheck: install-dev
 test: lint typecheck  ## lint, type-check and run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: install-dev
+bench: install-dev  ## every benchmark, figures as ratios measured in one run each
 	$(BIN)/python benchmarks/concurrency.py
+	$(BIN)/python benchmarks/caching.py
+	$(BIN)/python benchmarks/library.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
