@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     gen.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run: keep the NPCs already in --out, make the rest",
+    )
+    gen.add_argument(
         "--save",
         action="store_true",
         help="also keep the NPCs in the library, avoiding names it already has in this world",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from app.clients import Services
+from app.errors import InputError
 from app.services.generation import (
     CastRequest,
     NPCOutcome,
@@ -38,6 +39,44 @@ def _progress(total: int, enabled: bool) -> tqdm[None]:
     return tqdm(total=total, unit="npc", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
 
 
+def read_finished(path: Path) -> list[NPC]:
+    """NPCs already in a JSON Lines file; a torn last line (a crash) is dropped."""
+    from app.models import NPC
+
+    if not path.exists():
+        return []
+    npcs = []
+    for line in path.read_bytes().splitlines():
+        try:
+            npcs.append(NPC.model_validate_json(line))
+        except ValueError:  # pydantic's ValidationError: a partial or foreign line
+            continue
+    return npcs
+
+
+def _resumable(args: argparse.Namespace, to_file: bool) -> list[NPC]:
+    if not args.resume:
+        return []
+    if not to_file:
+        raise InputError("--resume needs --out FILE: the file the interrupted run was writing.")
+    return read_finished(Path(args.out))
+
+
+def _resume_seed(args: argparse.Namespace, resumed: list[NPC]) -> int:
+    """The cast seed: given, or the one the interrupted run wrote down."""
+    seeds = {npc.cast_seed for npc in resumed if npc.cast_seed is not None}
+    if len(seeds) > 1:
+        raise InputError(f"{args.out} holds NPCs of several casts; resume one cast per file.")
+    if seeds and args.seed is not None and args.seed not in seeds:
+        raise InputError(
+            f"{args.out} was written with seed {seeds.pop()}, not {args.seed}; "
+            "drop --seed to resume it."
+        )
+    if seeds:
+        return seeds.pop()
+    return args.seed if args.seed is not None else new_cast_seed()
+
+
 async def run_generate(args: argparse.Namespace, settings: Settings) -> int:
     services = Services(settings)
     try:
@@ -55,7 +94,9 @@ async def _generate(args: argparse.Namespace, services: Services) -> int:
         max_setting_chars=settings.max_setting_chars,
     )
     named = [entry for line in args.name for entry in parse_name_lines(line)]
-    cast_seed = args.seed if args.seed is not None else new_cast_seed()
+    to_file = args.out != "-"
+    resumed = _resumable(args, to_file)
+    cast_seed = _resume_seed(args, resumed)
     avoid: set[str] = set()
     if args.save:  # only then is Chroma opened (and imported)
         avoid = await services.library.used_names(world.name, except_cast_seed=cast_seed)
@@ -76,16 +117,29 @@ async def _generate(args: argparse.Namespace, services: Services) -> int:
     )
     generator = services.cast_generator()
 
-    to_file = args.out != "-"
-    # Opening a local file is instant; an async file API would buy nothing here.
-    out: TextIO = Path(args.out).open("w", encoding="utf-8") if to_file else sys.stdout  # noqa: ASYNC230, SIM115
-    show_progress = sys.stderr.isatty() and not args.no_progress
+    # Positions already in the file (a resumed run) are kept, not generated again.
     ordered: list[NPCOutcome | None] = [None] * len(specs)
+    finished_before = {npc.id: npc for npc in resumed}
+    for index, spec in enumerate(specs):
+        npc = finished_before.get(spec.npc_id(generator.guarded.name))
+        if npc is not None:
+            ordered[index] = NPCOutcome(index=index, spec=spec, npc=npc)
+    todo = [index for index, outcome in enumerate(ordered) if outcome is None]
+
+    if to_file:
+        # A resumed file is rewritten without any torn last line, then appended to.
+        atomic_write_bytes(Path(args.out), b"".join(npc_line(npc) for npc in resumed))
+    # Opening a local file is instant; an async file API would buy nothing here.
+    out: TextIO = Path(args.out).open("a", encoding="utf-8") if to_file else sys.stdout  # noqa: ASYNC230, SIM115
+    show_progress = sys.stderr.isatty() and not args.no_progress
     failures: list[NPCOutcome] = []
     started = time.perf_counter()
     progress = _progress(len(specs), show_progress)
+    progress.update(len(specs) - len(todo))
     try:
-        async for outcome in generator.run(specs, use_cache=not args.no_cache):
+        pending = [specs[index] for index in todo]
+        async for outcome in generator.run(pending, use_cache=not args.no_cache):
+            outcome.index = todo[outcome.index]
             ordered[outcome.index] = outcome
             if outcome.npc is not None:
                 out.write(npc_line(outcome.npc).decode())
@@ -113,6 +167,8 @@ async def _generate(args: argparse.Namespace, services: Services) -> int:
     cached = sum(1 for o in ordered if o is not None and o.npc is not None and o.npc.cached)
     from_cache = f", {cached} from the cache" if cached else ""
     where = f" -> {args.out}" if to_file else ""
+    if len(todo) < len(specs):
+        where += f" ({len(specs) - len(todo)} kept from the file)"
     where += " (saved to the library)" if args.save and finished else ""
     print(
         f"{done}/{len(specs)} NPCs from {generator.guarded.name}{from_cache} in {elapsed:.2f} s "

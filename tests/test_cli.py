@@ -159,3 +159,28 @@ def test_ui_command_and_the_default(
     monkeypatch.setattr(app.ui, "launch", lambda services, **kwargs: calls.append(kwargs))
     assert main(argv) == 0
     assert calls == [expected]
+
+
+def test_resume_keeps_finished_npcs_and_makes_the_rest(
+    tmp_path: Path, openai_server: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cast.jsonl"
+    args = [
+        "generate", "--setting", "A lighthouse at the end of the world", "-n", "4",
+        "--concurrency", "1", "--backend", "openai",
+        "--base-url", openai_server.base_url, "--out", str(out),
+    ]  # fmt: skip
+    openai_server.fail(403)  # the first NPC fails; the other three are written
+    assert main([*args, "--seed", "5"]) == 1
+    assert len(out.read_text().splitlines()) == 3
+    with out.open("a") as handle:
+        handle.write('{"name": "half a li')  # a crash in the middle of a line
+    openai_server.reset()
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0  # the seed comes from the file
+    assert len(openai_server.requests) == 1
+    npcs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(npcs) == 4 and len({npc["id"] for npc in npcs}) == 4
+    assert {npc["cast_seed"] for npc in npcs} == {5}
+    assert "3 kept from the file" in capsys.readouterr().err
+    assert main([*args, "--resume", "--seed", "6"]) == 2  # another cast's seed is refused
