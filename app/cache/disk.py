@@ -89,6 +89,9 @@ class DiskTier:
             self._quarantine(path, str(exc))
             self.counters.miss()
             return None
+        if record["v"] is None:  # None means "miss" to every tier
+            self.counters.miss()
+            return None
         self.counters.hit()
         return record["v"]
 

@@ -33,7 +33,7 @@ class ResponseCache:
             asyncio.AbstractEventLoop, dict[str, asyncio.Future[Any]]
         ] = weakref.WeakKeyDictionary()
         self._write_locks: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[str, asyncio.Lock]
+            asyncio.AbstractEventLoop, dict[str, tuple[asyncio.Lock, int]]
         ] = weakref.WeakKeyDictionary()
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -81,13 +81,20 @@ class ResponseCache:
         if self.disk is None:
             return
         locks = self._write_locks.setdefault(asyncio.get_running_loop(), {})
-        lock = locks.setdefault(key, asyncio.Lock())
+        lock, users = locks.get(key, (asyncio.Lock(), 0))
+        # Count the writers holding or awaiting the lock: a released lock still
+        # has queued writers, and dropping it then would let a later write
+        # overtake them and leave an older value on disk.
+        locks[key] = (lock, users + 1)
         try:
             async with lock:
                 await asyncio.to_thread(self.disk.put, key, value)
         finally:
-            if not lock.locked() and locks.get(key) is lock:
+            lock, users = locks[key]
+            if users == 1:
                 del locks[key]
+            else:
+                locks[key] = (lock, users - 1)
 
     async def get_or_compute(
         self, key: str, compute: Callable[[], Awaitable[Any]], *, refresh: bool = False

@@ -1,0 +1,209 @@
+"""The disk tier shared by several processes, and a writer killed mid-write.
+
+Workers are top-level functions of this module so that "spawn" children can
+import them; each also puts the project root on sys.path itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from app.cache.disk import QUARANTINE, DiskTier
+
+pytestmark = [pytest.mark.slow]
+
+ROOT = str(Path(__file__).resolve().parents[1])
+KEYS = [hashlib.sha256(f"shared-key-{i}".encode()).hexdigest() for i in range(20)]
+WRITERS = 4
+OPERATIONS = 200
+SEED_WRITER = -1  # the parent, which fills every key before the workers start
+BIG = 5_000_000
+
+
+def make_value(key_index: int, writer: int, seq: int) -> dict[str, Any]:
+    """~20 KB that depends on every id, so a torn or mixed-up write cannot pass."""
+    stamp = hashlib.sha256(f"{key_index}/{writer}/{seq}".encode()).hexdigest()
+    return {
+        "key": key_index,
+        "writer": writer,
+        "seq": seq,
+        "payload": stamp * 320,  # 20,480 characters
+        "tail": stamp,  # the last field: a truncated file cannot end with it
+    }
+
+
+def shard_files(directory: Path) -> list[Path]:
+    return sorted(
+        path
+        for shard in directory.iterdir()
+        if shard.is_dir() and len(shard.name) == 2
+        for path in shard.glob("*.json")
+    )
+
+
+def temp_files(directory: Path) -> list[Path]:
+    return sorted(
+        path for shard in directory.iterdir() if shard.is_dir() for path in shard.glob(".*.tmp")
+    )
+
+
+def _mixed_worker(
+    root: str, directory: str, writer: int, start: Any, results: Any
+) -> None:  # pragma: no cover - runs in a child process
+    """Random puts and gets; sends back what it wrote, what it read and any problem."""
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from app.cache.disk import DiskTier
+
+    disk = DiskTier(Path(directory))
+    rng = random.Random(writer)
+    writes: list[tuple[int, int, int]] = []
+    reads: list[tuple[int, int, int] | None] = []
+    problems: list[str] = []
+    start.wait(60)
+    try:
+        for seq in range(OPERATIONS):
+            key_index = rng.randrange(len(KEYS))
+            if rng.random() < 0.5:
+                disk.put(KEYS[key_index], make_value(key_index, writer, seq))
+                writes.append((key_index, writer, seq))
+                continue
+            value = disk.get(KEYS[key_index])
+            if value is None:
+                reads.append(None)
+                continue
+            ids = (value.get("key"), value.get("writer"), value.get("seq"))
+            if ids[0] != key_index or value != make_value(*ids):
+                problems.append(f"incomplete or foreign value for key {key_index}: {ids}")
+            reads.append(ids)
+    except Exception as exc:
+        problems.append(f"{type(exc).__name__}: {exc}")
+    results.put((writer, writes, reads, problems))
+
+
+def test_processes_share_one_directory(tmp_path: Path) -> None:
+    directory = tmp_path / "responses"
+    seeded = DiskTier(directory)
+    for index, key in enumerate(KEYS):
+        seeded.put(key, make_value(index, SEED_WRITER, 0))
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(WRITERS)
+    results = context.Queue()
+    workers = [
+        context.Process(target=_mixed_worker, args=(ROOT, str(directory), writer, start, results))
+        for writer in range(WRITERS)
+    ]
+    for worker in workers:
+        worker.start()
+    reports = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+        assert worker.exitcode == 0
+
+    written = {(index, SEED_WRITER, 0) for index in range(len(KEYS))}
+    reads: list[tuple[int, int, int] | None] = []
+    for _, writes, seen, problems in sorted(reports):
+        assert problems == []
+        written.update(writes)
+        reads.extend(seen)
+    assert len(written) > len(KEYS) and len(reads) > 0
+    # Every key always existed, so every read found a whole value someone wrote.
+    assert None not in reads
+    assert all(read in written for read in reads)
+
+    files = shard_files(directory)
+    assert {path.stem for path in files} == set(KEYS)
+    for path in files:
+        record = orjson.loads(path.read_bytes())
+        index = KEYS.index(path.stem)
+        value = record["v"]
+        assert record["k"] == path.stem and value["key"] == index
+        assert (index, value["writer"], value["seq"]) in written
+        assert value == make_value(index, value["writer"], value["seq"])
+    assert not (directory / QUARANTINE).exists()  # nothing was ever seen corrupt
+    assert temp_files(directory) == []  # writers that finish leave no temp files
+    assert DiskTier(directory).usage().entries == len(KEYS)
+
+
+def big_value(key_index: int) -> dict[str, Any]:
+    return {"key": key_index, "payload": "y" * BIG, "tail": "complete"}
+
+
+def _endless_writer(
+    root: str, directory: str, started: Any
+) -> None:  # pragma: no cover - killed by the test
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from app.cache.disk import DiskTier
+
+    disk = DiskTier(Path(directory))
+    disk.put(KEYS[0], big_value(0))  # one whole entry before the test starts watching
+    started.set()
+    index = 1
+    while True:
+        disk.put(KEYS[index % len(KEYS)], big_value(index % len(KEYS)))
+        index += 1
+
+
+def _kill_mid_write(directory: Path) -> None:
+    """Start the writer; once it is writing a temp file (or after 2 s), SIGKILL it."""
+    context = multiprocessing.get_context("spawn")
+    started = context.Event()
+    process = context.Process(target=_endless_writer, args=(ROOT, str(directory), started))
+    process.start()
+    try:
+        assert started.wait(60), "the writer never started"
+        time.sleep(0.005)
+        deadline = time.monotonic() + 2
+        while not temp_files(directory) and time.monotonic() < deadline:
+            pass  # spin: the window between mkstemp and rename is milliseconds
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.join(10)
+    assert process.exitcode == -signal.SIGKILL
+
+
+def assert_entries_whole(directory: Path) -> list[Path]:
+    files = shard_files(directory)
+    assert KEYS[0] in {path.stem for path in files}
+    for path in files:  # every entry is whole: the old file or the new one
+        record = orjson.loads(path.read_bytes())
+        assert record["k"] == path.stem
+        assert record["v"] == big_value(KEYS.index(path.stem))
+    return files
+
+
+def test_killed_writer_leaves_no_partial_entry(tmp_path: Path) -> None:
+    directory = tmp_path / "responses"
+    leftovers: list[Path] = []
+    for _ in range(5):  # until a kill lands inside a write (almost always the first)
+        _kill_mid_write(directory)
+        files = assert_entries_whole(directory)
+        leftovers = temp_files(directory)
+        if leftovers:
+            break
+    assert leftovers, "never caught the writer mid-write"
+    for temp in leftovers:  # the half-written file never went by an entry's name
+        assert temp.name.startswith(".") and temp.suffix == ".tmp"
+        assert temp not in files and not temp.name.endswith(".json")
+
+    disk = DiskTier(directory)
+    assert disk.get(KEYS[0]) == big_value(0)
+    assert disk.usage().entries == len(files)  # temp files are not counted
+    assert disk.sweep_temp_files() == 0  # too fresh for the default 60 s
+    assert disk.sweep_temp_files(older_than=0) == len(leftovers)
+    assert temp_files(directory) == []
+    disk.put(KEYS[1], {"after": "the kill"})  # the dead writer's file lock was released
+    assert disk.get(KEYS[1]) == {"after": "the kill"}
+    assert not (directory / QUARANTINE).exists()
