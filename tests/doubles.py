@@ -1,4 +1,5 @@
-"""A scripted backend for tests that need failures on cue (cf. llm's MockModel)."""
+"""A scripted backend for tests that need failures on cue (cf. llm's MockModel),
+and a fake clock with a sleep that moves it, for the guard's deadlines."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ class ScriptedBackend(Backend):
     def __init__(self, name: str = "scripted:test", delay: float = 0.0) -> None:
         self._name = name
         self.delay = delay
+        # When set, every call waits in flight until the event is set: tests hold
+        # calls to see who waits for a slot, then let them go.
+        self.hold: asyncio.Event | None = None
         self.queue: deque[Item] = deque()
         self.history: list[JSONRequest] = []
         self.in_flight = 0
@@ -49,6 +53,8 @@ class ScriptedBackend(Backend):
         try:
             if self.delay:
                 await asyncio.sleep(self.delay)
+            if self.hold is not None:
+                await self.hold.wait()
             item = self.queue.popleft() if self.queue else self.default_reply
             if isinstance(item, Exception):
                 raise item
@@ -76,3 +82,36 @@ def guarded(backend: Backend, sleep: Callable[[float], Any], **options: Any) -> 
     }
     values.update(options)
     return GuardedBackend(backend, sleep=sleep, **values)
+
+
+class FakeClock:
+    """A monotonic clock that only moves when told (or when ClockedSleep sleeps)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ClockedSleep:
+    """Records the delays asked for, moves the fake clock by them and yields once
+    (so other calls run), instead of waiting."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        self.clock.now += seconds
+        await asyncio.sleep(0)
+
+
+async def until(condition: Callable[[], bool], steps: int = 1000) -> None:
+    """Let other tasks run until ``condition()`` holds (no wall-clock waiting)."""
+    for _ in range(steps):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition not reached")

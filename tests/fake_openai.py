@@ -3,9 +3,12 @@
 It speaks ``POST /v1/chat/completions`` (plain and streamed, as SSE) over real
 HTTP, so the ``openai`` SDK and our backend are exercised end to end. Tests
 program it: a default latency and responder, plus a queue of one-off actions
-(fail with a status and Retry-After, hang past the client's timeout, answer
-with broken JSON, keep streaming after the object). It records every request
-body and the highest number of requests it had in flight at once.
+(fail with a status and Retry-After, hang past the client's timeout, trickle
+tiny chunks, answer with broken JSON, keep streaming after the object, end a
+stream early, cut it in the middle of an event or drop the connection, send
+an error event, echo the request headers back as a leaky server would). It
+records every request body and the highest number of requests it had in
+flight at once.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from starlette.applications import Starlette
@@ -27,6 +30,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 Responder = Callable[[dict[str, Any]], str]
+# How a stream ends: "done" = finish_reason and [DONE]; "none" = it just stops;
+# "truncated" = the body ends in the middle of a ``data: {...`` line;
+# "cut" = the connection drops (the server fails mid-response).
+StreamEnd = Literal["done", "none", "truncated", "cut"]
+
+
+class _CutConnectionError(Exception):
+    """Raised inside a streaming body so the server drops the connection."""
 
 
 @dataclass
@@ -40,7 +51,14 @@ class Action:
     error_message: str = "fake server error"
     trailing: str = ""  # streamed after the content, e.g. chatter after the JSON
     chunk_size: int = 8
-    chunk_delay: float = 0.0
+    chunk_delay: float = 0.0  # before each chunk: with tiny chunks, a trickle
+    # Stream only this many content chunks, then end as ``stream_end`` says.
+    stop_after_chunks: int | None = None
+    stream_end: StreamEnd = "done"
+    # Instead of the end, an ``error`` event with this message.
+    stream_error: str | None = None
+    # Put the request headers (Authorization too) into the error text.
+    echo_headers: bool = False
 
 
 @dataclass
@@ -195,6 +213,7 @@ class FakeOpenAIServer:
 
     async def _chat(self, request: Request) -> Response:
         body = await request.json()
+        headers_text = json.dumps(dict(request.headers))
         with self._lock:
             self.state.requests.append(body)
             self.state.in_flight += 1
@@ -212,9 +231,12 @@ class FakeOpenAIServer:
                 headers = {}
                 if action.retry_after is not None:
                     headers["retry-after"] = f"{action.retry_after:g}"
+                message = action.error_message
+                if action.echo_headers:
+                    message = f"{message}; request headers: {headers_text}"
                 error = {
                     "error": {
-                        "message": action.error_message,
+                        "message": message,
                         "type": "fake",
                         "code": action.status,
                     }
@@ -229,7 +251,7 @@ class FakeOpenAIServer:
                 return JSONResponse(_completion(model, content + action.trailing))
             streaming = True
             return StreamingResponse(
-                self._stream(model, content + action.trailing, action),
+                self._stream(model, content + action.trailing, action, headers_text),
                 media_type="text/event-stream",
             )
         finally:
@@ -237,16 +259,30 @@ class FakeOpenAIServer:
                 with self._lock:
                     self.state.in_flight -= 1
 
-    async def _stream(self, model: str, text: str, action: Action):  # type: ignore[no-untyped-def]
+    async def _stream(self, model: str, text: str, action: Action, headers_text: str):  # type: ignore[no-untyped-def]
         finished = False
         try:
             yield _chunk(model, {"role": "assistant", "content": ""})
-            for start in range(0, len(text), action.chunk_size):
+            starts = range(0, len(text), action.chunk_size)
+            if action.stop_after_chunks is not None:
+                starts = starts[: action.stop_after_chunks]
+            for start in starts:
                 if action.chunk_delay:
                     await asyncio.sleep(action.chunk_delay)
                 yield _chunk(model, {"content": text[start : start + action.chunk_size]})
-            yield _chunk(model, {}, finish="stop")
-            yield b"data: [DONE]\n\n"
+            if action.stream_error is not None:
+                message = action.stream_error
+                if action.echo_headers:
+                    message = f"{message}; request headers: {headers_text}"
+                yield f"data: {json.dumps({'error': {'message': message}})}\n\n".encode()
+            elif action.stream_end == "done":
+                yield _chunk(model, {}, finish="stop")
+                yield b"data: [DONE]\n\n"
+            elif action.stream_end == "truncated":
+                last = _chunk(model, {}, finish="stop")
+                yield last[: len(last) // 2]
+            elif action.stream_end == "cut":
+                raise _CutConnectionError("fake server dropped the connection")
             finished = True
         finally:
             with self._lock:
