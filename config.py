@@ -55,12 +55,21 @@ class Settings(BaseSettings):
     max_concurrency: int | None = Field(default=None, ge=1, le=256)
     requests_per_minute: float | None = Field(default=None, gt=0)
 
-    # Retries on 429/5xx/timeouts: exponential backoff with full jitter.
+    # Retries on 5xx/timeouts/cut streams: exponential backoff with full jitter.
     max_retries: int = Field(default=3, ge=0, le=10)
     retry_base_delay: float = Field(default=0.5, ge=0)
     retry_max_delay: float = Field(default=30.0, ge=0)
-    # Circuit breaker: fail fast after this many consecutive failed calls.
+    # Rate limits (HTTP 429) are back-pressure, not failures: the guard halves its
+    # concurrency, waits as the server asks and retries a call for up to this long.
+    rate_limit_deadline: float = Field(default=300.0, ge=0)
+    # Circuit breaker: fail fast after this many consecutive failed calls (5xx,
+    # timeouts, cut streams; never 429 or another 4xx). The threshold starts at
+    # circuit_failure_threshold and moves between the min and the max with the
+    # success rate of the last circuit_window calls.
     circuit_failure_threshold: int = Field(default=5, ge=1)
+    circuit_min_failures: int = Field(default=3, ge=1)
+    circuit_max_failures: int = Field(default=10, ge=1)
+    circuit_window: int = Field(default=50, ge=1)
     circuit_reset_seconds: float = Field(default=30.0, ge=0)
 
     # Response cache: memory LRU, then compact JSON files under cache_dir.

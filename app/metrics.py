@@ -115,7 +115,7 @@ class Metrics:
         self.npcs = Counter("npc_forge_npcs", "NPCs generated", ["backend", "status"], registry=r)
         self.backend_requests = Counter(
             "npc_forge_backend_requests",
-            "Backend calls by outcome: ok, retried, failed; repaired NPCs",
+            "Backend calls by outcome: ok, retried, rate_limited, failed; repaired NPCs",
             ["backend", "operation", "status"],
             registry=r,
         )

@@ -15,17 +15,9 @@ from app.errors import (
     RateLimitedError,
 )
 from tests.conftest import FakeSleep
-from tests.doubles import ScriptedBackend, guarded
+from tests.doubles import FakeClock, ScriptedBackend, guarded
 
 REQUEST = JSONRequest(task="npc_profile", messages=[], schema={}, inputs={})
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_retries_retryable_errors_with_growing_backoff(fake_sleep: FakeSleep) -> None:
@@ -77,14 +69,21 @@ async def test_gives_up_after_max_retries(fake_sleep: FakeSleep) -> None:
 async def test_circuit_opens_fails_fast_and_recovers(fake_sleep: FakeSleep) -> None:
     clock = FakeClock()
     backend = ScriptedBackend()
-    backend.enqueue(*(BackendResponseError("scripted", "HTTP 401", status=401) for _ in range(3)))
-    guard = guarded(backend, fake_sleep, breaker_threshold=3, breaker_reset_seconds=30, clock=clock)
+    backend.enqueue(*(BackendResponseError("scripted", "HTTP 503", status=503) for _ in range(3)))
+    guard = guarded(
+        backend,
+        fake_sleep,
+        retry=RetryPolicy(max_retries=0),
+        breaker_threshold=3,
+        breaker_reset_seconds=30,
+        clock=clock,
+    )
     for _ in range(3):
         with pytest.raises(BackendResponseError):
             await guard.complete_json(REQUEST)
     with pytest.raises(CircuitOpenError, match="3 calls failed in a row") as caught:
         await guard.complete_json(REQUEST)
-    assert "HTTP 401" in str(caught.value)
+    assert "HTTP 503" in str(caught.value)
     assert len(backend.history) == 3  # the open circuit did not call the backend
     clock.now += 31
     assert guard.breaker.state == "half-open"
