@@ -11,7 +11,6 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from app import __version__
@@ -64,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--backend", help="auto (default), procedural or openai")
     gen.add_argument("--seed", type=int, help="seed for a reproducible cast")
-    gen.add_argument("--temperature", type=float, help="creativity 0-2 (default 0.9)")
+    gen.add_argument(
+        "--temperature", type=float, help="creativity 0-2 (default NPC_FORGE_DEFAULT_TEMPERATURE)"
+    )
     gen.add_argument("--concurrency", type=int, help="NPCs generated at once")
     gen.add_argument("--rpm", type=float, help="requests per minute limit")
     gen.add_argument("--model", help="model name for the openai backend")
@@ -156,8 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_ui(args: argparse.Namespace, settings: Settings) -> int:
-    from app.clients import Services
     from app.ui import launch
+    from app.wiring import Services
 
     # `python main.py` with no command has none of the ui command's flags.
     launch(
@@ -170,8 +171,7 @@ def _run_ui(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cache_command(action: str, settings: Settings, out: TextIO) -> int:
-    from app.clients import Services
-    from app.services.worlds import list_world_files, load_world_file
+    from app.wiring import Services
 
     services = Services(settings)
     cache = services.response_cache
@@ -183,9 +183,8 @@ def _cache_command(action: str, settings: Settings, out: TextIO) -> int:
         print(f"Removed {disk.clear()} cached responses from {disk.directory}", file=out)
         return EXIT_OK
     # Read the assets once, so the file caches show what a start-up costs.
-    services.personalities  # noqa: B018
-    for path in list_world_files(services.worlds_dir).values():
-        load_world_file(path)
+    services.assets.warm()
+    services.worlds.warm()
     usage = disk.usage()
     print(f"Response cache: {disk.directory}", file=out)
     print(
@@ -214,6 +213,6 @@ def _list_backends(settings: Settings, out: TextIO) -> int:
 def _list_worlds(settings: Settings, out: TextIO) -> int:
     from app.services.worlds import list_world_files
 
-    for name, path in list_world_files(Path(settings.assets_dir) / "worlds").items():
+    for name, path in list_world_files(settings.assets_dir / "worlds").items():
         print(f"{path.stem:<24} {name}", file=out)
     return EXIT_OK

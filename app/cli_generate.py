@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from app.clients import Services
 from app.errors import InputError
-from app.services.generation import (
-    CastRequest,
-    NPCOutcome,
-    new_cast_seed,
-    parse_name_lines,
-    plan_cast,
-)
-from app.services.worlds import resolve_world
+from app.services.generation import NPCOutcome
+from app.services.planning import CastRequest, new_cast_seed, parse_name_lines
+from app.wiring import Services
 from utils.jsonio import atomic_write_bytes, dumps
 
 if TYPE_CHECKING:
@@ -86,45 +81,34 @@ async def run_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _generate(args: argparse.Namespace, services: Services) -> int:
-    settings = services.settings
-    world = resolve_world(
-        world_path=Path(args.world) if args.world else None,
-        setting=args.setting,
-        worlds_dir=services.worlds_dir,
-        max_setting_chars=settings.max_setting_chars,
-    )
-    named = [entry for line in args.name for entry in parse_name_lines(line)]
+    resolved = await asyncio.to_thread(services.worlds.resolve, args.world, args.setting)
+    if resolved.warning:
+        print(f"warning: {resolved.warning}", file=sys.stderr)
     to_file = args.out != "-"
     resumed = _resumable(args, to_file)
-    cast_seed = _resume_seed(args, resumed)
-    avoid: set[str] = set()
-    if args.save:  # only then is Chroma opened (and imported)
-        avoid = await services.library.used_names(world.name, except_cast_seed=cast_seed)
+    temperature = args.temperature
     request = CastRequest(
-        world=world,
+        world=resolved.world,
         count=args.count,
-        names=tuple(name for name, _ in named),
+        temperature=services.cast.limits.default_temperature
+        if temperature is None
+        else temperature,
+        named=tuple(named for line in args.name for named in parse_name_lines(line)),
         traits=tuple(args.traits),
-        temperature=settings.default_temperature if args.temperature is None else args.temperature,
-        seed=cast_seed,
-        avoid=tuple(sorted(avoid)),
+        seed=_resume_seed(args, resumed),
     )
-    specs = plan_cast(
-        request,
-        services.personalities,
-        max_npcs=settings.max_npcs,
-        name_traits=[traits for _, traits in named],
-    )
-    generator = services.cast_generator()
+    # Only with --save is Chroma opened (and imported): for the names to avoid.
+    plan = await services.cast.plan(request, save=args.save)
+    specs = plan.specs
 
     # Positions already in the file (a resumed run) are kept, not generated again.
-    ordered: list[NPCOutcome | None] = [None] * len(specs)
     finished_before = {npc.id: npc for npc in resumed}
+    todo = plan.positions_missing(finished_before)
+    ordered: list[NPCOutcome | None] = [None] * len(specs)
     for index, spec in enumerate(specs):
-        npc = finished_before.get(spec.npc_id(generator.guarded.name))
+        npc = finished_before.get(spec.npc_id(plan.backend))
         if npc is not None:
             ordered[index] = NPCOutcome(index=index, spec=spec, npc=npc)
-    todo = [index for index, outcome in enumerate(ordered) if outcome is None]
 
     if to_file:
         # A resumed file is rewritten without any torn last line, then appended to.
@@ -137,17 +121,18 @@ async def _generate(args: argparse.Namespace, services: Services) -> int:
     progress = _progress(len(specs), show_progress)
     progress.update(len(specs) - len(todo))
     try:
-        pending = [specs[index] for index in todo]
-        async for outcome in generator.run(pending, use_cache=not args.no_cache):
-            outcome.index = todo[outcome.index]
-            ordered[outcome.index] = outcome
-            if outcome.npc is not None:
-                out.write(npc_line(outcome.npc).decode())
-                out.flush()  # a finished NPC survives a crash or Ctrl-C
-            else:
-                failures.append(outcome)
-                progress.write(f"NPC {outcome.index + 1} failed: {outcome.error}", file=sys.stderr)
-            progress.update(1)
+        async with services.cast.run(plan, todo, use_cache=not args.no_cache) as run:
+            async for outcome in run.outcomes():
+                ordered[outcome.index] = outcome
+                if outcome.npc is not None:
+                    out.write(npc_line(outcome.npc).decode())
+                    out.flush()  # a finished NPC survives a crash or Ctrl-C
+                else:
+                    failures.append(outcome)
+                    progress.write(
+                        f"NPC {outcome.index + 1} failed: {outcome.error}", file=sys.stderr
+                    )
+                progress.update(1)
     finally:
         progress.close()
         if to_file:
@@ -158,10 +143,7 @@ async def _generate(args: argparse.Namespace, services: Services) -> int:
         lines = b"".join(npc_line(o.npc) for o in ordered if o is not None and o.npc is not None)
         atomic_write_bytes(Path(args.out), lines)
 
-    finished = [o.npc for o in ordered if o is not None and o.npc is not None]
-    if args.save and finished:
-        await services.library.save(finished)
-        services.remember_world(world)
+    report = await run.saved()
     elapsed = time.perf_counter() - started
     done = len(specs) - len(failures)
     cached = sum(1 for o in ordered if o is not None and o.npc is not None and o.npc.cached)
@@ -169,10 +151,13 @@ async def _generate(args: argparse.Namespace, services: Services) -> int:
     where = f" -> {args.out}" if to_file else ""
     if len(todo) < len(specs):
         where += f" ({len(specs) - len(todo)} kept from the file)"
-    where += " (saved to the library)" if args.save and finished else ""
+    if report is not None and report.saved:
+        where += f" ({report.saved} saved to the library)"
+    if report is not None and report.error:
+        print(f"warning: not saved to the library: {report.error}", file=sys.stderr)
     print(
-        f"{done}/{len(specs)} NPCs from {generator.guarded.name}{from_cache} in {elapsed:.2f} s "
-        f"(seed {specs[0].cast_seed}){where}",
+        f"{done}/{len(specs)} NPCs from {plan.backend}{from_cache} in {elapsed:.2f} s "
+        f"(seed {plan.cast_seed}){where}",
         file=sys.stderr,
     )
     return EXIT_PARTIAL if failures else EXIT_OK

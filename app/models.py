@@ -7,6 +7,8 @@ whenever a field of ``NPCProfile`` changes meaning.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -176,3 +178,52 @@ class World(BaseModel):
     def full_text(self) -> str:
         """Everything the world says, for keyword matching and prompts."""
         return f"{self.era}\n{self.time_period}\n{self.detail_text()}"
+
+    def key(self) -> str:
+        """A short digest of everything the world says (part of NPC ids)."""
+        return hashlib.blake2b(self.model_dump_json().encode(), digest_size=8).hexdigest()
+
+
+# The fields a backend writes, in the order prompts and editors show them.
+PROFILE_FIELDS: tuple[str, ...] = tuple(NPCProfile.model_fields)
+
+
+@dataclass(frozen=True, slots=True)
+class NPCSpec:
+    """One NPC to generate. Equal specs give equal NPCs, so they run once."""
+
+    world: World = field(compare=False, hash=False)
+    world_key: str
+    name: str | None
+    traits: tuple[str, ...]
+    slot: int  # ordinal among the unnamed NPCs of the cast; -1 when named
+    cast_seed: int
+    temperature: float
+    avoid_names: tuple[str, ...]
+
+    @property
+    def seed(self) -> int:
+        """Per-NPC seed: stable for the same cast seed and the same name or slot."""
+        who = self.name.lower() if self.name else f"#{self.slot}"
+        digest = hashlib.blake2b(f"{self.cast_seed}|{who}".encode(), digest_size=4).digest()
+        return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+    @property
+    def label(self) -> str:
+        """How the UI names the position while it is being generated."""
+        return self.name or "New NPC"
+
+    def npc_id(self, backend_name: str) -> str:
+        key = "|".join(
+            [
+                backend_name,
+                str(NPC_SCHEMA_VERSION),
+                self.world_key,
+                self.name or "",
+                ",".join(self.traits),
+                str(self.slot),
+                str(self.cast_seed),
+                f"{self.temperature:.3f}",
+            ]
+        )
+        return "npc-" + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()

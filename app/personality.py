@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
-from app.cache.derived import DerivedCache
 from app.errors import InputError
-from utils.cached_json import shared_cache
 
 Polarity = Literal["positive", "neutral", "negative"]
 
@@ -91,14 +88,3 @@ def parse_personalities(raw: object, source: str) -> PersonalityData:
         for entry in raw.get("archetypes", ())
     )
     return PersonalityData(traits=traits, archetypes=archetypes)
-
-
-# Parsed once per version of the file; the JSON read itself is cached by mtime.
-PERSONALITY_CACHE: DerivedCache[PersonalityData] = DerivedCache("personalities", maxsize=128)
-
-
-def load_personalities(path: Path) -> PersonalityData:
-    """Typed personality data, re-parsed only when the file changed."""
-    resolved = path.resolve()
-    raw = shared_cache().read(resolved)
-    return PERSONALITY_CACHE.get(resolved, (raw,), lambda: parse_personalities(raw, resolved.name))

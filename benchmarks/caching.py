@@ -135,17 +135,13 @@ async def _cache_latencies(directory: Path) -> dict[str, float]:
 
 def _real_cast(count: int = 100) -> list[dict[str, object]]:
     """A realistic cast: 100 NPCs from the procedural generator, as exported."""
-    from app.clients import Services
-    from app.services.generation import CastRequest, collect, plan_cast
-    from app.services.worlds import load_world_file
+    from app.wiring import Services
     from config import Settings
+    from tests import casts
 
     services = Services(Settings(_env_file=None, data_dir=Path(tempfile.mkdtemp())))  # type: ignore[call-arg]
-    world = load_world_file(ROOT / "assets" / "worlds" / "saltmere.json")
-    specs = plan_cast(
-        CastRequest(world=world, count=count, seed=1), services.personalities, max_npcs=count
-    )
-    outcomes = asyncio.run(collect(services.cast_generator("procedural").run(specs), count))
+    world = services.worlds.resolve("saltmere", None).world
+    outcomes = asyncio.run(casts.outcomes(services, world, count, seed=1, backend="procedural"))
     return [o.npc.model_dump(mode="json") for o in outcomes if o.npc is not None]
 
 

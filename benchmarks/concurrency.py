@@ -31,10 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.backends.guard import GuardedBackend, RetryPolicy
-from app.clients import Services
 from app.models import World
-from app.services.generation import CastGenerator, CastRequest, collect, plan_cast
+from app.services.generation import CastGenerator
+from app.wiring import Services
 from config import Settings
+from tests import casts
 from tests.doubles import ScriptedBackend
 
 WORLD = World(name="Saltmere", era="Medieval", time_period="1340", detail="A fishing village.")
@@ -83,12 +84,8 @@ def _settings(base_url: str, concurrency: int) -> Settings:
 
 async def _cast_seconds(base_url: str, count: int, concurrency: int) -> float:
     services = Services(_settings(base_url, concurrency))
-    specs = plan_cast(
-        CastRequest(world=WORLD, count=count, seed=1), services.personalities, max_npcs=1000
-    )
-    generator = services.cast_generator()
     started = time.perf_counter()
-    outcomes = await collect(generator.run(specs), len(specs))
+    outcomes = await casts.outcomes(services, WORLD, count, seed=1)
     elapsed = time.perf_counter() - started
     await services.aclose()
     failed = [o.error for o in outcomes if not o.ok]
@@ -110,10 +107,8 @@ async def _overhead_ms(samples: int) -> float:
     guard = GuardedBackend(
         ScriptedBackend(), concurrency=1, requests_per_minute=None, retry=RetryPolicy()
     )
-    generator = CastGenerator(guard, services.personalities)
-    specs = plan_cast(
-        CastRequest(world=WORLD, count=samples, seed=1), services.personalities, max_npcs=10_000
-    )
+    generator = CastGenerator(guard)
+    specs = casts.specs(services, WORLD, samples, seed=1)
     timings = []
     for spec in specs:
         started = time.perf_counter()

@@ -40,21 +40,19 @@ def _profiles(count: int) -> list[str]:
     """Profile texts of real procedural NPCs (what the library embeds)."""
     import asyncio
 
-    from app.clients import Services
-    from app.services.generation import CastRequest, collect, plan_cast
-    from app.services.worlds import list_world_files, load_world_file
+    from app.wiring import Services
     from config import Settings
+    from tests import casts
 
     services = Services(Settings(_env_file=None, data_dir=Path(tempfile.mkdtemp())))  # type: ignore[call-arg]
     texts: list[str] = []
-    worlds = list(list_world_files(ROOT / "assets" / "worlds").values())
+    worlds = services.worlds.names()
     seed = 0
     while len(texts) < count:
-        world = load_world_file(worlds[seed % len(worlds)])
-        specs = plan_cast(
-            CastRequest(world=world, count=100, seed=seed), services.personalities, max_npcs=100
+        world = services.worlds.resolve(worlds[seed % len(worlds)], None).world
+        outcomes = asyncio.run(
+            casts.outcomes(services, world, 100, seed=seed, backend="procedural")
         )
-        outcomes = asyncio.run(collect(services.cast_generator("procedural").run(specs), 100))
         texts += [profile_text(o.npc) for o in outcomes if isinstance(o.npc, NPC)]
         seed += 1
     return texts[:count]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.clients import Services
+from app.wiring import Services
 from config import PROJECT_DIR, Settings
 from tests.fake_openai import FakeOpenAIServer
 from tests.npc_fixtures import npc_responder

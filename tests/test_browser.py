@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.clients import Services
+from app.wiring import Services
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.server]
 

@@ -11,13 +11,14 @@ from typing import Any
 import orjson
 import pytest
 
+from app.assets import Assets
 from app.cli import main
-from app.clients import Services
 from app.models import World
-from app.personality import PERSONALITY_CACHE, load_personalities
-from app.services.generation import CastRequest, NPCOutcome, collect, plan_cast
+from app.services.generation import NPCOutcome
 from app.services.worlds import load_world_file
+from app.wiring import Services
 from config import Settings
+from tests import casts
 from tests.conftest import ASSETS_DIR, FakeSleep, make_settings
 from tests.fake_openai import FakeOpenAIServer
 from utils.cached_json import BrokenJSONError, JSONFileCache
@@ -120,22 +121,36 @@ def test_world_files_go_through_the_cache(tmp_path: Path) -> None:
     assert first == second and first.name == "Saltmere" and parser.calls == 1
 
 
-def test_personality_data_is_parsed_once() -> None:
-    path = ASSETS_DIR / "personalities.json"
-    first = load_personalities(path)
-    hits_before = PERSONALITY_CACHE.counters.snapshot()[0]
-    assert load_personalities(path) is first
-    assert PERSONALITY_CACHE.counters.snapshot()[0] == hits_before + 1
+def test_personality_data_and_tables_are_built_once_per_file_version() -> None:
+    assets = Assets(ASSETS_DIR)
+    first = assets.personalities()
+    assert assets.personalities() is first
+    tables = assets.tables()
+    assert assets.tables() is tables and tables.personalities is first
+    stats = {s.name: s for s in _stats_of(assets)}
+    assert stats["personalities"].misses == 1 and stats["personalities"].hits >= 2
+    assert stats["procedural_tables"].misses == 1 and stats["procedural_tables"].hits == 1
+
+
+def test_two_apps_in_one_process_share_no_cache(tmp_path: Path) -> None:
+    one, two = Services(make_settings(tmp_path)), Services(make_settings(tmp_path))
+    assert one.assets.files is not two.assets.files
+    assert one.assets.tables() is not two.assets.tables()
+
+
+def _stats_of(assets: Assets):  # type: ignore[no-untyped-def]
+    from app.cache.stats import StatsRegistry
+
+    registry = StatsRegistry()
+    assets.register_stats(registry)
+    return registry.snapshot()
 
 
 # -- the response cache in generation ------------------------------------------------
 async def _generate(
     services: Services, count: int = 3, *, use_cache: bool = True
 ) -> list[NPCOutcome]:
-    specs = plan_cast(
-        CastRequest(world=WORLD, count=count, seed=11), services.personalities, max_npcs=100
-    )
-    return await collect(services.cast_generator().run(specs, use_cache=use_cache), len(specs))
+    return await casts.outcomes(services, WORLD, count, seed=11, use_cache=use_cache)
 
 
 async def test_second_identical_cast_does_not_reach_the_backend_or_the_disk(
@@ -146,7 +161,7 @@ async def test_second_identical_cast_does_not_reach_the_backend_or_the_disk(
     cache = openai_services.response_cache
     assert cache is not None and cache.disk is not None
 
-    def no_disk(key: str) -> None:
+    def no_disk(*args: object) -> None:
         raise AssertionError("the memory tier should have answered")
 
     monkeypatch.setattr(cache.disk, "get", no_disk)
@@ -199,8 +214,9 @@ async def test_models_and_servers_never_share_entries(
     assert len(openai_server.requests) == 6
 
 
-def test_procedural_responses_are_not_cached(services: Services) -> None:
-    assert services.cast_generator("procedural").cache is None
+async def test_procedural_responses_are_not_cached(services: Services) -> None:
+    await _generate(services)
+    assert services.response_cache is not None and len(services.response_cache.memory) == 0
 
 
 async def test_cache_can_be_switched_off(
@@ -234,6 +250,8 @@ def test_stats_registry_lists_every_cache(openai_services: Services) -> None:
         "json_files",
         "personalities",
         "procedural_tables",
+        "procedural.genres",
+        "procedural.cast_names",
         "responses.memory",
         "responses.disk",
     ):

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.clients import Services
 from app.errors import InputError
 from app.models import NPC, Relationship, World
 from app.ui.generate_tab import GenerateHandlers
 from app.ui.library_tab import LibraryHandlers
+from app.wiring import Services
 from config import Settings
 from tests.chroma_server import chroma_server
 from tests.conftest import WORLDS_DIR, make_settings
@@ -165,9 +165,9 @@ async def test_edit_delete_and_relationships_stay_consistent(
 
 async def test_regenerate_one_field_keeps_the_rest(library_services: Services) -> None:
     npc = make_npc("Bran Hollow")
-    world = library_services.world_for(npc.world)
-    new = await library_services.refiner("procedural").regenerate_field(
-        npc, "backstory", world, seed=4
+    world = library_services.worlds.world_for(npc.world)
+    new = await library_services.refine.refiner("procedural").regenerate_field(
+        npc, "backstory", world, seed=4, temperature=0.9
     )
     assert new.backstory != npc.backstory and new.id == npc.id
     assert new.model_dump(exclude={"backstory", "backend"}) == npc.model_dump(
@@ -177,30 +177,40 @@ async def test_regenerate_one_field_keeps_the_rest(library_services: Services) -
 
 async def test_regenerate_with_locked_fields(library_services: Services) -> None:
     npc = make_npc("Bran Hollow")
-    world = library_services.world_for(npc.world)
+    world = library_services.worlds.world_for(npc.world)
     locked = ["name", "occupation", "secret"]
-    new = await library_services.refiner("procedural").regenerate_npc(npc, locked, world, seed=9)
+    new = await library_services.refine.refiner("procedural").regenerate_npc(
+        npc, locked, world, seed=9, temperature=0.9
+    )
     assert (new.name, new.occupation, new.secret) == (npc.name, npc.occupation, npc.secret)
     assert new.id == npc.id and new.appearance != npc.appearance
     with pytest.raises(InputError, match="not NPC fields"):
-        await library_services.refiner("procedural").regenerate_npc(npc, ["id"], world)
+        await library_services.refine.refiner("procedural").regenerate_npc(
+            npc, ["id"], world, temperature=0.9
+        )
 
 
 async def test_relationships_among_a_cast(library_services: Services, people: list[NPC]) -> None:
     cast = [npc for npc in people if npc.world == "Saltmere"]
-    world = library_services.world_for("Saltmere")
-    related = await library_services.refiner("procedural").relationships(cast, world, seed=3)
+    world = library_services.worlds.world_for("Saltmere")
+    related = await library_services.refine.refiner("procedural").relationships(
+        cast, world, seed=3, temperature=0.9
+    )
     ids = {npc.id for npc in cast}
     ties = [tie for npc in related for tie in npc.relationships]
     assert ties and all(tie.target_id in ids for tie in ties)
     assert all(-1 <= tie.weight <= 1 for tie in ties)
     assert all(tie.target_id != npc.id for npc in related for tie in npc.relationships)
-    again = await library_services.refiner("procedural").relationships(cast, world, seed=3)
+    again = await library_services.refine.refiner("procedural").relationships(
+        cast, world, seed=3, temperature=0.9
+    )
     assert again == related  # seeded
 
 
 async def test_generated_casts_are_kept_and_names_vary(library_services: Services) -> None:
-    handlers = GenerateHandlers(library_services)
+    handlers = GenerateHandlers(
+        library_services.cast, library_services.worlds, library_services.settings.data_dir
+    )
     world = handlers.world_choices()[1]
     first = [
         u async for u in handlers.generate_npcs(world, None, "", 8, "", [], "procedural", 0.9, 1)
@@ -225,7 +235,8 @@ async def test_library_handlers_search_export_import(
     library_services: Services, people: list[NPC]
 ) -> None:
     await library_services.library.save(people)
-    handlers = LibraryHandlers(library_services)
+    s = library_services
+    handlers = LibraryHandlers(s.library, s.refine, s.exports, s.settings.data_dir / "exports")
     rows, choices, status = await handlers.search("baker of bread", 2, None, "")
     assert rows[0][1] == "Maud Flour" and choices["value"] == people[1].id and "2 closest" in status
     card, value = await handlers.open(people[1].id, "backstory")

@@ -11,12 +11,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from app.cli import main
-from app.clients import Services
 from app.logs import RedactingFilter, redact
 from app.metrics import Metrics, percentile
 from app.models import World
-from app.services.generation import CastRequest, collect, plan_cast
-from app.services.observability import stats_snapshot
+from app.wiring import Services
+from tests import casts
 from tests.fake_openai import Action, FakeOpenAIServer
 from tests.npc_fixtures import valid_profile
 
@@ -48,10 +47,7 @@ def test_metrics_use_their_own_registry() -> None:
 
 
 async def _cast(services: Services, count: int, seed: int = 5) -> None:
-    specs = plan_cast(
-        CastRequest(world=WORLD, count=count, seed=seed), services.personalities, max_npcs=100
-    )
-    outcomes = await collect(services.cast_generator().run(specs), len(specs))
+    outcomes = await casts.outcomes(services, WORLD, count, seed=seed)
     assert all(o.ok for o in outcomes)
 
 
@@ -112,7 +108,7 @@ async def test_retries_failures_and_repairs_are_counted(
 async def test_stats_snapshot_matches_the_registry(openai_services: Services) -> None:
     await _cast(openai_services, 4)
     await openai_services.aclose()  # let the background cache writes land first
-    snapshot = stats_snapshot(openai_services)
+    snapshot = openai_services.observability.snapshot()
     assert snapshot["caches"] == [s.as_dict() for s in openai_services.stats.snapshot()]
     [latency] = snapshot["latency"]
     assert latency["backend"] == BACKEND and latency["count"] == 4
@@ -167,7 +163,7 @@ def test_metrics_endpoint_and_stats_api_on_the_running_app(
     demo = serve(openai_services, host="127.0.0.1")
     try:
         client = Client(demo.local_url, verbose=False)
-        world = next(iter(openai_services.world_files()))
+        world = openai_services.worlds.names()[0]
         client.predict(
             world, None, "", 3, "", [], "openai", 0.9, 1, True, api_name="/generate_npcs"
         )
@@ -184,7 +180,7 @@ def test_metrics_endpoint_and_stats_api_on_the_running_app(
             assert name in body
         assert f'npc_forge_npcs_total{{backend="{BACKEND}",status="ok"}} 3.0' in body
         api = client.predict(api_name="/stats")
-        assert api["caches"] == stats_snapshot(openai_services)["caches"]
+        assert api["caches"] == openai_services.observability.snapshot()["caches"]
         assert api["latency"][0]["count"] == 3
         assert main(["stats", "--url", demo.local_url]) == 0
         out = capsys.readouterr().out

@@ -8,13 +8,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.assets import Assets
 from app.backends.procedural import ProceduralBackend
-from app.backends.procedural_tables import GENERIC, Tables, load_tables
-from app.clients import Services
+from app.backends.procedural_tables import GENERIC, Tables
 from app.models import NPC, World
-from app.services.generation import CastRequest, collect, plan_cast
 from app.services.worlds import list_world_files, load_world_file
+from app.wiring import Services
+from tests import casts
 from tests.conftest import ASSETS_DIR, WORLDS_DIR
+from utils.cached_json import JSONFileCache
 
 ROME = World(
     name="Rome",
@@ -32,18 +34,13 @@ NEON = World(
 
 @pytest.fixture(scope="module")
 def tables() -> Tables:
-    return load_tables(ASSETS_DIR)
+    return Assets(ASSETS_DIR).tables()
 
 
 async def _cast(
     services: Services, world: World, count: int, seed: int | None = 1, **kw: object
 ) -> list[NPC]:
-    specs = plan_cast(
-        CastRequest(world=world, count=count, seed=seed, **kw),  # type: ignore[arg-type]
-        services.personalities,
-        max_npcs=100,
-    )
-    outcomes = await collect(services.cast_generator("procedural").run(specs), len(specs))
+    outcomes = await casts.outcomes(services, world, count, seed=seed, backend="procedural", **kw)
     assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
     return [o.npc for o in outcomes if o.npc is not None]
 
@@ -66,13 +63,13 @@ async def test_no_two_npcs_of_a_cast_share_a_name(services: Services) -> None:
 
 
 async def test_given_names_are_kept_and_not_reused(services: Services) -> None:
-    cast = await _cast(services, ROME, 30, seed=9, names=("Gaius Julius",))
+    cast = await _cast(services, ROME, 30, seed=9, names=["Gaius Julius"])
     assert cast[0].name == "Gaius Julius"
     assert all(npc.name != "Gaius Julius" for npc in cast[1:])
 
 
 async def test_required_traits_are_included_without_their_opposites(services: Services) -> None:
-    data = services.personalities
+    data = services.assets.personalities()
     trait = next(t for t in data.traits.values() if t.opposite)
     cast = await _cast(services, ROME, 20, seed=3, traits=(trait.name,))
     for npc in cast:
@@ -86,7 +83,7 @@ async def test_required_traits_are_included_without_their_opposites(services: Se
 @given(seed=st.integers(min_value=0, max_value=2**31 - 1))
 async def test_no_npc_ever_gets_contradicting_traits(services: Services, seed: int) -> None:
     for npc in await _cast(services, NEON, 5, seed=seed):
-        assert services.personalities.conflicts(npc.personality_traits) == []
+        assert services.assets.personalities().conflicts(npc.personality_traits) == []
         assert 3 <= len(npc.personality_traits) <= 8
         assert 2 <= len(npc.sample_lines) <= 4
 
@@ -115,7 +112,7 @@ SHIPPED_GENRES = {
 def test_every_shipped_world_gets_its_genre(tables: Tables) -> None:
     found = {}
     for path in list_world_files(WORLDS_DIR).values():
-        world = load_world_file(path)
+        world = load_world_file(path, JSONFileCache())
         found[path.stem] = tables.detect_genre(
             world.detail_text(), f"{world.era} {world.time_period}"
         )
@@ -136,7 +133,7 @@ async def test_worlds_get_different_people(services: Services, tables: Tables) -
 
 async def test_text_has_no_unfilled_placeholders(services: Services) -> None:
     for path in list_world_files(WORLDS_DIR).values():
-        for npc in await _cast(services, load_world_file(path), 12, seed=11):
+        for npc in await _cast(services, load_world_file(path, JSONFileCache()), 12, seed=11):
             for field, value in npc.model_dump(exclude={"timing"}).items():
                 texts = value if isinstance(value, list) else [value]
                 for text in texts:

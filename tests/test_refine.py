@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.clients import Services
 from app.models import FIELD_TASK, NPC, World
+from app.wiring import Services
 from tests.fake_openai import Action, FakeOpenAIServer
 from tests.npc_fixtures import valid_profile
 
@@ -24,7 +24,9 @@ async def test_regenerate_field_sends_the_rest_as_context(
 ) -> None:
     npc = _npc("Aldric")
     openai_server.enqueue(Action(content=json.dumps({"backstory": "He was a smuggler once."})))
-    new = await openai_services.refiner().regenerate_field(npc, "backstory", WORLD, seed=5)
+    new = await openai_services.refine.refiner().regenerate_field(
+        npc, "backstory", WORLD, seed=5, temperature=0.9
+    )
     assert new.backstory == "He was a smuggler once."
     assert new.model_dump(exclude={"backstory", "backend"}) == npc.model_dump(
         exclude={"backstory", "backend"}
@@ -40,14 +42,14 @@ async def test_regenerate_field_sends_the_rest_as_context(
 async def test_contradicting_traits_trigger_one_repair(
     openai_services: Services, openai_server: FakeOpenAIServer
 ) -> None:
-    data = openai_services.personalities
+    data = openai_services.assets.personalities()
     trait = next(t for t in data.traits.values() if t.opposite)
     openai_server.enqueue(
         Action(content=json.dumps({"personality_traits": [trait.name, trait.opposite]})),
         Action(content=json.dumps({"personality_traits": [trait.name, "curious"]})),
     )
-    new = await openai_services.refiner().regenerate_field(
-        _npc("Aldric"), "personality_traits", WORLD
+    new = await openai_services.refine.refiner().regenerate_field(
+        _npc("Aldric"), "personality_traits", WORLD, temperature=0.9
     )
     assert new.personality_traits == [trait.name, "curious"]
     assert "contradict" in openai_server.requests[-1]["messages"][-1]["content"]
@@ -73,7 +75,9 @@ async def test_relationships_by_name_through_the_server(
         )  # fmt: skip
 
     openai_server.set_responder(ties)
-    related = await openai_services.refiner().relationships(cast, WORLD, seed=1)
+    related = await openai_services.refine.refiner().relationships(
+        cast, WORLD, seed=1, temperature=0.9
+    )
     by_name = {npc.name: npc for npc in related}
     assert [(r.target_name, r.type) for r in by_name["Ada"].relationships] == [("Bran", "rival")]
     assert by_name["Cei"].relationships[0].secret and by_name["Bran"].relationships == []

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 import gradio as gr
 import pytest
 
-from app.clients import Services
+from app.backends.registry import BackendRegistry
+from app.errors import NPCForgeError
+from app.ui.errors import user_errors
 from app.ui.generate_tab import NO_WORLD, GenerateHandlers
 from app.ui.personalities_tab import PersonalityHandlers
+from app.wiring import Services
+from tests.conftest import FakeSleep, make_settings
 from tests.fake_openai import FakeOpenAIServer
+from tests.gated import GateBackend
+
+
+def _handlers(services: Services, tmp_path: Path) -> GenerateHandlers:
+    return GenerateHandlers(services.cast, services.worlds, tmp_path / "exports")
 
 
 def _world_name(handlers: GenerateHandlers) -> str:
@@ -22,8 +32,8 @@ async def _all(agen) -> list:  # type: ignore[no-untyped-def]
     return [item async for item in agen]
 
 
-async def test_generate_streams_cards_then_a_file(services: Services) -> None:
-    handlers = GenerateHandlers(services)
+async def test_generate_streams_cards_then_a_file(services: Services, tmp_path: Path) -> None:
+    handlers = _handlers(services, tmp_path)
     updates = await _all(
         handlers.generate_npcs(
             _world_name(handlers),
@@ -37,11 +47,15 @@ async def test_generate_streams_cards_then_a_file(services: Services) -> None:
             5,
         )
     )
-    assert len(updates) >= 2
-    first_html = updates[0][0]
-    assert first_html.count("npc-pending") == 6  # placeholders before anything finished
+    # One update before anything finished, one per NPC, one with the file.
+    assert len(updates) == 1 + 6 + 1
+    assert updates[0][0] == "" and "6 generating: Maud, Bran" in updates[0][3]
+    counts = [html.count('class="npc-card"') for html, *_ in updates]
+    assert counts == [0, 1, 2, 3, 4, 5, 6, 6]
+    for (before, *_), (after, *_) in itertools.pairwise(updates):
+        assert after.startswith(before)  # the cards only grow: Gradio sends "append" diffs
     html, cast, file, status, view = updates[-1]
-    assert html.count('class="npc-card"') == 6 and "npc-pending" not in html
+    assert html.count('class="npc-card"') == 6
     assert [npc["name"] for npc in cast["npcs"][:2]] == ["Maud", "Bran"]
     assert "grumpy" in cast["npcs"][1]["personality_traits"]
     assert all("curious" in npc["personality_traits"] for npc in cast["npcs"])
@@ -50,8 +64,8 @@ async def test_generate_streams_cards_then_a_file(services: Services) -> None:
     assert "**6/6**" in status and view.total == 6
 
 
-async def test_npc_text_is_escaped(services: Services) -> None:
-    handlers = GenerateHandlers(services)
+async def test_npc_text_is_escaped(services: Services, tmp_path: Path) -> None:
+    handlers = _handlers(services, tmp_path)
     updates = await _all(
         handlers.generate_npcs(
             _world_name(handlers),
@@ -78,32 +92,94 @@ async def test_npc_text_is_escaped(services: Services) -> None:
         ({"world": NO_WORLD, "setting": "x" * 1_048_576}, "the limit is 20,000"),
         ({"backend": "skynet"}, "Unknown backend"),
         ({"seed": 1.5}, "whole number"),
+        ({"seed": "abc"}, "whole number"),
+        ({"seed": str(2**63)}, "The seed must be between 0 and"),
+        ({"count": "many"}, "whole number"),
+        ({"temperature": "hot"}, "between 0 and 2"),
         ({"traits": ["brave", "cowardly"]}, "contradict"),
+        ({"traits": ["x" * 100_000]}, "longer than 40 characters"),
     ],
 )
-async def test_bad_input_is_a_gradio_error(services: Services, kwargs: dict, message: str) -> None:  # type: ignore[type-arg]
-    handlers = GenerateHandlers(services)
+async def test_bad_input_is_a_clear_error(
+    services: Services,
+    tmp_path: Path,
+    kwargs: dict,
+    message: str,  # type: ignore[type-arg]
+) -> None:
+    handlers = _handlers(services, tmp_path)
     values = {
         "world": _world_name(handlers), "upload": None, "setting": "", "count": 3, "names": "",
         "traits": [], "backend": "procedural", "temperature": 0.9, "seed": 1,
     }  # fmt: skip
     values.update(kwargs)
-    with pytest.raises(gr.Error, match=message):
+    with pytest.raises(NPCForgeError, match=message):
         await _all(handlers.generate_npcs(*values.values()))
+    # Through the error door the UI wires, it is a Gradio message, not a traceback.
+    with pytest.raises(gr.Error, match=message):
+        await _all(user_errors(handlers.generate_npcs)(*values.values()))
+
+
+async def test_unexpected_errors_become_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    @user_errors
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(gr.Error, match=r"went wrong on the server \(RuntimeError\)"):
+        await broken()
+    assert "a bug" in caplog.text  # the details go to the log
 
 
 async def test_malformed_upload_is_a_clear_error(services: Services, tmp_path: Path) -> None:
     bad = tmp_path / "my_world.json"
     bad.write_text('{"era": 1')
-    handlers = GenerateHandlers(services)
-    with pytest.raises(gr.Error, match=r"World file my_world\.json: is not valid JSON"):
+    handlers = _handlers(services, tmp_path)
+    with pytest.raises(NPCForgeError, match=r"World file my_world\.json: is not valid JSON"):
         await _all(handlers.generate_npcs(NO_WORLD, str(bad), "", 2, "", [], "procedural", 0.9, 1))
 
 
-async def test_failed_npcs_show_and_retry_fills_them(
-    openai_services: Services, openai_server: FakeOpenAIServer
+async def test_empty_seed_means_a_random_cast(services: Services, tmp_path: Path) -> None:
+    handlers = _handlers(services, tmp_path)
+    seeds = set()
+    for _ in range(3):
+        *_, (_, cast, _, _, _) = await _all(
+            handlers.generate_npcs(
+                _world_name(handlers), None, "", 1, "", [], "procedural", 0.9, ""
+            )
+        )
+        seeds.add(cast["seed"])
+    assert len(seeds) == 3
+
+
+async def test_stop_keeps_every_finished_npc_and_gives_the_file(
+    tmp_path: Path, fake_sleep: FakeSleep
 ) -> None:
-    handlers = GenerateHandlers(openai_services)
+    settings = make_settings(tmp_path, backend="gated", library_autosave=True)
+    registry = BackendRegistry()
+    gate = GateBackend(open_for=3)
+    registry.register("gated", lambda settings, context: gate)
+    services = Services(settings, registry, sleep=fake_sleep)
+    handlers = _handlers(services, tmp_path)
+    updates = []
+    async for update in handlers.generate_npcs(
+        _world_name(handlers), None, "", 10, "", [], "gated", 0.9, 7
+    ):
+        updates.append(update)
+        view = update[4]
+        if view.run is not None and sum(n is not None for n in view.npcs) == 3:
+            handlers.stop(view)  # what the Stop button does
+    html, cast, file, status, view = updates[-1]
+    assert html.count('class="npc-card"') == 3 and len(cast["npcs"]) == 3
+    assert status.startswith("Stopped: **3/10**") and "3 saved to the library" in status
+    assert file is not None and len(json.loads(Path(file).read_text())["npcs"]) == 3
+    assert gate.cancelled == 1 and gate.in_flight == 0  # the 4th was cancelled, not left running
+    assert await services.library.count() == 3
+    await services.aclose()
+
+
+async def test_failed_npcs_show_and_retry_fills_them(
+    openai_services: Services, openai_server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    handlers = _handlers(openai_services, tmp_path)
     openai_server.fail(403)  # not retryable: the first NPC fails at once
     updates = await _all(
         handlers.generate_npcs(
@@ -124,9 +200,9 @@ async def test_failed_npcs_show_and_retry_fills_them(
 
 
 async def test_same_seed_again_comes_from_the_cache_unless_regenerating(
-    openai_services: Services, openai_server: FakeOpenAIServer
+    openai_services: Services, openai_server: FakeOpenAIServer, tmp_path: Path
 ) -> None:
-    handlers = GenerateHandlers(openai_services)
+    handlers = _handlers(openai_services, tmp_path)
     world = _world_name(handlers)
     args = (world, None, "", 2, "", [], "openai", 0.9, 3)
     await _all(handlers.generate_npcs(*args))
@@ -137,14 +213,14 @@ async def test_same_seed_again_comes_from_the_cache_unless_regenerating(
 
 
 def test_world_list_refreshes(services: Services, tmp_path: Path) -> None:
-    handlers = GenerateHandlers(services)
+    handlers = _handlers(services, tmp_path)
     update = handlers.world_dropdown("No Such World")
     assert update["value"] == NO_WORLD and update["choices"] == handlers.world_choices()
 
 
 def test_personalities_browse_filters(services: Services) -> None:
-    handlers = PersonalityHandlers(services)
-    data = services.personalities
+    handlers = PersonalityHandlers(services.assets.personalities)
+    data = services.assets.personalities()
     trait = next(t for t in data.traits.values() if t.opposite)
     traits, _, summary = handlers.browse(trait.name, "all")
     names = [row[0] for row in traits["value"]]
@@ -172,7 +248,7 @@ def test_launched_app_answers_generate_npcs_over_the_api(services: Services) -> 
     )
     try:
         client = Client(demo.local_url, verbose=False)
-        world = GenerateHandlers(services).world_choices()[1]
+        world = _handlers(services, Path(demo.local_url)).world_choices()[1]
         html, cast, file, status = client.predict(
             world,
             None,

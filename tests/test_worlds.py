@@ -7,21 +7,29 @@ from pathlib import Path
 import pytest
 
 from app.errors import InputError, WorldFileError
+from app.models import World
 from app.services.worlds import (
+    WorldService,
     list_world_files,
     load_world_file,
     parse_world,
-    resolve_world,
     world_from_setting,
 )
 from tests.conftest import WORLDS_DIR
+from utils.cached_json import JSONFileCache
+
+
+def _service(tmp_path: Path, max_chars: int = 1000) -> WorldService:
+    return WorldService(
+        WORLDS_DIR, tmp_path / "saved", JSONFileCache(), max_setting_chars=max_chars
+    )
 
 
 def test_at_least_four_shipped_worlds_all_load() -> None:
     worlds = list_world_files(WORLDS_DIR)
     assert len(worlds) >= 4
     for name, path in worlds.items():
-        world = load_world_file(path)
+        world = load_world_file(path, JSONFileCache())
         assert world.name == name
         assert world.era and world.time_period and world.detail_text()
 
@@ -54,17 +62,14 @@ def test_huge_world_file_is_refused() -> None:
 
 def test_missing_file_lists_shipped_worlds(tmp_path: Path) -> None:
     with pytest.raises(WorldFileError, match=r"does not exist\. Shipped worlds:"):
-        resolve_world(
-            world_path=Path("atlantis"), setting="", worlds_dir=WORLDS_DIR, max_setting_chars=100
-        )
+        _service(tmp_path).resolve("atlantis", "")
 
 
-def test_shipped_world_by_stem() -> None:
-    stem = next(iter(list_world_files(WORLDS_DIR).values())).stem
-    world = resolve_world(
-        world_path=Path(stem), setting=None, worlds_dir=WORLDS_DIR, max_setting_chars=100
-    )
-    assert world.era
+def test_shipped_world_by_stem_or_display_name(tmp_path: Path) -> None:
+    name, path = next(iter(list_world_files(WORLDS_DIR).items()))
+    by_stem = _service(tmp_path).resolve(path.stem, None).world
+    by_name = _service(tmp_path).resolve(name, None).world
+    assert by_stem == by_name and by_stem.era
 
 
 def test_setting_text_limits() -> None:
@@ -74,14 +79,31 @@ def test_setting_text_limits() -> None:
         world_from_setting("x" * 1_048_576, max_chars=20_000)
 
 
-def test_setting_notes_join_a_world_file() -> None:
+def test_setting_notes_join_a_world_file(tmp_path: Path) -> None:
     path = next(iter(list_world_files(WORLDS_DIR).values()))
-    world = resolve_world(
-        world_path=path,
-        setting="Everyone fears the tax man.",
-        worlds_dir=WORLDS_DIR,
-        max_setting_chars=1000,
-    )
+    world = _service(tmp_path).resolve(path, "Everyone fears the tax man.").world
     assert isinstance(world.detail, dict)
     assert world.detail["designer_notes"] == "Everyone fears the tax man."
     assert "Everyone fears the tax man." in world.full_text()
+
+
+def test_broken_edit_warns_and_keeps_the_last_good_version(tmp_path: Path) -> None:
+    shipped = tmp_path / "worlds"
+    shipped.mkdir()
+    path = shipped / "bay.json"
+    path.write_text('{"era": "Age of sail", "time_period": "1720"}')
+    service = WorldService(shipped, tmp_path / "saved", JSONFileCache(), max_setting_chars=100)
+    assert service.resolve("Bay", None).warning is None
+    path.write_text('{"era": "Age of sail", "time_period": ')  # a half-saved edit
+    resolved = service.resolve("Bay", None)
+    assert resolved.world.time_period == "1720"
+    assert resolved.warning is not None and "bay.json has a broken edit" in resolved.warning
+
+
+def test_remembered_worlds_give_saved_npcs_their_context(tmp_path: Path) -> None:
+    service = _service(tmp_path)
+    world = World(name="Harrow Bay Notes", era="Victorian", time_period="1890", detail="Fog.")
+    service.remember(world)
+    assert service.world_for("Harrow Bay Notes") == world
+    unknown = service.world_for("Nowhere")
+    assert unknown.name == "Nowhere" and unknown.time_period == "unspecified"

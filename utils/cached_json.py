@@ -126,16 +126,3 @@ class JSONFileCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-_shared: JSONFileCache | None = None
-_shared_lock = threading.Lock()
-
-
-def shared_cache() -> JSONFileCache:
-    """The process-wide cache for asset and world files (one per process, like lru_cache)."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = JSONFileCache(maxsize=256)
-        return _shared

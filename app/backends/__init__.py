@@ -2,19 +2,19 @@
 
 from app.backends.base import Backend, JSONReply, JSONRequest, Message
 from app.backends.registry import (
+    BackendContext,
     BackendRegistry,
     default_registry,
-    get_backend,
     resolve_backend_name,
 )
 
 __all__ = [
     "Backend",
+    "BackendContext",
     "BackendRegistry",
     "JSONReply",
     "JSONRequest",
     "Message",
     "default_registry",
-    "get_backend",
     "resolve_backend_name",
 ]

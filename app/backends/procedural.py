@@ -13,18 +13,19 @@ import hashlib
 import random
 import time
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from app.backends.base import Backend, JSONReply, JSONRequest
 from app.backends.procedural_relationships import draft_relationships
-from app.backends.procedural_tables import GENERIC, Culture, Genre, Tables, load_tables
+from app.backends.procedural_tables import GENERIC, Culture, Genre, Tables
 from app.errors import BackendCapabilityError
 from app.models import FIELD_TASK, NPC_TASK, RELATIONSHIPS_TASK, World
 from config import Settings
+
+if TYPE_CHECKING:
+    from app.backends.registry import BackendContext
 
 VERSION = "v1"
 GENDERS: tuple[str, ...] = ("male", "female", "non-binary")
@@ -79,15 +80,24 @@ def _full_name(culture: Culture, given: str, gender: str, rng: random.Random) ->
     return " ".join(culture.format.format(given=given, family=family, epithet=epithet).split())
 
 
-@lru_cache(maxsize=128)
 def _cast_names(
     tables: Tables, genre_id: str, cast_key: str, avoid: tuple[str, ...], count: int
 ) -> tuple[tuple[str, str, str], ...]:
     """``count`` distinct (full name, given name, gender) for the unnamed NPCs of a cast.
 
     Drawn from one RNG for the whole cast, so slot k gets the same name no
-    matter in which order the NPCs are generated.
+    matter in which order the NPCs are generated; remembered with the tables.
     """
+    key = (genre_id, cast_key, avoid, count)
+    built: tuple[tuple[str, str, str], ...] = tables.names_memo.get(
+        key, lambda: _draw_cast_names(tables, genre_id, cast_key, avoid, count)
+    )
+    return built
+
+
+def _draw_cast_names(
+    tables: Tables, genre_id: str, cast_key: str, avoid: tuple[str, ...], count: int
+) -> tuple[tuple[str, str, str], ...]:
     rng = random.Random(f"names|{cast_key}")
     genre = tables.genres.get(genre_id) or tables.genres[GENERIC]
     cultures = [tables.cultures[c] for c in genre.cultures if c in tables.cultures] or list(
@@ -299,8 +309,13 @@ class ProceduralBackend(Backend):
     # Drafting an NPC takes less time than reading it back from disk.
     cache_responses = False
 
-    def __init__(self, settings: Settings) -> None:
-        self._assets_dir = Path(settings.assets_dir)
+    def __init__(self, settings: Settings, context: BackendContext | None = None) -> None:
+        if context is None:  # standalone use (scripts, tests): own asset caches
+            from app.assets import Assets
+
+            self._assets = Assets(settings.assets_dir)
+        else:
+            self._assets = context.assets
 
     @property
     def name(self) -> str:
@@ -308,7 +323,8 @@ class ProceduralBackend(Backend):
 
     @property
     def tables(self) -> Tables:
-        return load_tables(self._assets_dir)
+        """The tables as the files are now (rebuilt only when one changed)."""
+        return self._assets.tables()
 
     async def complete_json(self, request: JSONRequest) -> JSONReply:
         started = time.perf_counter()

@@ -10,16 +10,16 @@ personalities.json traits with their opposites (see app.personality)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from app.cache.derived import DerivedCache
-from app.personality import PersonalityData, load_personalities
-from utils.cached_json import shared_cache
+from app.cache.memo import Memo
+from app.personality import PersonalityData
 
 GENERIC = "generic"
+# Distinct world texts whose genre is remembered, and casts whose names are.
+GENRE_MEMO_SIZE = 256
+NAMES_MEMO_SIZE = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ class Occupation:
     social: str
 
 
-# eq=False: hashed by identity, so caches can key on the (loaded-once) tables.
+# eq=False: compared by identity; a new version of the files is a new Tables.
 @dataclass(frozen=True, slots=True, eq=False)
 class Tables:
     genres: dict[str, Genre]
@@ -62,6 +62,13 @@ class Tables:
     npc: dict[str, dict[str, tuple[str, ...]]]  # genre -> table name -> entries
     personalities: PersonalityData
     _patterns: dict[str, tuple[re.Pattern[str], ...]]
+    # Derived from these tables only, so they live and die with them.
+    genre_memo: Memo[tuple[str, str], str] = field(
+        default_factory=lambda: Memo("procedural.genres", GENRE_MEMO_SIZE)
+    )
+    names_memo: Memo[tuple[Any, ...], Any] = field(
+        default_factory=lambda: Memo("procedural.cast_names", NAMES_MEMO_SIZE)
+    )
 
     def entries(self, genre: str, table: str) -> tuple[str, ...]:
         return self.npc.get(genre, {}).get(table, ()) or self.npc[GENERIC][table]
@@ -79,7 +86,9 @@ class Tables:
 
     def detect_genre(self, text: str, weighted_text: str = "") -> str:
         # Every NPC of a cast asks about the same world: scan its text once.
-        return _detect_genre(self, text, weighted_text)
+        return self.genre_memo.get(
+            (text, weighted_text), lambda: self._detect_uncached(text, weighted_text)
+        )
 
     def _detect_uncached(self, text: str, weighted_text: str) -> str:
         scores = self.genre_scores(text, weighted_text)
@@ -91,14 +100,7 @@ def _tuple(values: Any) -> tuple[str, ...]:
     return tuple(str(value) for value in values or ())
 
 
-@lru_cache(maxsize=256)
-def _detect_genre(tables: Tables, text: str, weighted_text: str) -> str:
-    return tables._detect_uncached(text, weighted_text)
-
-
 TABLE_FILES = ("genres.json", "names.json", "occupations.json", "npc_tables.json")
-# Built once per version of the table files (reads are cached by mtime).
-TABLES_CACHE: DerivedCache[Tables] = DerivedCache("procedural_tables", maxsize=4)
 
 
 def _keyword_pattern(keyword: str) -> re.Pattern[str]:
@@ -106,20 +108,7 @@ def _keyword_pattern(keyword: str) -> re.Pattern[str]:
     return re.compile(r"(?<![a-z0-9])" + re.escape(keyword.lower()) + r"(?![a-z0-9])")
 
 
-def load_tables(assets_dir: Path) -> Tables:
-    """Every table under ``assets_dir``, rebuilt only when a file changed."""
-    assets_dir = assets_dir.resolve()
-    files = shared_cache()
-    genres, names, occupations, npc = (files.read(assets_dir / name) for name in TABLE_FILES)
-    personalities = load_personalities(assets_dir / "personalities.json")
-    return TABLES_CACHE.get(
-        assets_dir,
-        (genres, names, occupations, npc, personalities),
-        lambda: _build_tables(genres, names, occupations, npc, personalities),
-    )
-
-
-def _build_tables(
+def build_tables(
     raw_genres: Any,
     raw_names: Any,
     raw_occupations: Any,

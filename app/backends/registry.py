@@ -8,13 +8,26 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 from app.backends.base import Backend
 from app.errors import UnknownBackendError
 from config import Settings
 
-BackendFactory = Callable[[Settings], Backend]
+if TYPE_CHECKING:
+    from app.assets import Assets
+
+
+@dataclass(frozen=True, slots=True)
+class BackendContext:
+    """What the composition root shares with backends beyond settings."""
+
+    assets: Assets
+
+
+BackendFactory = Callable[[Settings, BackendContext], Backend]
 
 BUILTIN_BACKENDS: tuple[tuple[str, str], ...] = (
     ("procedural", "app.backends.procedural:ProceduralBackend"),
@@ -25,9 +38,9 @@ BUILTIN_BACKENDS: tuple[tuple[str, str], ...] = (
 def _lazy_factory(target: str) -> BackendFactory:
     module_name, _, attribute = target.partition(":")
 
-    def factory(settings: Settings) -> Backend:
+    def factory(settings: Settings, context: BackendContext) -> Backend:
         backend_class = getattr(importlib.import_module(module_name), attribute)
-        backend: Backend = backend_class(settings)
+        backend: Backend = backend_class(settings, context)
         return backend
 
     return factory
@@ -49,12 +62,12 @@ class BackendRegistry:
     def names(self) -> list[str]:
         return sorted(self._factories)
 
-    def create(self, name: str, settings: Settings) -> Backend:
+    def create(self, name: str, settings: Settings, context: BackendContext) -> Backend:
         try:
             factory = self._factories[name]
         except KeyError:
             raise UnknownBackendError(name, self._factories) from None
-        return factory(settings)
+        return factory(settings, context)
 
 
 @cache
@@ -77,11 +90,3 @@ def resolve_backend_name(settings: Settings, requested: str | None = None) -> st
     if settings.openai_api_key is not None or settings.openai_base_url:
         return "openai"
     return "procedural"
-
-
-def get_backend(
-    name: str | None, settings: Settings, registry: BackendRegistry | None = None
-) -> Backend:
-    """Create the backend for a name (or ``auto``)."""
-    registry = registry if registry is not None else default_registry()
-    return registry.create(resolve_backend_name(settings, name), settings)

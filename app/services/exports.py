@@ -5,16 +5,25 @@ Pure functions returning bytes or text; the UI writes them to files.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
 import unicodedata
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
 
+from app.errors import InputError, NPCForgeError
 from app.models import NPC, World
+from utils.jsonio import dumps
+
+if TYPE_CHECKING:
+    from app.services.library import Library
+    from app.services.worlds import WorldService
 
 CSV_FIELDS = (
     "id", "name", "age", "gender", "occupation", "personality_traits", "appearance", "backstory",
@@ -134,3 +143,100 @@ def cards_zip(npcs: Sequence[NPC], world: World | None) -> bytes:
             used.add(name)
             archive.writestr(name, card_png(npc_to_card(npc, world, names_by_id), npc))
     return buffer.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What an import of card files kept, and why the others were refused."""
+
+    imported: list[NPC]
+    problems: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFile:
+    """An export ready to download: a safe file name and its bytes."""
+
+    filename: str
+    data: bytes
+    count: int
+
+
+def _card_json(npcs: Sequence[NPC], world: World) -> tuple[bytes, str]:
+    from app.services.cards import npc_to_card
+
+    if len(npcs) == 1:
+        return dumps(npc_to_card(npcs[0], world), pretty=True), ".card.json"
+    return dumps([npc_to_card(npc, world) for npc in npcs], pretty=True), ".cards.json"
+
+
+def _card_png(npcs: Sequence[NPC], world: World) -> tuple[bytes, str]:
+    from app.services.cards import card_png, npc_to_card
+
+    if len(npcs) == 1:
+        return card_png(npc_to_card(npcs[0], world), npcs[0]), ".png"
+    return cards_zip(npcs, world), ".cards.zip"
+
+
+def _markdown(npcs: Sequence[NPC], world: World) -> tuple[bytes, str]:
+    text = npc_markdown(npcs[0]) if len(npcs) == 1 else cast_markdown(npcs, npcs[0].world)
+    return text.encode(), ".md"
+
+
+Builder = Callable[[Sequence[NPC], World], tuple[bytes, str]]
+# Label (as the UI and the API name it) -> how to build it.
+EXPORT_FORMATS: dict[str, Builder] = {
+    "JSON": lambda npcs, world: (npcs_json(npcs), ".json"),
+    "JSON Lines": lambda npcs, world: (npcs_jsonl(npcs), ".jsonl"),
+    "CSV": lambda npcs, world: (npcs_csv(npcs).encode(), ".csv"),
+    "Markdown": _markdown,
+    "Character Card V2 (JSON)": _card_json,
+    "Character Card V2 (PNG)": _card_png,
+}
+SCOPES = ("this NPC", "its whole world")
+
+
+def build_export(npcs: Sequence[NPC], world: World, fmt: str) -> ExportFile:
+    """Bytes of ``npcs`` in a format (CPU work: run it in a thread)."""
+    builder = EXPORT_FORMATS.get(fmt)
+    if builder is None:
+        raise InputError(f"Unknown export format {fmt!r}; pick one of {', '.join(EXPORT_FORMATS)}.")
+    data, suffix = builder(npcs, world)
+    stem = npcs[0].name if len(npcs) == 1 else npcs[0].world
+    return ExportFile(safe_filename(stem, suffix), data, len(npcs))
+
+
+class ExportService:
+    """Exports of library NPCs, one NPC or its whole world."""
+
+    def __init__(self, library: Library, worlds: WorldService) -> None:
+        self.library = library
+        self.worlds = worlds
+
+    async def export(self, npc_id: str, scope: str, fmt: str) -> ExportFile:
+        if scope not in SCOPES:
+            raise InputError(f"Export {scope!r}? Pick one of: {', '.join(SCOPES)}.")
+        npcs = (
+            [await self.library.get(npc_id)]
+            if scope == SCOPES[0]
+            else await self.library.world_npcs(npc_id)
+        )
+        world = await asyncio.to_thread(self.worlds.world_for, npcs[0].world)
+        return await asyncio.to_thread(build_export, npcs, world, fmt)
+
+    async def import_cards(self, files: Sequence[tuple[str, bytes]]) -> ImportReport:
+        """Character Cards V2/V3 (JSON or PNG) into the library; one bad file
+        never costs the others, and each problem names its file."""
+        from app.services.cards import card_to_npc, read_card
+
+        imported, problems = [], []
+        for name, data in files:
+            try:
+                imported.append(card_to_npc(read_card(data, name)))
+            except NPCForgeError as exc:
+                problems.append(str(exc))
+            except (ValueError, TypeError, KeyError, RecursionError) as exc:
+                # A card this code did not foresee: refuse it, keep the others.
+                problems.append(f"{name}: not a card this version can read ({type(exc).__name__}).")
+        await self.library.save(imported)
+        return ImportReport(imported, problems)

@@ -9,83 +9,24 @@ One NPC failing never loses the others.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import random
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from app.backends.base import JSONReply, JSONRequest
 from app.backends.guard import GuardedBackend
 from app.cache.keys import response_key
 from app.cache.response import ResponseCache
-from app.errors import InputError, NPCForgeError
+from app.errors import NPCForgeError
 from app.metrics import Metrics
-from app.models import NPC, NPC_SCHEMA_VERSION, NPCProfile, StageTimings, World
-from app.personality import PersonalityData
+from app.models import NPC, NPC_SCHEMA_VERSION, NPCProfile, NPCSpec, StageTimings
+from app.services.planning import MAX_TRAITS
 from app.services.prompts import npc_request
 from app.services.validated import complete_validated
 
 log = logging.getLogger(__name__)
-
-MAX_NAME_CHARS = 120
-MAX_TRAITS = 8
-
-
-@dataclass(frozen=True, slots=True)
-class CastRequest:
-    """What the user asked for; validated by ``plan_cast``."""
-
-    world: World
-    count: int
-    names: tuple[str, ...] = ()
-    traits: tuple[str, ...] = ()
-    temperature: float = 0.9
-    seed: int | None = None
-    # Names already used in this world (the library): the generator avoids them.
-    avoid: tuple[str, ...] = ()
-
-
-# Prompts list at most this many names to avoid; more costs tokens for little.
-MAX_AVOID_NAMES = 150
-
-
-@dataclass(frozen=True, slots=True)
-class NPCSpec:
-    """One NPC to generate. Equal specs give equal NPCs, so they run once."""
-
-    world: World = field(compare=False, hash=False)
-    world_key: str
-    name: str | None
-    traits: tuple[str, ...]
-    slot: int  # ordinal among the unnamed NPCs of the cast; -1 when named
-    cast_seed: int
-    temperature: float
-    avoid_names: tuple[str, ...]
-
-    @property
-    def seed(self) -> int:
-        """Per-NPC seed: stable for the same cast seed and the same name or slot."""
-        who = self.name.lower() if self.name else f"#{self.slot}"
-        digest = hashlib.blake2b(f"{self.cast_seed}|{who}".encode(), digest_size=4).digest()
-        return int.from_bytes(digest, "big") & 0x7FFFFFFF
-
-    def npc_id(self, backend_name: str) -> str:
-        key = "|".join(
-            [
-                backend_name,
-                str(NPC_SCHEMA_VERSION),
-                self.world_key,
-                self.name or "",
-                ",".join(self.traits),
-                str(self.slot),
-                str(self.cast_seed),
-                f"{self.temperature:.3f}",
-            ]
-        )
-        return "npc-" + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
 
 
 @dataclass(slots=True)
@@ -102,96 +43,21 @@ class NPCOutcome:
         return self.npc is not None
 
 
-def new_cast_seed() -> int:
-    return random.SystemRandom().randrange(2**31)
-
-
-def world_key(world: World) -> str:
-    return hashlib.blake2b(world.model_dump_json().encode(), digest_size=8).hexdigest()
-
-
-def parse_name_lines(text: str) -> list[tuple[str, tuple[str, ...]]]:
-    """``Name`` or ``Name: trait, trait`` per line; blank lines are skipped."""
-    entries = []
-    for line in text.splitlines():
-        name, _, traits = line.partition(":")
-        name = " ".join(name.split())
-        if not name:
-            continue
-        entries.append((name, tuple(t.strip().lower() for t in traits.split(",") if t.strip())))
-    return entries
-
-
-def _check_traits(traits: Sequence[str], personalities: PersonalityData, who: str) -> None:
-    if len(traits) > MAX_TRAITS:
-        raise InputError(f"{who} has {len(traits)} traits; the limit is {MAX_TRAITS}.")
-    try:
-        personalities.check_compatible(traits)
-    except InputError as exc:
-        raise InputError(f"{who}: {exc}") from None
-
-
-def plan_cast(
-    request: CastRequest,
-    personalities: PersonalityData,
-    *,
-    max_npcs: int,
-    name_traits: Sequence[tuple[str, ...]] = (),
-) -> list[NPCSpec]:
-    """Validate the request and turn it into one spec per position.
-
-    ``name_traits`` holds extra traits per named NPC (from ``Name: traits`` lines).
-    """
-    if not 1 <= request.count <= max_npcs:
-        raise InputError(
-            f"The number of NPCs must be between 1 and {max_npcs}; got {request.count}."
-        )
-    if len(request.names) > request.count:
-        raise InputError(
-            f"You gave {len(request.names)} names for {request.count} NPCs; "
-            f"raise the number to {len(request.names)} or remove names."
-        )
-    if not 0.0 <= request.temperature <= 2.0:
-        raise InputError(
-            f"Creativity (temperature) must be between 0 and 2; got {request.temperature}."
-        )
-    too_long = next((given for given in request.names if len(given) > MAX_NAME_CHARS), None)
-    if too_long is not None:
-        raise InputError(
-            f"The name {too_long[:40]!r}... is longer than {MAX_NAME_CHARS} characters."
-        )
-    base_traits = tuple(dict.fromkeys(t.strip().lower() for t in request.traits if t.strip()))
-    _check_traits(base_traits, personalities, "The chosen traits")
-
-    cast_seed = request.seed if request.seed is not None else new_cast_seed()
-    key = world_key(request.world)
-    avoid = tuple(dict.fromkeys((*request.names, *request.avoid)))[:MAX_AVOID_NAMES]
-    specs = []
-    for index in range(request.count):
-        name: str | None = None
-        traits, slot = base_traits, index - len(request.names)
-        if index < len(request.names):
-            name, slot = request.names[index], -1
-            extra = name_traits[index] if index < len(name_traits) else ()
-            traits = tuple(dict.fromkeys(base_traits + extra))
-            _check_traits(traits, personalities, name)
-        specs.append(
-            NPCSpec(
-                world=request.world,
-                world_key=key,
-                name=name,
-                traits=traits,
-                slot=slot,
-                cast_seed=cast_seed,
-                temperature=request.temperature,
-                avoid_names=avoid,
-            )
-        )
-    return specs
-
-
 def parse_profile(reply: JSONReply) -> NPCProfile:
     return NPCProfile.model_validate(reply.data)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedProfile:
+    """The shape of a response-cache entry for one NPC."""
+
+    profile: NPCProfile
+    repaired: bool
+
+    @classmethod
+    def from_value(cls, value: Any) -> CachedProfile:
+        """Raises (KeyError, TypeError, ValidationError) for a record of another shape."""
+        return cls(NPCProfile.model_validate(value["profile"]), bool(value["repaired"]))
 
 
 class CastGenerator:
@@ -200,12 +66,10 @@ class CastGenerator:
     def __init__(
         self,
         guarded: GuardedBackend,
-        personalities: PersonalityData,
         cache: ResponseCache | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.guarded = guarded
-        self.personalities = personalities
         self.cache = cache if guarded.backend.cache_responses else None
         self.metrics = metrics
         self.repairs = 0
@@ -218,21 +82,48 @@ class CastGenerator:
         self.repairs += repaired
         return {"profile": profile.model_dump(), "repaired": repaired}
 
-    async def generate_one(self, spec: NPCSpec, *, use_cache: bool = True) -> NPC:
-        """One NPC, from the cache when allowed and present."""
+    def _key(self, request: JSONRequest) -> str:
+        return response_key(self.guarded.backend.cache_identity, request, NPC_SCHEMA_VERSION)
+
+    async def _lookup(self, specs: Sequence[NPCSpec]) -> dict[NPCSpec, CachedProfile]:
+        """Every spec's cached profile, read in one pass before any backend call."""
+        if self.cache is None or not specs:
+            return {}
+        keys = [self._key(npc_request(spec)) for spec in specs]
+        values = await self.cache.lookup_many(keys, validate=CachedProfile.from_value)
+        return {
+            spec: CachedProfile.from_value(value)
+            for spec, value in zip(specs, values, strict=True)
+            if value is not None
+        }
+
+    async def generate_one(
+        self, spec: NPCSpec, *, use_cache: bool = True, cached: CachedProfile | None = None
+    ) -> NPC:
+        """One NPC: from ``cached`` (looked up by ``run``), else computed once
+        however many casts ask for it at the same time."""
         started = time.perf_counter()
         timings = StageTimings()
-        request = npc_request(spec)
-        if self.cache is None:
-            result, source = await self._profile(request, timings), "computed"
+        if cached is None:
+            request = npc_request(spec)
+            if self.cache is None:
+                value: Any = await self._profile(request, timings)
+            else:
+                value, source = await self.cache.get_or_compute(
+                    self._key(request),
+                    lambda: self._profile(request, timings),
+                    refresh=not use_cache,
+                    lookup=False,  # run() looked it up already, in request order
+                    validate=CachedProfile.from_value,
+                )
+                if source != "computed":  # another cast computed it just now
+                    timings = StageTimings()
+            profile = CachedProfile.from_value(value)
+            from_cache = False
         else:
-            key = response_key(self.guarded.backend.cache_identity, request, NPC_SCHEMA_VERSION)
-            result, source = await self.cache.get_or_compute(
-                key, lambda: self._profile(request, timings), refresh=not use_cache
-            )
-        profile = NPCProfile.model_validate(result["profile"])
+            profile, from_cache = cached, True
         timings.total_ms = (time.perf_counter() - started) * 1000
-        return self._finish(spec, profile, bool(result["repaired"]), timings, source != "computed")
+        return self._finish(spec, profile.profile, profile.repaired, timings, from_cache)
 
     def _finish(
         self,
@@ -262,20 +153,23 @@ class CastGenerator:
 
     async def run(
         self, specs: Sequence[NPCSpec], *, use_cache: bool = True
-    ) -> AsyncIterator[NPCOutcome]:
+    ) -> AsyncGenerator[NPCOutcome, None]:
         """Yield one outcome per position, in the order they finish.
 
-        Leaving the loop early (the user cancelled) cancels the NPCs still running;
-        every NPC already yielded is the caller's to keep.
+        Cached NPCs are looked up first, in one pass, so the backend calls of
+        the rest start in request order. Closing the generator early (the user
+        stopped; use ``contextlib.aclosing``) cancels the NPCs still running and
+        waits for them; every NPC already yielded is the caller's to keep.
         """
         positions: dict[NPCSpec, list[int]] = {}
         for index, spec in enumerate(specs):
             positions.setdefault(spec, []).append(index)
         queue: asyncio.Queue[tuple[NPCSpec, NPC | None, str | None]] = asyncio.Queue()
+        cached = await self._lookup(list(positions)) if use_cache else {}
 
         async def worker(spec: NPCSpec) -> None:
             try:
-                npc = await self.generate_one(spec, use_cache=use_cache)
+                npc = await self.generate_one(spec, use_cache=use_cache, cached=cached.get(spec))
             except NPCForgeError as exc:
                 await queue.put((spec, None, str(exc)))
             except Exception as exc:  # a bug must not take the rest of the cast with it

@@ -15,14 +15,18 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from app.errors import InputError
-from app.models import NPC, Relationship
-from app.services.prompts import PROFILE_FIELDS
+from app.models import NPC, PROFILE_FIELDS, Relationship
+from app.personality import PersonalityData
+from app.services.ties import merge_ties, parse_tie_rows
 
 if TYPE_CHECKING:
     from app.store.npc_store import NPCStore, SearchHit
 
 MAX_RESULTS = 50
 MAX_QUERY_CHARS = 1000
+# A world's cast as relationship tools see it, and every NPC of a world at most.
+MAX_CAST_FOR_RELATIONSHIPS = 30
+MAX_WORLD_NPCS = 10_000
 EDITABLE_FIELDS = (*PROFILE_FIELDS, "tags")
 # List fields typed into one text box: sample lines one per line, the rest
 # separated by commas or new lines.
@@ -57,8 +61,13 @@ def field_text(npc: NPC, field: str) -> str:
 class Library:
     """Use cases over the NPC store."""
 
-    def __init__(self, store_factory: Callable[[], NPCStore]) -> None:
+    def __init__(
+        self,
+        store_factory: Callable[[], NPCStore],
+        personalities: Callable[[], PersonalityData],
+    ) -> None:
         self._store_factory = store_factory
+        self._personalities = personalities
         self._store: NPCStore | None = None
         self._lock = threading.Lock()
 
@@ -134,7 +143,7 @@ class Library:
 
     async def _linked(self, npc: NPC) -> list[NPC]:
         """NPCs of the same world with a relationship pointing at ``npc``."""
-        others = await self.list_npcs(world=npc.world, limit=10_000)
+        others = await self.list_npcs(world=npc.world, limit=MAX_WORLD_NPCS)
         return [
             other
             for other in others
@@ -182,8 +191,30 @@ class Library:
         except ValidationError as exc:
             problem = exc.errors()[0]
             raise InputError(f"{field}: {problem['msg']}.") from None
+        if field == "personality_traits":  # the same rule as for a new cast
+            self._personalities().check_compatible(edited.personality_traits)
         return await self.replace(edited)
 
     async def set_relationships(self, npc_id: str, relationships: Sequence[Relationship]) -> NPC:
         npc = await self.get(npc_id)
         return await self.replace(npc.model_copy(update={"relationships": list(relationships)}))
+
+    async def world_cast(
+        self, npc_id: str, *, limit: int = MAX_CAST_FOR_RELATIONSHIPS
+    ) -> list[NPC]:
+        """Up to ``limit`` NPCs of this NPC's world, this one always among them."""
+        npc = await self.get(npc_id)
+        cast = await self.list_npcs(world=npc.world, limit=limit)
+        return cast if any(c.id == npc.id for c in cast) else [npc, *cast[: limit - 1]]
+
+    async def world_npcs(self, npc_id: str) -> list[NPC]:
+        """Every NPC of this NPC's world."""
+        npc = await self.get(npc_id)
+        return await self.list_npcs(world=npc.world, limit=MAX_WORLD_NPCS)
+
+    async def save_tie_rows(self, npc_id: str, rows: Sequence[Sequence[Any]]) -> list[NPC]:
+        """Replace the ties among this NPC's world with an edited table."""
+        cast = await self.world_cast(npc_id)
+        updated = merge_ties(cast, parse_tie_rows(rows, cast))
+        await self.save(updated)
+        return updated

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING
 
 from app.backends.base import JSONReply
 from app.backends.guard import GuardedBackend
 from app.errors import InputError
-from app.models import NPC, NPCProfile, Relationship, World
+from app.models import NPC, PROFILE_FIELDS, NPCProfile, Relationship, World
 from app.personality import PersonalityData
-from app.services.prompts import (
-    PROFILE_FIELDS,
-    field_request,
-    regenerate_request,
-    relationships_request,
-)
+from app.services.prompts import field_request, regenerate_request, relationships_request
+from app.services.ties import merge_ties
 from app.services.validated import complete_validated
+
+if TYPE_CHECKING:
+    from app.backends.pool import BackendPool
+    from app.services.library import Library
+    from app.services.worlds import WorldService
 
 
 def _new_seed(seed: int | None) -> int:
@@ -46,7 +49,7 @@ class Refiner:
         world: World,
         *,
         seed: int | None = None,
-        temperature: float = 0.9,
+        temperature: float,
     ) -> NPC:
         """A new value for one field; every other field stays as it is."""
         if field not in PROFILE_FIELDS:
@@ -72,7 +75,7 @@ class Refiner:
         world: World,
         *,
         seed: int | None = None,
-        temperature: float = 0.9,
+        temperature: float,
     ) -> NPC:
         """A new take on the NPC that keeps the locked fields exactly (same id)."""
         unknown = set(locked) - set(PROFILE_FIELDS)
@@ -106,7 +109,7 @@ class Refiner:
         world: World,
         *,
         seed: int | None = None,
-        temperature: float = 0.9,
+        temperature: float,
     ) -> list[NPC]:
         """The cast with new relationships among its members (others are kept)."""
         if len(npcs) < 2:
@@ -150,13 +153,84 @@ class Refiner:
             return ties
 
         ties, _ = await complete_validated(self.guarded, request, parse, what="relationship list")
-        cast_ids = {npc.id for npc in npcs}
-        return [
-            npc.model_copy(
-                update={
-                    "relationships": [r for r in npc.relationships if r.target_id not in cast_ids]
-                    + ties.get(npc.id, [])
-                }
-            )
-            for npc in npcs
-        ]
+        return merge_ties(npcs, ties)
+
+
+class RefineService:
+    """The library's edit-by-backend use cases: each reads the NPC and its world,
+    asks the backend, and saves the result."""
+
+    def __init__(
+        self,
+        backends: BackendPool,
+        library: Library,
+        worlds: WorldService,
+        personalities: Callable[[], PersonalityData],
+        *,
+        default_temperature: float,
+    ) -> None:
+        self.backends = backends
+        self.library = library
+        self.worlds = worlds
+        self.personalities = personalities
+        self.default_temperature = default_temperature
+
+    def refiner(self, backend: str | None = None) -> Refiner:
+        return Refiner(self.backends.get(backend), self.personalities())
+
+    def _temperature(self, temperature: float | None) -> float:
+        return self.default_temperature if temperature is None else float(temperature)
+
+    async def regenerate_field(
+        self,
+        npc_id: str,
+        field: str,
+        *,
+        backend: str | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> NPC:
+        """A new value for one field, the rest given to the backend as context; saved."""
+        npc = await self.library.get(npc_id)
+        refiner = self.refiner(backend)
+        world = await asyncio.to_thread(self.worlds.world_for, npc.world)
+        new = await refiner.regenerate_field(
+            npc, field, world, seed=seed, temperature=self._temperature(temperature)
+        )
+        return await self.library.replace(new)
+
+    async def regenerate_npc(
+        self,
+        npc_id: str,
+        locked: Collection[str],
+        *,
+        backend: str | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> NPC:
+        """A new take on the NPC keeping the locked fields (same id); saved."""
+        npc = await self.library.get(npc_id)
+        refiner = self.refiner(backend)
+        world = await asyncio.to_thread(self.worlds.world_for, npc.world)
+        new = await refiner.regenerate_npc(
+            npc, locked, world, seed=seed, temperature=self._temperature(temperature)
+        )
+        return await self.library.replace(new)
+
+    async def relationships(
+        self,
+        npc_id: str,
+        *,
+        backend: str | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> list[NPC]:
+        """New ties among the NPCs of this NPC's world; saved."""
+        cast = await self.library.world_cast(npc_id)
+        refiner = self.refiner(backend)
+        world = await asyncio.to_thread(self.worlds.world_for, cast[0].world)
+        related = await refiner.relationships(
+            cast, world, seed=seed, temperature=self._temperature(temperature)
+        )
+        await self.library.save(related)
+        return related

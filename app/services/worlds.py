@@ -1,15 +1,22 @@
-"""Worlds: the shipped world files, uploaded ones, and free-text settings."""
+"""Worlds: the shipped world files, uploaded ones, free-text settings, and the
+worlds of saved casts (kept under the data directory so later edits have
+their context). ``WorldService`` is the use case; the functions are its parts.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from app.errors import InputError, WorldFileError
+from app.errors import InputError, NPCForgeError, WorldFileError
 from app.models import World
-from utils.cached_json import BrokenJSONError, JSONFileCache, shared_cache
-from utils.jsonio import read_json_bytes
+from utils.cached_json import BrokenJSONError, JSONFileCache
+from utils.jsonio import atomic_write_bytes, dumps, read_json_bytes
+
+log = logging.getLogger(__name__)
 
 MAX_WORLD_FILE_BYTES = 1_000_000
 WORLD_FORMAT_HINT = (
@@ -65,7 +72,7 @@ def parse_world(data: bytes | str, *, source: str, default_name: str) -> World:
     return _validate(raw, source=source, default_name=default_name)
 
 
-def load_world_file(path: Path, files: JSONFileCache | None = None) -> World:
+def load_world_file(path: Path, files: JSONFileCache) -> World:
     """Read a world file through the mtime-keyed JSON cache.
 
     A broken edit of a file that loaded before keeps its last good version
@@ -75,7 +82,7 @@ def load_world_file(path: Path, files: JSONFileCache | None = None) -> World:
         size = path.stat().st_size
         if size > MAX_WORLD_FILE_BYTES:
             raise _too_big(size, path.name)
-        raw = (files if files is not None else shared_cache()).read(path)
+        raw = files.read(path)
     except FileNotFoundError:
         raise WorldFileError(str(path), "does not exist. Check the path.") from None
     except BrokenJSONError as exc:
@@ -118,24 +125,92 @@ def with_setting_notes(world: World, text: str, *, max_chars: int) -> World:
     return world.model_copy(update={"detail": detail})
 
 
-def resolve_world(
-    *,
-    world_path: Path | None,
-    setting: str | None,
-    worlds_dir: Path,
-    max_setting_chars: int,
-) -> World:
-    """The world for a request: a file (path or shipped name), free text, or both."""
-    setting = setting or ""
-    if world_path is None:
-        return world_from_setting(setting, max_chars=max_setting_chars)
-    if not world_path.exists():
-        shipped = list_world_files(worlds_dir)
+def world_filename(name: str) -> str:
+    """A file name for a world: ``Harrow Bay`` -> ``harrow_bay.json``."""
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in name.strip().lower())
+    return f"{stem.strip('_')[:80] or 'world'}.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedWorld:
+    """The world for a request, and a warning for the user when there is one."""
+
+    world: World
+    warning: str | None = None
+
+
+class WorldService:
+    """Find, read and keep worlds; every read goes through the JSON file cache."""
+
+    def __init__(
+        self, shipped_dir: Path, saved_dir: Path, files: JSONFileCache, *, max_setting_chars: int
+    ) -> None:
+        self.shipped_dir = shipped_dir
+        self.saved_dir = saved_dir
+        self.files = files
+        self.max_setting_chars = max_setting_chars
+
+    def shipped(self) -> dict[str, Path]:
+        """Shipped worlds by display name (the files may change while the app runs)."""
+        return list_world_files(self.shipped_dir)
+
+    def names(self) -> list[str]:
+        return list(self.shipped())
+
+    def load(self, path: Path) -> World:
+        return load_world_file(path, self.files)
+
+    def _find(self, world: str | Path) -> Path:
+        """A path as given, or a shipped world by display name or file stem."""
+        shipped = self.shipped()
+        if str(world) in shipped:
+            return shipped[str(world)]
         by_stem = {path.stem: path for path in shipped.values()}
-        match = shipped.get(str(world_path)) or by_stem.get(str(world_path))
-        if match is None:
-            names = ", ".join(sorted(by_stem)) or "none"
-            raise WorldFileError(str(world_path), f"does not exist. Shipped worlds: {names}.")
-        world_path = match
-    world = load_world_file(world_path)
-    return with_setting_notes(world, setting, max_chars=max_setting_chars)
+        if str(world) in by_stem:
+            return by_stem[str(world)]
+        path = Path(world)
+        if path.exists():
+            return path
+        names = ", ".join(shipped) or "none"
+        raise WorldFileError(str(world), f"does not exist. Shipped worlds: {names}.")
+
+    def resolve(self, world: str | Path | None, setting: str | None) -> ResolvedWorld:
+        """The world for a request: a file (path, or a shipped world's name or stem),
+        free text, or a file with the text added as designer notes."""
+        setting = setting or ""
+        if world is None or world == "":
+            return ResolvedWorld(world_from_setting(setting, max_chars=self.max_setting_chars))
+        path = self._find(world)
+        loaded = with_setting_notes(self.load(path), setting, max_chars=self.max_setting_chars)
+        problem = self.files.problem(path)
+        warning = (
+            f"{path.name} has a broken edit ({problem}); using its last good version. "
+            "Fix the file and it is picked up at once."
+            if problem
+            else None
+        )
+        return ResolvedWorld(loaded, warning)
+
+    def remember(self, world: World) -> None:
+        """Keep the world of a saved cast (blocking file I/O: call it in a thread)."""
+        path = self.saved_dir / world_filename(world.name)
+        atomic_write_bytes(path, dumps(world.model_dump(), pretty=True))
+
+    def world_for(self, name: str) -> World:
+        """The world an NPC belongs to: shipped, remembered, or just its name
+        (blocking file I/O: call it in a thread)."""
+        for path in (self.shipped().get(name), self.saved_dir / world_filename(name)):
+            if path is not None and path.is_file():
+                try:
+                    return self.load(path)
+                except NPCForgeError as exc:
+                    log.warning("cannot use %s for %r: %s", path.name, name, exc)
+        return World(name=name, era=name, time_period="unspecified")
+
+    def warm(self) -> None:
+        """Read every shipped world now (start-up warm-up, in a thread)."""
+        for path in self.shipped().values():
+            try:
+                self.load(path)
+            except NPCForgeError as exc:
+                log.warning("%s", exc)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import gradio as gr
 
-    from app.clients import Services
+    from app.wiring import Services
 
 __all__ = ["create_app", "launch"]
 

@@ -1,63 +1,72 @@
-"""The app frame: tabs, theme and launch. Later tabs join ``create_app``."""
+"""The app frame: tabs, theme, launch and shutdown. Later tabs join ``create_app``."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import logging
+import tempfile
+from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from app import __version__
-from app.clients import Services
 from app.ui.generate_tab import build_generate
 from app.ui.library_tab import build_library
 from app.ui.personalities_tab import build_personalities
 from app.ui.routes import add_routes
 from app.ui.stats_tab import build_stats
-from utils.watching import FolderWatcher
+from app.wiring import Services
+
+log = logging.getLogger(__name__)
+# Waiting for library and cache writes at shutdown, at most.
+SHUTDOWN_TIMEOUT_S = 30.0
 
 
-def app_css(services: Services) -> str:
-    path = services.settings.assets_dir / "app.css"
-    return path.read_text(encoding="utf-8") if path.is_file() else ""
-
-
-def create_app(services: Services) -> gr.Blocks:
+def create_app(services: Services, export_dir: Path | None = None) -> gr.Blocks:
     """Build the Blocks without launching them."""
-    services.response_cache  # noqa: B018 - registers its tiers with the stats registry
+    exports = export_dir or Path(tempfile.gettempdir()) / "npc-forge-exports"
     with gr.Blocks(title="NPC Forge", analytics_enabled=False) as demo:
         gr.Markdown(f"# NPC Forge <small>v{__version__}</small>")
         with gr.Tabs():
             with gr.Tab("Generate", id="generate"):
-                build_generate(services)
+                build_generate(services.cast, services.worlds, exports)
             with gr.Tab("Library", id="library"):
-                build_library(services)
-            with gr.Tab("Personalities", id="personalities"):
-                build_personalities(services)
+                build_library(
+                    services.library,
+                    services.refine,
+                    services.exports,
+                    exports,
+                    default_temperature=services.settings.default_temperature,
+                )
+            with gr.Tab("Personalities", id="personalities") as personalities_tab:
+                build_personalities(services.assets.personalities, personalities_tab)
             with gr.Tab("Stats", id="stats") as stats_tab:
-                build_stats(services, stats_tab)
+                build_stats(services.observability, stats_tab)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
 
 
 def launch_options(services: Services) -> dict[str, Any]:
     """What every launch passes: the CSS and the footer links."""
-    return {"css": app_css(services), "footer_links": ["api", "settings"]}
+    return {"css": services.assets.css(), "footer_links": ["api", "settings"]}
 
 
-def start_background_work(services: Services) -> FolderWatcher:
-    """Warm the caches in a thread (never delaying start-up) and watch assets/."""
-    threading.Thread(
-        target=lambda: asyncio.run(services.warm_up()), name="npc-forge-warm-up", daemon=True
-    ).start()
-    return services.watch_assets()
+def server_loop(demo: gr.Blocks) -> asyncio.AbstractEventLoop | None:
+    """The event loop the launched server runs handlers on (None if it cannot be found)."""
+    try:
+        return demo.server.servers[0].get_loop()
+    except (AttributeError, IndexError):
+        log.warning("cannot find the server's event loop; background work runs unattended")
+        return None
 
 
 def serve(
     services: Services, *, host: str | None = None, port: int | None = None, share: bool = False
 ) -> gr.Blocks:
-    """Start the UI (and /metrics, /stats.json, /healthz) without blocking."""
+    """Start the UI (and /metrics, /stats.json, /healthz) without blocking; the
+    caches warm up in the background on the server's own loop."""
     demo = create_app(services)
     demo.launch(
         server_name=host,
@@ -66,16 +75,37 @@ def serve(
         prevent_thread_lock=True,
         **launch_options(services),
     )
-    add_routes(demo.app, services)
+    add_routes(demo.app, services.observability)
+    loop = server_loop(demo)
+    if loop is not None:
+        warm: Future[None] = asyncio.run_coroutine_threadsafe(services.warm_up(), loop)
+        warm.add_done_callback(_log_failure)
     return demo
+
+
+def _log_failure(future: Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("warm-up failed: %s", future.exception())
+
+
+def shutdown(services: Services, demo: gr.Blocks) -> None:
+    """Finish library and cache writes and close connections, on the server's
+    loop (where they belong), then stop the server."""
+    loop = server_loop(demo)
+    if loop is not None and loop.is_running():
+        try:
+            asyncio.run_coroutine_threadsafe(services.aclose(), loop).result(SHUTDOWN_TIMEOUT_S)
+        except Exception as exc:  # shutting down anyway; say what was not finished
+            log.warning("shutdown: %s", exc)
+    demo.close()
 
 
 def launch(services: Services, *, host: str | None, port: int | None, share: bool) -> None:
     """Serve until interrupted; None host/port read GRADIO_SERVER_NAME/PORT."""
-    watcher = start_background_work(services)
+    watcher = services.watch_assets()
     demo = serve(services, host=host, port=port, share=share)
     try:
         demo.block_thread()
     finally:
         watcher.stop()
-        demo.close()
+        shutdown(services, demo)

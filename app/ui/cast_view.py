@@ -1,4 +1,9 @@
-"""A cast being generated, as the UI shows it. No Gradio here."""
+"""A cast being generated, as the Generate tab shows it. No Gradio here.
+
+The cards' HTML only ever grows while a run streams: each finished NPC is
+appended (a CSS ``order`` puts it in its place), so Gradio sends each update
+as a small "append" diff instead of the whole cast again.
+"""
 
 from __future__ import annotations
 
@@ -6,73 +11,98 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.models import NPC
-from app.services.generation import NPCOutcome, NPCSpec
-from app.ui.render import cast_grid, failed_card, npc_card, pending_card
+from app.services.cast import CastPlan, CastRun, SaveReport
+from app.services.generation import NPCOutcome
+from app.ui.render import failed_card, npc_card
 
-
-def _label(spec: NPCSpec) -> str:
-    return spec.name or "New NPC"
+# The status line names at most this many NPCs still being generated.
+PENDING_NAMES_SHOWN = 3
 
 
 @dataclass
 class CastView:
     """Positions of one cast: finished NPCs, failures, and what is still running."""
 
-    specs: list[NPCSpec]
-    backend: str
+    plan: CastPlan
     npcs: list[NPC | None] = field(default_factory=list)
     errors: list[str | None] = field(default_factory=list)
+    shown: list[int] = field(default_factory=list)  # positions, in the order they finished
+    running: set[int] = field(default_factory=set)
     elapsed_s: float = 0.0
-    saved: int = 0  # NPCs written to the library
+    stopped: bool = False
+    saving: bool = False
+    saved: int = 0
+    save_error: str | None = None
+    run: CastRun | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.npcs = self.npcs or [None] * len(self.specs)
-        self.errors = self.errors or [None] * len(self.specs)
+        self.npcs = self.npcs or [None] * self.total
+        self.errors = self.errors or [None] * self.total
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CastView:
+        # Gradio deep-copies state values it is given at build time; a live run
+        # (with its event loop objects) is shared, never copied.
+        return self
 
     @property
     def total(self) -> int:
-        return len(self.specs)
-
-    @property
-    def done(self) -> int:
-        return sum(1 for npc, error in zip(self.npcs, self.errors, strict=True) if npc or error)
+        return len(self.plan.specs)
 
     @property
     def failed_positions(self) -> list[int]:
         return [index for index, error in enumerate(self.errors) if error is not None]
 
+    def start(self, run: CastRun) -> None:
+        self.run = run
+        self.running = set(run.positions)
+        self.stopped = self.saving = False
+        self.elapsed_s = 0.0
+
     def apply(self, outcome: NPCOutcome) -> None:
         self.npcs[outcome.index] = outcome.npc
         self.errors[outcome.index] = outcome.error
+        self.running.discard(outcome.index)
+        self.shown.append(outcome.index)
+
+    def finish(self, elapsed_s: float, *, stopped: bool, saving: bool) -> None:
+        self.elapsed_s = elapsed_s
+        self.stopped = stopped
+        self.saving = saving
+        self.run = None
+
+    def record_save(self, report: SaveReport | None) -> None:
+        self.saving = False
+        if report is not None:
+            self.saved += report.saved
+            self.save_error = report.error
 
     def clear_failures(self) -> list[int]:
-        """Mark failed positions as pending again; returns them."""
+        """Take the failed positions off the board; returns them for a retry."""
         positions = self.failed_positions
         for index in positions:
             self.errors[index] = None
+        self.shown = [index for index in self.shown if index not in positions]
         return positions
 
+    def _card(self, index: int) -> str:
+        npc, error = self.npcs[index], self.errors[index]
+        if npc is not None:
+            return npc_card(npc, index + 1)
+        return failed_card(index + 1, self.plan.specs[index].label, error or "")
+
     def html(self) -> str:
-        cards = []
-        for index, spec in enumerate(self.specs):
-            npc, error = self.npcs[index], self.errors[index]
-            if npc is not None:
-                cards.append(npc_card(npc, index + 1))
-            elif error is not None:
-                cards.append(failed_card(index + 1, _label(spec), error))
-            else:
-                cards.append(pending_card(index + 1, _label(spec)))
-        return cast_grid(cards)
+        """The cards so far; a later call only ever appends to an earlier one's text."""
+        return "".join(self._card(index) for index in self.shown)
 
     def as_json(self) -> dict[str, Any]:
         """Finished NPCs in request order, and the failures with their reasons."""
         return {
-            "backend": self.backend,
-            "seed": self.specs[0].cast_seed if self.specs else None,
-            "world": self.specs[0].world.name if self.specs else None,
+            "backend": self.plan.backend,
+            "seed": self.plan.cast_seed,
+            "world": self.plan.world.name,
             "npcs": [npc.model_dump(mode="json") for npc in self.npcs if npc is not None],
             "failed": [
-                {"position": index + 1, "name": self.specs[index].name, "error": error}
+                {"position": index + 1, "name": self.plan.specs[index].name, "error": error}
                 for index, error in enumerate(self.errors)
                 if error is not None
             ],
@@ -81,16 +111,22 @@ class CastView:
     def status(self) -> str:
         ok = sum(1 for npc in self.npcs if npc is not None)
         failed = len(self.failed_positions)
-        running = self.total - ok - failed
-        parts = [f"**{ok}/{self.total}** NPCs ready from `{self.backend}`"]
+        lead = "Stopped: " if self.stopped else ""
+        parts = [f"{lead}**{ok}/{self.total}** NPCs ready from `{self.plan.backend}`"]
         if failed:
             parts.append(f"{failed} failed (press Retry failed)")
-        if running:
-            parts.append(f"{running} generating")
+        if self.running and not self.stopped:
+            labels = [self.plan.specs[i].label for i in sorted(self.running)]
+            named = [label for label in labels if label != "New NPC"][:PENDING_NAMES_SHOWN]
+            who = f": {', '.join(named)}{' and more' if len(labels) > len(named) else ''}"
+            parts.append(f"{len(self.running)} generating{who if named else ''}")
         elif self.elapsed_s:
             parts.append(f"{self.elapsed_s:.2f} s")
-        if self.saved:
+        if self.saving:
+            parts.append("saving to the library…")
+        elif self.saved:
             parts.append(f"{self.saved} saved to the library")
-        if self.specs:
-            parts.append(f"seed {self.specs[0].cast_seed}")
+        if self.save_error:
+            parts.append(f"not saved to the library ({self.save_error})")
+        parts.append(f"seed {self.plan.cast_seed}")
         return " · ".join(parts)

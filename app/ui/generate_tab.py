@@ -1,250 +1,173 @@
-"""The Generate tab: pick a world, ask for a cast, watch NPCs arrive."""
+"""The Generate tab: pick a world, ask for a cast, watch NPCs arrive one by one."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import dataclasses
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from app.clients import Services
-from app.errors import InputError, NPCForgeError
-from app.models import World
-from app.services.generation import (
-    CastRequest,
-    NPCSpec,
-    new_cast_seed,
-    parse_name_lines,
-    plan_cast,
-)
-from app.services.worlds import load_world_file, resolve_world, with_setting_notes
+from app.services.cast import CastService
+from app.services.planning import CastRequest, parse_name_lines, parse_whole_number
+from app.services.worlds import WorldService
 from app.ui.cast_view import CastView
-from utils.cached_json import shared_cache
+from app.ui.errors import user_errors, warn
+from app.ui.render import EMPTY_CAST
 from utils.jsonio import atomic_write_bytes, dumps
 
-log = logging.getLogger(__name__)
-
 NO_WORLD = "(none: use the setting text)"
-# Stream at most this often: a procedural cast of 100 finishes in milliseconds,
-# and re-sending 100 cards per NPC would cost more than generating them.
-UPDATE_INTERVAL_S = 0.1
-ProgressFn = Callable[..., Any]
-Outputs = tuple[str, dict[str, Any], str | None, str, CastView | None]
-
-
-def _to_int(value: float | int | str | None, what: str) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{what} must be a whole number; got {value!r}.") from None
-    if not number.is_integer():
-        raise InputError(f"{what} must be a whole number; got {value}.")
-    return int(number)
+Outputs = tuple[str, dict[str, Any], str | None, str, CastView]
 
 
 class GenerateHandlers:
     """The tab's event handlers, plain methods that tests call directly."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.export_dir = Path(tempfile.gettempdir()) / "npc-forge-exports"
+    def __init__(self, cast: CastService, worlds: WorldService, export_dir: Path) -> None:
+        self.cast = cast
+        self.worlds = worlds
+        self.export_dir = export_dir
 
     def world_choices(self) -> list[str]:
-        return [NO_WORLD, *self.services.world_files()]
+        return [NO_WORLD, *self.worlds.names()]
 
     def world_dropdown(self, current: str | None) -> dict[str, Any]:
         """Fresh choices (world files may have been added or removed), keeping the pick."""
         choices = self.world_choices()
         return gr.update(choices=choices, value=current if current in choices else NO_WORLD)
 
-    def _world(self, choice: str | None, upload: str | None, setting: str | None) -> World:
-        settings = self.services.settings
-        if upload:
-            world = load_world_file(Path(upload))
-            return with_setting_notes(world, setting or "", max_chars=settings.max_setting_chars)
-        path = (
-            self.services.world_files().get(choice or "") if choice and choice != NO_WORLD else None
-        )
-        if choice and choice != NO_WORLD and path is None:
-            raise InputError(f"The world {choice!r} is not available any more; pick another one.")
-        problem = shared_cache().problem(path) if path is not None else None
-        if path is not None and problem:
-            gr.Warning(
-                f"{path.name} has a broken edit ({problem}); using its last good version. "
-                "Fix the file and it is picked up at once."
-            )
-        return resolve_world(
-            world_path=path,
-            setting=setting,
-            worlds_dir=self.services.worlds_dir,
-            max_setting_chars=settings.max_setting_chars,
-        )
-
-    def plan(
+    def request(
         self,
-        world: World,
-        count: float | int | None,
+        world_choice: str | None,
+        world_file: str | None,
+        setting: str | None,
+        count: object,
         names: str | None,
-        traits: list[str] | None,
-        temperature: float | None,
-        seed: int | None,
-        avoid: Collection[str] = (),
-    ) -> list[NPCSpec]:
-        """Validate the form into one spec per NPC (raises InputError)."""
+        traits: Sequence[str] | None,
+        temperature: object,
+        seed: object,
+    ) -> CastRequest:
+        """The form as a request (blocking file reads: call it in a thread)."""
+        choice = None if world_choice in (None, "", NO_WORLD) else world_choice
+        resolved = self.worlds.resolve(world_file or choice, setting)
+        warn(resolved.warning)
         named = parse_name_lines(names or "")
-        number = _to_int(count, "The number of NPCs")
-        request = CastRequest(
-            world=world,
+        number = parse_whole_number(count, "The number of NPCs")
+        creativity = self.cast.limits.default_temperature if temperature is None else temperature
+        try:
+            creativity = float(creativity)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            creativity = float("nan")  # plan_cast says what is allowed
+        return CastRequest(
+            world=resolved.world,
             count=number if number is not None else len(named) or 1,
-            names=tuple(name for name, _ in named),
+            temperature=creativity,
+            named=named,
             traits=tuple(traits or ()),
-            temperature=self.services.settings.default_temperature
-            if temperature is None
-            else float(temperature),
-            seed=seed,
-            avoid=tuple(sorted(avoid)),
-        )
-        return plan_cast(
-            request,
-            self.services.personalities,
-            max_npcs=self.services.settings.max_npcs,
-            name_traits=[extra for _, extra in named],
+            seed=parse_whole_number(seed, "The seed"),
         )
 
-    async def _used_names(self, world: World, cast_seed: int) -> set[str]:
-        """Names the library already has in this world (none when not saving)."""
-        if not self.services.settings.library_autosave:
-            return set()
-        try:
-            return await self.services.library.used_names(world.name, except_cast_seed=cast_seed)
-        except Exception as exc:  # the library being down must not stop generation
-            log.warning("cannot read used names from the library: %s", exc)
-            return set()
-
-    async def _keep(self, view: CastView, positions: list[int]) -> None:
-        """Save this run's finished NPCs to the library (one batched write)."""
-        npcs = [npc for index in positions if (npc := view.npcs[index]) is not None]
-        if not npcs or not self.services.settings.library_autosave:
-            return
-        started = time.perf_counter()
-        try:
-            await self.services.library.save(npcs)
-            await asyncio.to_thread(self.services.remember_world, view.specs[0].world)
-        except Exception as exc:
-            log.warning("cannot save the cast to the library: %s", exc)
-            gr.Warning(f"The cast is shown but could not be saved to the library: {exc}")
-            return
-        view.saved += len(npcs)
-        self.services.metrics.store_done(view.backend, time.perf_counter() - started, len(npcs))
-
-    def _export(self, view: CastView) -> str:
-        path = self.export_dir / f"npc-cast-{view.specs[0].cast_seed}.json"
-        atomic_write_bytes(path, dumps(view.as_json(), pretty=True))
+    async def _export(self, view: CastView) -> str | None:
+        if not any(view.npcs):
+            return None
+        # A folder per run: two users asking for the same seed never share a file.
+        folder = Path(tempfile.mkdtemp(prefix="cast-", dir=self._ensure_export_dir()))
+        path = folder / f"npc-cast-{view.plan.cast_seed}.json"
+        await asyncio.to_thread(atomic_write_bytes, path, dumps(view.as_json(), pretty=True))
         return str(path)
 
-    def _outputs(self, view: CastView, final: bool) -> Outputs:
-        file = self._export(view) if final and any(view.npcs) else None
+    def _ensure_export_dir(self) -> Path:
+        self.export_dir.mkdir(parents=True, exist_ok=True)
+        return self.export_dir
+
+    @staticmethod
+    def _outputs(view: CastView, file: str | None = None) -> Outputs:
         return view.html(), view.as_json(), file, view.status(), view
 
     async def _stream(
-        self,
-        view: CastView,
-        positions: list[int],
-        backend: str | None,
-        progress: ProgressFn,
-        use_cache: bool = True,
+        self, view: CastView, positions: Sequence[int], use_cache: bool
     ) -> AsyncIterator[Outputs]:
-        generator = self.services.cast_generator(backend)
-        specs = [view.specs[index] for index in positions]
+        run = self.cast.run(view.plan, positions, use_cache=use_cache)
+        view.start(run)
         started = time.perf_counter()
-        last_update = 0.0
-        progress((view.done, view.total), desc="Generating")
-        yield self._outputs(view, final=False)
-        try:
-            async for outcome in generator.run(specs, use_cache=use_cache):
-                outcome.index = positions[outcome.index]
+        yield self._outputs(view)
+        async with run:  # leaving it (Stop, a closed tab) cancels what still runs
+            async for outcome in run.outcomes():
                 view.apply(outcome)
-                progress((view.done, view.total), desc="Generating")
-                now = time.perf_counter()
-                if now - last_update >= UPDATE_INTERVAL_S:
-                    last_update = now
-                    yield self._outputs(view, final=False)
-        finally:
-            # Stopped or not, what finished is kept.
-            await asyncio.shield(self._keep(view, positions))
-        view.elapsed_s = time.perf_counter() - started
-        yield self._outputs(view, final=True)
+                yield self._outputs(view)
+        view.finish(time.perf_counter() - started, stopped=run.stopped, saving=view.plan.save)
+        file = await self._export(view)
+        yield self._outputs(view, file)
+        if view.plan.save:  # the cards are all out; now say how the library write went
+            view.record_save(await run.saved())
+            yield self._outputs(view, file)
 
     async def generate_npcs(
         self,
         world_choice: str | None,
         world_file: str | None,
         setting: str | None,
-        count: float | int | None,
+        count: float | int | str | None,
         names: str | None,
         traits: list[str] | None,
         backend: str | None,
         temperature: float | None,
         seed: float | int | str | None,
         use_cache: bool = True,
-        progress: ProgressFn = lambda *args, **kwargs: None,
     ) -> AsyncIterator[Outputs]:
         """Generate a cast; yields (cards, cast JSON, file, status, state) as NPCs finish.
 
         ``use_cache`` False regenerates on purpose: cached responses are ignored
         (and replaced). A different seed is a different request anyway.
         """
-        try:
-            world = self._world(world_choice, world_file, setting)
-            cast_seed = _to_int(seed, "The seed")
-            cast_seed = new_cast_seed() if cast_seed is None else cast_seed
-            avoid = await self._used_names(world, cast_seed)
-            specs = self.plan(world, count, names, traits, temperature, cast_seed, avoid)
-            name = self.services.backend(backend).name
-        except NPCForgeError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
-        view = CastView(specs=specs, backend=name)
-        positions = list(range(len(specs)))
-        async for outputs in self._stream(view, positions, backend, progress, bool(use_cache)):
+        request = await asyncio.to_thread(
+            self.request, world_choice, world_file, setting, count, names, traits, temperature, seed
+        )
+        plan = await self.cast.plan(request, backend=backend)
+        view = CastView(plan)
+        async for outputs in self._stream(view, range(view.total), bool(use_cache)):
             yield outputs
 
     async def retry_failed(
-        self,
-        view: CastView | None,
-        backend: str | None,
-        progress: ProgressFn = lambda *args, **kwargs: None,
+        self, view: CastView | None, backend: str | None
     ) -> AsyncIterator[Outputs]:
         """Generate the failed positions of the last cast again; the rest is kept."""
         if view is None or not view.failed_positions:
             gr.Warning("Nothing to retry: no NPC of the last cast failed.")
             if view is not None:
-                yield self._outputs(view, final=True)
+                yield self._outputs(view)
             return
+        if backend and self.cast.backends.get(backend).name != view.plan.backend:
+            guarded = self.cast.backends.get(backend)
+            view.plan = dataclasses.replace(
+                view.plan, backend=guarded.name, requested_backend=backend
+            )
         positions = view.clear_failures()
-        async for outputs in self._stream(view, positions, backend, progress):
+        async for outputs in self._stream(view, positions, use_cache=True):
             yield outputs
 
+    @staticmethod
+    def stop(view: CastView | None) -> None:
+        """Stop the running cast after the NPCs that already finished."""
+        if view is not None and view.run is not None:
+            view.run.stop()
 
-def build_generate(services: Services) -> None:
+
+def build_generate(cast: CastService, worlds: WorldService, export_dir: Path) -> None:
     """Lay out the Generate tab inside the current Blocks."""
-    handlers = GenerateHandlers(services)
-    settings = services.settings
-    worlds = handlers.world_choices()
-    trait_names = services.personalities.names()
-    backend_choices = ["auto", *services.backend_names()]
-    default_backend = settings.backend if settings.backend in backend_choices else "auto"
+    handlers = GenerateHandlers(cast, worlds, export_dir)
+    limits = cast.limits
+    choices = handlers.world_choices()
+    backend_choices = ["auto", *cast.backends.names()]
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=320):
             world = gr.Dropdown(
-                worlds, value=worlds[1] if len(worlds) > 1 else NO_WORLD, label="World"
+                choices, value=choices[1] if len(choices) > 1 else NO_WORLD, label="World"
             )
             world_file = gr.File(
                 label="…or upload a world file (.json)", file_types=[".json"], type="filepath"
@@ -254,28 +177,26 @@ def build_generate(services: Services) -> None:
                 lines=3,
                 placeholder="A free-text setting, or notes added to the chosen world",
             )
-            count = gr.Slider(1, settings.max_npcs, value=5, step=1, label="How many NPCs")
+            count = gr.Slider(1, limits.max_npcs, value=5, step=1, label="How many NPCs")
             names = gr.Textbox(
                 label="Names (optional)",
                 lines=3,
                 placeholder="One per line. 'Name: trait, trait' also gives that NPC traits.",
             )
             traits = gr.Dropdown(
-                trait_names,
+                cast.personalities().names(),
                 multiselect=True,
                 allow_custom_value=True,
                 label="Personality traits every NPC gets (optional)",
             )
             with gr.Accordion("Advanced", open=False):
-                backend = gr.Dropdown(backend_choices, value=default_backend, label="Backend")
+                backend = gr.Dropdown(backend_choices, value="auto", label="Backend")
                 temperature = gr.Slider(
-                    0,
-                    2,
-                    value=settings.default_temperature,
-                    step=0.05,
+                    0, 2, value=limits.default_temperature, step=0.05,
                     label="Creativity (temperature)",
-                )
-                seed = gr.Number(value=None, precision=0, label="Seed (empty = random)")
+                )  # fmt: skip
+                # A text box: a number box shows 0 when empty, and 0 is a seed.
+                seed = gr.Textbox(label="Seed", placeholder="empty = random", max_lines=1)
                 use_cache = gr.Checkbox(
                     value=True,
                     label="Use cached results (untick to regenerate with the same seed)",
@@ -286,13 +207,13 @@ def build_generate(services: Services) -> None:
                 retry = gr.Button("Retry failed")
         with gr.Column(scale=2):
             status = gr.Markdown("Choose a world and press **Generate**.")
-            cards = gr.HTML(CastView(specs=[], backend="").html())
+            cards = gr.HTML(EMPTY_CAST, elem_id="npc-cards")
             download = gr.File(label="Cast (JSON)", interactive=False)
             with gr.Accordion("Cast JSON", open=False):
                 cast_json = gr.JSON()
     state = gr.State(None)
 
-    # Gradio injects a progress tracker only into a parameter whose default is gr.Progress().
+    @user_errors
     async def generate_npcs(
         world: str | None,
         world_file: str | None,
@@ -302,29 +223,25 @@ def build_generate(services: Services) -> None:
         traits: list[str] | None,
         backend: str | None,
         temperature: float,
-        seed: float | None,
+        seed: str | None,
         use_cache: bool = True,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> AsyncIterator[Outputs]:
         """Generate a cast of NPCs: cards, the cast as JSON, a JSON file, a status line."""
         async for outputs in handlers.generate_npcs(
             world, world_file, setting, count, names, traits, backend, temperature, seed,
-            use_cache=use_cache, progress=progress,
+            use_cache=use_cache,
         ):  # fmt: skip
             yield outputs
 
-    async def retry_failed(
-        view: CastView | None,
-        backend: str | None,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008
-    ) -> AsyncIterator[Outputs]:
+    @user_errors
+    async def retry_failed(view: CastView | None, backend: str | None) -> AsyncIterator[Outputs]:
         """Generate the failed NPCs of the last cast again."""
-        async for outputs in handlers.retry_failed(view, backend, progress):
+        async for outputs in handlers.retry_failed(view, backend):
             yield outputs
 
     outputs = [cards, cast_json, download, status, state]
     form = [world, world_file, setting, count, names, traits, backend, temperature, seed, use_cache]
-    event = generate.click(
+    generate.click(
         generate_npcs,
         inputs=form,
         outputs=outputs,
@@ -332,13 +249,16 @@ def build_generate(services: Services) -> None:
         show_progress_on=[status],
         concurrency_limit=4,
     )
-    retry_event = retry.click(
+    retry.click(
         retry_failed,
         inputs=[state, backend],
         outputs=outputs,
         api_name="retry_failed",
         show_progress_on=[status],
     )
-    stop.click(None, None, None, cancels=[event, retry_event], api_visibility="private")
+    # Not Gradio's cancels=: that would kill the run before it shows what finished.
+    stop.click(
+        handlers.stop, [state], None, api_visibility="private", concurrency_limit=None, queue=False
+    )
     # World files may be added, removed or edited while the app runs.
     world.focus(handlers.world_dropdown, inputs=[world], outputs=[world], api_visibility="private")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 
-from app.clients import Services
+from app.personality import PersonalityData
 from app.services.personalities import (
     ARCHETYPE_COLUMNS,
     POLARITIES,
@@ -14,15 +15,16 @@ from app.services.personalities import (
     filter_archetypes,
     filter_traits,
 )
+from app.ui.errors import user_errors
 
 
 class PersonalityHandlers:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, personalities: Callable[[], PersonalityData]) -> None:
+        self.personalities = personalities
 
     def browse(self, query: str | None, polarity: str | None) -> tuple[Any, Any, str]:
         """Traits and archetypes matching the filter, read through the cache."""
-        data = self.services.personalities
+        data = self.personalities()
         traits = filter_traits(data, query or "", polarity or "all")
         archetypes = filter_archetypes(data, query or "")
         summary = (
@@ -36,27 +38,28 @@ class PersonalityHandlers:
         )
 
 
-def build_personalities(services: Services) -> None:
-    handlers = PersonalityHandlers(services)
+def build_personalities(
+    personalities: Callable[[], PersonalityData], tab: gr.Tab | None = None
+) -> None:
+    handlers = PersonalityHandlers(personalities)
     with gr.Row():
         query = gr.Textbox(label="Filter", placeholder="e.g. brave, loyal, trickster", scale=3)
         polarity = gr.Radio(list(POLARITIES), value="all", label="Polarity", scale=2)
-    # Callable values are evaluated on every page load, so edits to the data show up.
-    summary = gr.Markdown(lambda: handlers.browse("", "all")[2])
+    data = personalities()
+    summary = gr.Markdown(handlers.browse("", "all")[2])
     traits = gr.Dataframe(
-        lambda: filter_traits(services.personalities),
-        headers=TRAIT_COLUMNS,
-        interactive=False,
-        wrap=True,
-        label="Traits",
+        filter_traits(data), headers=TRAIT_COLUMNS, interactive=False, wrap=True, label="Traits"
     )
     archetypes = gr.Dataframe(
-        lambda: filter_archetypes(services.personalities),
+        filter_archetypes(data),
         headers=ARCHETYPE_COLUMNS,
         interactive=False,
         wrap=True,
         label="Archetypes",
     )
     outputs = [traits, archetypes, summary]
-    query.change(handlers.browse, [query, polarity], outputs, api_name="personalities")
-    polarity.change(handlers.browse, [query, polarity], outputs, api_visibility="private")
+    browse = user_errors(handlers.browse)
+    query.change(browse, [query, polarity], outputs, api_name="personalities")
+    polarity.change(browse, [query, polarity], outputs, api_visibility="private")
+    if tab is not None:  # edits to the data file show when the tab is opened
+        tab.select(browse, [query, polarity], outputs, api_visibility="private")

@@ -31,8 +31,9 @@ def npc_card(npc: NPC, position: int) -> str:
         for label, shown in (("cached", npc.cached), ("repaired", npc.repaired))
         if shown
     )
+    # style order: cards arrive in finishing order and are shown in request order.
     return (
-        f'<article class="npc-card" data-npc-id="{escape(npc.id)}">'
+        f'<article class="npc-card" data-npc-id="{escape(npc.id)}" style="order:{position}">'
         f'<header><span class="npc-pos">#{position}</span>'
         f"<h3>{escape(npc.name)}</h3>{badges}</header>"
         f'<p class="npc-meta">{escape(npc.occupation)} · {npc.age} · {escape(npc.gender)}</p>'
@@ -50,7 +51,7 @@ def npc_card(npc: NPC, position: int) -> str:
 
 def failed_card(position: int, label: str, error: str) -> str:
     return (
-        '<article class="npc-card npc-failed">'
+        f'<article class="npc-card npc-failed" style="order:{position}">'
         f'<header><span class="npc-pos">#{position}</span><h3>{escape(label)}</h3></header>'
         f"<p>Failed: {escape(error)}</p>"
         "<p>Press <b>Retry failed</b> to try this one again; the rest of the cast is kept.</p>"
@@ -58,15 +59,4 @@ def failed_card(position: int, label: str, error: str) -> str:
     )
 
 
-def pending_card(position: int, label: str) -> str:
-    return (
-        '<article class="npc-card npc-pending">'
-        f'<header><span class="npc-pos">#{position}</span><h3>{escape(label)}</h3></header>'
-        "<p>generating…</p></article>"
-    )
-
-
-def cast_grid(cards: Sequence[str]) -> str:
-    if not cards:
-        return '<div class="npc-empty">No NPCs yet: choose a world and press Generate.</div>'
-    return f'<div class="npc-grid">{"".join(cards)}</div>'
+EMPTY_CAST = '<div class="npc-empty">No NPCs yet: choose a world and press Generate.</div>'

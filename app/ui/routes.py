@@ -1,25 +1,31 @@
-"""Plain HTTP routes next to the UI: /metrics (Prometheus), /stats.json, /healthz."""
+"""Plain HTTP routes next to the UI: /metrics (Prometheus), /stats.json, /healthz.
+
+Collecting reads cache directories, so it runs in a thread: a scrape never
+blocks the event loop that streams NPCs.
+"""
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from app.clients import Services
-from app.services.observability import stats_snapshot
+from app.services.observability import ObservabilityService
 
 
-def build_routes(services: Services) -> list[Route]:
+def build_routes(observability: ObservabilityService) -> list[Route]:
     async def metrics(request: Request) -> Response:
-        body = generate_latest(services.metrics.registry)
+        body = await asyncio.to_thread(observability.prometheus)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def stats(request: Request) -> Response:
-        return Response(orjson.dumps(stats_snapshot(services)), media_type="application/json")
+        snapshot = await asyncio.to_thread(observability.snapshot)
+        return Response(orjson.dumps(snapshot), media_type="application/json")
 
     async def healthz(request: Request) -> Response:
         return Response(b'{"status": "ok"}', media_type="application/json")
@@ -31,7 +37,7 @@ def build_routes(services: Services) -> list[Route]:
     ]
 
 
-def add_routes(app: ASGIApp, services: Services) -> None:
+def add_routes(app: ASGIApp, observability: ObservabilityService) -> None:
     """Put our routes first, ahead of Gradio's catch-all ones."""
-    for route in reversed(build_routes(services)):
+    for route in reversed(build_routes(observability)):
         app.router.routes.insert(0, route)  # type: ignore[attr-defined]

@@ -9,16 +9,13 @@ import gradio as gr
 import pandas as pd
 
 from app.cache.stats import TABLE_COLUMNS
-from app.clients import Services
 from app.metrics import LATENCY_BUCKETS
 from app.services.observability import (
     CONCURRENCY_COLUMNS,
     LATENCY_COLUMNS,
-    concurrency_rows,
-    latency_rows,
-    latency_series,
-    stats_snapshot,
+    ObservabilityService,
 )
+from app.ui.errors import user_errors
 
 STAGES = ["queue", "backend", "parse", "repair"]
 REFRESH_SECONDS = 5.0
@@ -31,23 +28,23 @@ def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
 
 
 class StatsHandlers:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, observability: ObservabilityService) -> None:
+        self.observability = observability
 
     def caches(self) -> pd.DataFrame:
-        rows = [stats.as_dict() for stats in self.services.stats.snapshot()]
+        rows = self.observability.cache_rows()
         for row in rows:
             row["hit_rate"] = f"{row['hit_rate']:.1%}"
         return _table(rows, TABLE_COLUMNS)
 
     def latency(self) -> pd.DataFrame:
-        return _table(latency_rows(self.services), LATENCY_COLUMNS)
+        return _table(self.observability.latency_rows(), LATENCY_COLUMNS)
 
     def concurrency(self) -> pd.DataFrame:
-        return _table(concurrency_rows(self.services), CONCURRENCY_COLUMNS)
+        return _table(self.observability.concurrency_rows(), CONCURRENCY_COLUMNS)
 
     def latency_over_time(self) -> pd.DataFrame:
-        rows = latency_series(self.services)
+        rows = self.observability.latency_series()
         frame = pd.DataFrame(rows, columns=["time", "latency_ms", "series"])
         # Explicit dtypes: an empty or object column would make the axis categorical.
         frame["time"] = pd.to_datetime(frame["time"].astype(float), unit="s", utc=True)
@@ -59,7 +56,7 @@ class StatsHandlers:
         """Recent call latencies counted into the Prometheus buckets."""
         edges = [*LATENCY_BUCKETS, float("inf")]
         counts = dict.fromkeys(edges, 0)
-        for row in latency_series(self.services):
+        for row in self.observability.latency_series():
             seconds = row["latency_ms"] / 1000
             counts[next(edge for edge in edges if seconds <= edge)] += 1
         labels = [f"<= {edge:g} s" if edge != float("inf") else "> 120 s" for edge in edges]
@@ -69,7 +66,7 @@ class StatsHandlers:
         """The last cast: one stacked bar per NPC, by stage."""
         rows = [
             {"npc": row["npc"], "stage": stage, "ms": row[stage]}
-            for row in self.services.metrics.last_batch
+            for row in self.observability.last_batch
             for stage in STAGES
         ]
         frame = pd.DataFrame(rows, columns=["npc", "stage", "ms"])
@@ -87,39 +84,40 @@ class StatsHandlers:
         )
 
 
-def build_stats(services: Services, tab: gr.Tab | None = None) -> None:
+def build_stats(observability: ObservabilityService, tab: gr.Tab | None = None) -> None:
     """The tab's components; ``tab`` (when given) refreshes them when selected."""
-    handlers = StatsHandlers(services)
+    handlers = StatsHandlers(observability)
     with gr.Row():
         refresh = gr.Button("Refresh", scale=0)
         gr.Markdown(f"Refreshes every {REFRESH_SECONDS:g} s. Prometheus: `/metrics`.")
-    caches = gr.Dataframe(handlers.caches, label="Caches", interactive=False)
-    latency = gr.Dataframe(
-        handlers.latency, label="Backend latency (recent calls)", interactive=False
-    )
-    concurrency = gr.Dataframe(handlers.concurrency, label="Concurrency", interactive=False)
+    # Filled by the refresh events below, not by callables: those would become
+    # auto-named API endpoints.
+    caches = gr.Dataframe(label="Caches", interactive=False)
+    latency = gr.Dataframe(label="Backend latency (recent calls)", interactive=False)
+    concurrency = gr.Dataframe(label="Concurrency", interactive=False)
     with gr.Row():
         over_time = gr.LinePlot(
-            handlers.latency_over_time, x="time", y="latency_ms", color="series",
+            handlers.latency_over_time(), x="time", y="latency_ms", color="series",
             title="Latency over time", height=280,
         )  # fmt: skip
         histogram = gr.BarPlot(
-            handlers.histogram, x="bucket", y="calls", title="Latency histogram", height=280,
+            handlers.histogram(), x="bucket", y="calls", title="Latency histogram", height=280,
             sort=None,
         )  # fmt: skip
     breakdown = gr.BarPlot(
-        handlers.breakdown, x="npc", y="ms", color="stage",
+        handlers.breakdown(), x="npc", y="ms", color="stage",
         title="Last cast: time per NPC by stage", height=320, sort=None,
     )  # fmt: skip
     outputs = [caches, latency, concurrency, over_time, histogram, breakdown]
+    refresh_all = user_errors(handlers.refresh)
     timer = gr.Timer(REFRESH_SECONDS)
-    timer.tick(handlers.refresh, None, outputs, api_visibility="private", show_progress="hidden")
-    refresh.click(handlers.refresh, None, outputs, api_visibility="private")
+    timer.tick(refresh_all, None, outputs, api_visibility="private", show_progress="hidden")
+    refresh.click(refresh_all, None, outputs, api_visibility="private")
     if tab is not None:
-        tab.select(handlers.refresh, None, outputs, api_visibility="private")
+        tab.select(refresh_all, None, outputs, api_visibility="private")
 
     def stats() -> dict[str, Any]:
         """Every cache, latency and concurrency figure as JSON (what the tab shows)."""
-        return stats_snapshot(services)
+        return observability.snapshot()
 
     gr.api(stats, api_name="stats")

@@ -1,0 +1,148 @@
+"""The composition root: every shared part of a running app, built once.
+
+``Services`` is what the UI, the CLI and the tests are handed. It builds the
+parts (asset caches, response cache, metrics, guarded backends, library,
+worlds) and gives each use-case service only what it needs; it holds no rules
+of its own. Heavy parts stay lazy: a backend is created on first use (the
+OpenAI SDK is imported only then) and Chroma opens on the library's first
+use. ``aclose()`` finishes background work and closes connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from pathlib import Path
+
+from app.assets import Assets
+from app.backends.guard import Clock, Sleep
+from app.backends.pool import BackendPool
+from app.backends.registry import BackendContext, BackendRegistry, default_registry
+from app.cache.disk import DiskTier
+from app.cache.memory import MemoryTier
+from app.cache.response import ResponseCache
+from app.cache.stats import StatsRegistry
+from app.metrics import Metrics
+from app.services.cast import CastLimits, CastService
+from app.services.exports import ExportService
+from app.services.library import Library
+from app.services.observability import ObservabilityService
+from app.services.refine import RefineService
+from app.services.worlds import WorldService
+from app.store.npc_store import NPCStore
+from config import Settings, resolved_cache_dir
+from utils.watching import FolderWatcher
+
+log = logging.getLogger(__name__)
+
+
+def build_response_cache(settings: Settings, stats: StatsRegistry) -> ResponseCache | None:
+    """Memory LRU + disk files, or None when caching is switched off."""
+    if not settings.cache_enabled:
+        return None
+    memory = MemoryTier(settings.cache_memory_entries)
+    disk = DiskTier(
+        resolved_cache_dir(settings),
+        max_entries=settings.cache_max_entries,
+        max_bytes=settings.cache_max_bytes,
+        pretty=settings.cache_pretty,
+    )
+    stats.register(memory.name, memory.stats)
+    stats.register(disk.name, disk.stats)
+    return ResponseCache(memory, disk)
+
+
+class Services:
+    """The app's parts and use cases; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: BackendRegistry | None = None,
+        *,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stats = StatsRegistry()
+        self.assets = Assets(settings.assets_dir)
+        self.assets.register_stats(self.stats)
+        self.metrics = Metrics(cache_stats=self.stats.snapshot)
+        self.response_cache = build_response_cache(settings, self.stats)
+        self.backends = BackendPool(
+            settings,
+            registry if registry is not None else default_registry(),
+            BackendContext(assets=self.assets),
+            self.metrics,
+            clock=clock,
+            sleep=sleep,
+            rng=rng,
+        )
+        self.worlds = WorldService(
+            self.assets.worlds_dir,
+            Path(settings.data_dir) / "worlds",
+            self.assets.files,
+            max_setting_chars=settings.max_setting_chars,
+        )
+        self.library = Library(lambda: NPCStore.from_settings(settings), self.assets.personalities)
+        self.cast = CastService(
+            backends=self.backends,
+            personalities=self.assets.personalities,
+            cache=self.response_cache,
+            metrics=self.metrics,
+            library=self.library,
+            worlds=self.worlds,
+            limits=CastLimits(settings.max_npcs, settings.default_temperature),
+            autosave=settings.library_autosave,
+        )
+        self.refine = RefineService(
+            self.backends,
+            self.library,
+            self.worlds,
+            self.assets.personalities,
+            default_temperature=settings.default_temperature,
+        )
+        self.exports = ExportService(self.library, self.worlds)
+        self.observability = ObservabilityService(self.stats, self.metrics, self.backends)
+
+    def watch_assets(self) -> FolderWatcher:
+        """Start a watcher that re-reads edited asset and world files at once
+        (so a broken edit is reported when it is saved). Stop it with ``stop()``."""
+        files = self.assets.files
+
+        def on_change(paths: set[Path]) -> None:
+            changed = {path for path in paths if path.suffix == ".json"}
+            if changed:
+                log.info("asset files changed: %s", ", ".join(sorted(p.name for p in changed)))
+                files.refresh(changed)
+
+        return FolderWatcher([self.assets.directory], on_change).start()
+
+    async def warm_up(self) -> None:
+        """Load what the first request needs, off the request path: the asset
+        files and tables, the worlds, the library and the newest cached responses."""
+        results = await asyncio.gather(
+            asyncio.to_thread(self.assets.warm),
+            asyncio.to_thread(self.worlds.warm),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("warm-up: %s", result)
+        if self.settings.library_autosave:
+            # Open Chroma (and load the embedder) now, not on the first Generate.
+            await asyncio.to_thread(lambda: self.library.store.warm())
+        cache = self.response_cache
+        if cache is not None and cache.disk is not None and self.settings.cache_warm_entries:
+            entries = await asyncio.to_thread(cache.disk.newest, self.settings.cache_warm_entries)
+            for key, value in entries:
+                cache.memory.put(key, value)
+
+    async def aclose(self) -> None:
+        """Finish library writes and background cache writes, close backend connections."""
+        await self.cast.aclose()
+        if self.response_cache is not None:
+            await self.response_cache.flush()
+        await self.backends.aclose()
