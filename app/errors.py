@@ -16,12 +16,17 @@ as a warning, the CLI prints it on one line and exits non-zero.
     │   └── CircuitOpenError        too many failures in a row: failing fast
     └── GenerationError             output still invalid after the repair call
 
-Third-party exceptions (openai, httpx, pydantic) are wrapped at the boundary.
+Third-party exceptions (openai, httpx, pydantic) are wrapped at the boundary,
+where known secrets (the configured API key) are redacted; a BackendError
+also masks anything that looks like a key (``sk-...``, ``Bearer ...``,
+``api_key=...``) itself, so its message is safe to show, log and export.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from app.logs import redact
 
 
 class NPCForgeError(Exception):
@@ -72,7 +77,8 @@ class BackendError(NPCForgeError):
     retryable = False
 
     def __init__(self, backend: str, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(f"{backend}: {message}")
+        # Server error text can echo request headers; mask key-like strings here too.
+        super().__init__(redact(f"{backend}: {message}"))
         self.backend = backend
         self.retry_after = retry_after
 

@@ -69,6 +69,7 @@ class ServerState:
     reject_json_schema: bool = False
     actions: deque[Action] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)  # of each request
     in_flight: int = 0
     max_in_flight: int = 0
     streams_finished: int = 0
@@ -159,12 +160,17 @@ class FakeOpenAIServer:
         return self.state.requests
 
     @property
+    def headers(self) -> list[dict[str, str]]:
+        return self.state.headers
+
+    @property
     def max_in_flight(self) -> int:
         return self.state.max_in_flight
 
     def reset(self, *, latency: float = 0.0, responder: Responder | None = None) -> None:
         with self._lock:
             self.state.requests.clear()
+            self.state.headers.clear()
             self.state.actions.clear()
             self.state.max_in_flight = 0
             self.state.streams_finished = 0
@@ -216,6 +222,7 @@ class FakeOpenAIServer:
         headers_text = json.dumps(dict(request.headers))
         with self._lock:
             self.state.requests.append(body)
+            self.state.headers.append(dict(request.headers))
             self.state.in_flight += 1
             self.state.max_in_flight = max(self.state.max_in_flight, self.state.in_flight)
         action = self._next_action()

@@ -1,19 +1,27 @@
 """Any OpenAI-compatible server: OpenAI, Ollama, vLLM, llama.cpp server, LM Studio.
 
 Structured output uses ``response_format`` json_schema where the server takes
-it and json_object (with the schema in the prompt) where it does not. The
+it and json_object (with the schema in the prompt, and in the json_object
+format for servers that read it there) where it clearly says it does not. The
 reply is streamed and reading stops as soon as the JSON object is complete.
+
+``openai_timeout`` bounds the whole call, not each read, so a server that
+trickles whitespace cannot hold a call forever. A stream that ends early (cut,
+truncated, no end marker) is a retryable BackendUnavailableError, not invalid
+output. Error text from the server is redacted (the configured key and
+key-like strings) before it becomes one of our messages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
+import re
 import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -27,6 +35,7 @@ from app.errors import (
     ConfigError,
     RateLimitedError,
 )
+from app.logs import redact
 from config import Settings
 
 if TYPE_CHECKING:
@@ -37,6 +46,14 @@ if TYPE_CHECKING:
 TRAILING_EVENTS_READ = 16
 # Local servers (Ollama, llama.cpp) ignore the key, but the SDK insists on one.
 PLACEHOLDER_API_KEY = "not-needed"
+# An answer that clearly says structured output is not supported (as opposed to
+# a transient server error): only this switches a server to json_object.
+_SCHEMA_WORDS = re.compile(r"json[_ ]?schema|response[_ ]?format|structured output", re.I)
+_UNSUPPORTED_WORDS = re.compile(
+    r"not supported|unsupported|not implemented|does not support|unknown|unrecognized"
+    r"|not available|not allowed",
+    re.I,
+)
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -62,7 +79,26 @@ def parse_json_object(text: str) -> tuple[Any, str | None]:
         return None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
 
 
-async def _guarded_lines(lines: AsyncIterator[str], backend: str) -> AsyncIterator[str]:
+def rejects_json_schema(status: int, message: str) -> bool:
+    """Whether an HTTP error says the server does not take json_schema output."""
+    return (
+        status in (400, 422, 500)
+        and _SCHEMA_WORDS.search(message) is not None
+        and _UNSUPPORTED_WORDS.search(message) is not None
+    )
+
+
+@dataclass(slots=True)
+class StreamEnd:
+    """How an event stream ended, for the caller to judge after reading it."""
+
+    finished: bool = False  # a finish_reason or [DONE] arrived
+    truncated: bool = False  # the body ended in the middle of an event
+
+
+async def _guarded_lines(
+    lines: AsyncIterator[str], backend: str, secrets: Sequence[str]
+) -> AsyncIterator[str]:
     """Lines of the stream; a connection that breaks mid-stream is a retryable error.
 
     The SDK wraps transport errors only while sending the request; once the body
@@ -74,38 +110,52 @@ async def _guarded_lines(lines: AsyncIterator[str], backend: str) -> AsyncIterat
     except Exception as exc:
         if type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2"):
             raise BackendUnavailableError(
-                backend, f"the connection broke mid-stream ({exc!r})"
+                backend, redact(f"the connection broke mid-stream ({exc!r})", secrets)
             ) from None
         raise
 
 
-async def _content_deltas(lines: AsyncIterator[str], backend: str) -> AsyncIterator[str]:
-    """The text of choice 0 from ``data:`` lines of an OpenAI event stream."""
-    done = False
-    async for line in _guarded_lines(lines, backend):
+async def _content_deltas(
+    lines: AsyncIterator[str], backend: str, secrets: Sequence[str], end: StreamEnd
+) -> AsyncIterator[str]:
+    """The text of choice 0 from ``data:`` lines of an OpenAI event stream.
+
+    Sets ``end`` as the stream ends; an event that does not parse is only an
+    error when more follows it (the last one may just be cut off).
+    """
+    malformed = False
+    async for line in _guarded_lines(lines, backend, secrets):
         # After [DONE] the body is read to its end (a few bytes), so the
         # keep-alive connection goes back to the pool instead of being closed.
-        if done or not line.startswith("data:"):
+        if end.finished or not line.startswith("data:"):
             continue
+        if malformed:
+            raise BackendError(backend, "the server sent a malformed stream event")
         payload = line[5:].strip()
         if payload == "[DONE]":
-            done = True
+            end.finished = True
             continue
         try:
             event = orjson.loads(payload)
         except orjson.JSONDecodeError:
-            raise BackendError(backend, "the server sent a malformed stream event") from None
+            malformed = True
+            continue
         if not isinstance(event, dict):
             continue
         if event.get("error"):
             error = event["error"]
             message = error.get("message", error) if isinstance(error, dict) else error
-            raise BackendResponseError(backend, f"error during the stream: {message}", status=500)
+            raise BackendResponseError(
+                backend, redact(f"error during the stream: {message}", secrets), status=500
+            )
         for choice in event.get("choices") or ():
             if choice.get("index", 0) == 0:
+                if choice.get("finish_reason"):
+                    end.finished = True
                 content = (choice.get("delta") or {}).get("content")
                 if content:
                     yield content
+    end.truncated = malformed
 
 
 def _plain_body(*, model: str, messages: list[Any], **fields: Any) -> dict[str, Any]:
@@ -136,8 +186,22 @@ class OpenAIBackend(Backend):
     supports_schema = True
     can_stream = True
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, context: object = None) -> None:
+        """Raises ConfigError at once when there is neither an API key nor a server.
+
+        ``context`` (the registry's BackendContext) is not needed here.
+        """
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
+        if not key and not settings.openai_base_url:
+            raise ConfigError(
+                "The openai backend needs an API key or a server: set OPENAI_API_KEY "
+                "(or NPC_FORGE_OPENAI_API_KEY), or NPC_FORGE_OPENAI_BASE_URL for a local "
+                "server such as Ollama (http://127.0.0.1:11434/v1)."
+            )
         self._settings = settings
+        self._api_key = key or PLACEHOLDER_API_KEY
+        # Values to mask in any text that came from the server or the SDK.
+        self._secrets: tuple[str, ...] = (key,) if key else ()
         self._model = settings.openai_model
         # None until a server has shown whether it accepts json_schema.
         self._json_schema_ok: bool | None = {
@@ -163,19 +227,8 @@ class OpenAIBackend(Backend):
     def base_url(self) -> str:
         return self._settings.openai_base_url or "https://api.openai.com/v1"
 
-    def _api_key(self) -> str:
-        if self._settings.openai_api_key is not None:
-            return self._settings.openai_api_key.get_secret_value()
-        from_env = os.environ.get("OPENAI_API_KEY")
-        if from_env:
-            return from_env
-        if self._settings.openai_base_url:
-            return PLACEHOLDER_API_KEY
-        raise ConfigError(
-            "The openai backend needs an API key or a server: set OPENAI_API_KEY "
-            "(or NPC_FORGE_OPENAI_API_KEY), or NPC_FORGE_OPENAI_BASE_URL for a local "
-            "server such as Ollama (http://127.0.0.1:11434/v1)."
-        )
+    def _safe(self, text: str) -> str:
+        return redact(text, self._secrets)
 
     def _client(self) -> AsyncOpenAI:
         loop = asyncio.get_running_loop()
@@ -184,7 +237,7 @@ class OpenAIBackend(Backend):
             from openai import AsyncOpenAI  # imported here: ~1 s, only when used
 
             client = AsyncOpenAI(
-                api_key=self._api_key(),
+                api_key=self._api_key,
                 base_url=self.base_url,
                 timeout=self._settings.openai_timeout,
                 max_retries=0,  # GuardedBackend retries, honouring Retry-After
@@ -192,15 +245,18 @@ class OpenAIBackend(Backend):
             self._clients[loop] = client
         return client
 
+    def _timed_out(self) -> BackendUnavailableError:
+        return BackendUnavailableError(
+            self.name,
+            f"no answer from {self.base_url} within {self._settings.openai_timeout:g} s",
+        )
+
     def _wrap(self, exc: Exception) -> BackendError:
         """Turn an SDK exception into ours, without the key or long bodies."""
         import openai
 
         if isinstance(exc, openai.APITimeoutError):
-            return BackendUnavailableError(
-                self.name,
-                f"no answer from {self.base_url} within {self._settings.openai_timeout:g} s",
-            )
+            return self._timed_out()
         if isinstance(exc, openai.APIConnectionError):
             return BackendUnavailableError(
                 self.name, f"cannot reach {self.base_url}. Is the server running?"
@@ -220,9 +276,10 @@ class OpenAIBackend(Backend):
                     "check NPC_FORGE_OPENAI_MODEL"
                 )
             else:
-                detail = f"HTTP {status}: {str(exc.message)[:300]}"
+                # Redacted before cutting, so a cut cannot split a secret.
+                detail = f"HTTP {status}: {self._safe(str(exc.message))[:300]}"
             return BackendResponseError(self.name, detail, status=status, retry_after=retry_after)
-        return BackendError(self.name, f"{type(exc).__name__}: {exc}")
+        return BackendError(self.name, self._safe(f"{type(exc).__name__}: {exc}"))
 
     def _response_format(self, request: JSONRequest, json_schema: bool) -> dict[str, Any]:
         if json_schema:
@@ -234,7 +291,9 @@ class OpenAIBackend(Backend):
                     "strict": True,
                 },
             }
-        return {"type": "json_object"}
+        # llama.cpp's server constrains generation with a schema given here;
+        # servers that do not know the key ignore it.
+        return {"type": "json_object", "schema": dict(request.schema)}
 
     def _messages(self, request: JSONRequest, json_schema: bool) -> list[Message]:
         messages = [dict(message) for message in request.messages]
@@ -248,23 +307,38 @@ class OpenAIBackend(Backend):
         return messages  # type: ignore[return-value]
 
     async def complete_json(self, request: JSONRequest) -> JSONReply:
+        """One JSON object, within ``openai_timeout`` for the whole call."""
+        # The SDK's first import and client take about a second of CPU: not the server's time.
+        self._client()
+        timeout = asyncio.timeout(self._settings.openai_timeout)
+        try:
+            async with timeout:
+                return await self._complete_json(request)
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            raise self._timed_out() from None
+
+    async def _complete_json(self, request: JSONRequest) -> JSONReply:
         import openai
 
         use_schema = self._json_schema_ok is not False
         try:
             reply = await self._stream_json(request, use_schema)
         except openai.APIStatusError as exc:
-            # "auto": a server that rejects json_schema gets json_object from now on.
+            # "auto": a server that clearly says it does not take json_schema gets
+            # json_object from now on; any other error (a transient 500) is just that.
             if not (
-                use_schema and self._json_schema_ok is None and exc.status_code in (400, 422, 500)
+                use_schema
+                and self._json_schema_ok is None
+                and rejects_json_schema(exc.status_code, str(exc.message))
             ):
                 raise self._wrap(exc) from None
+            self._json_schema_ok = False
             try:
-                reply = await self._stream_json(request, False)
+                return await self._stream_json(request, False)
             except openai.OpenAIError as retry_exc:
                 raise self._wrap(retry_exc) from None
-            self._json_schema_ok = False
-            return reply
         except openai.OpenAIError as exc:
             raise self._wrap(exc) from None
         if use_schema:
@@ -272,7 +346,9 @@ class OpenAIBackend(Backend):
         return reply
 
     @asynccontextmanager
-    async def _deltas(self, options: dict[str, Any]) -> AsyncIterator[AsyncIterator[str]]:
+    async def _deltas(
+        self, options: dict[str, Any], end: StreamEnd
+    ) -> AsyncIterator[AsyncIterator[str]]:
         """Stream a chat completion as text deltas.
 
         The raw server-sent events are parsed with orjson rather than through the
@@ -282,7 +358,7 @@ class OpenAIBackend(Backend):
         """
         create = self._client().chat.completions.with_streaming_response.create
         async with create(stream=True, **options) as response:
-            yield _content_deltas(response.iter_lines(), self.name)
+            yield _content_deltas(response.iter_lines(), self.name, self._secrets, end)
 
     async def _stream_json(self, request: JSONRequest, use_schema: bool) -> JSONReply:
         started = time.perf_counter()
@@ -298,7 +374,8 @@ class OpenAIBackend(Backend):
         )
         stopped_early = False
         extra_events = 0
-        async with self._deltas(options) as deltas:
+        end = StreamEnd()
+        async with self._deltas(options, end) as deltas:
             async for delta in deltas:
                 if first_token is None:
                     first_token = time.perf_counter()
@@ -312,6 +389,10 @@ class OpenAIBackend(Backend):
                 if extra_events > TRAILING_EVENTS_READ:
                     stopped_early = True
                     break
+        if not (stopped_early or end.finished or scanner.complete):
+            # The reply was cut off in transit: a transport failure worth a retry,
+            # not invalid output worth a repair call.
+            raise self._cut_off(end)
         elapsed = time.perf_counter() - started
         text = scanner.object_text() or scanner.text
         data, error = parse_json_object(text) if text.strip() else (None, "the reply was empty")
@@ -330,12 +411,24 @@ class OpenAIBackend(Backend):
         options = _plain_body(
             model=self._model, messages=list(messages), temperature=temperature, seed=seed
         )
+        end = StreamEnd()
         try:
-            async with self._deltas(options) as deltas:
+            async with self._deltas(options, end) as deltas:
                 async for delta in deltas:
                     yield delta
         except openai.OpenAIError as exc:
             raise self._wrap(exc) from None
+        if not end.finished:
+            raise self._cut_off(end)
+
+    def _cut_off(self, end: StreamEnd) -> BackendUnavailableError:
+        if end.truncated:
+            return BackendUnavailableError(
+                self.name, "the stream ended in the middle of an event (cut off in transit)"
+            )
+        return BackendUnavailableError(
+            self.name, "the stream ended before the reply did (no finish_reason or [DONE])"
+        )
 
     async def aclose(self) -> None:
         for client in list(self._clients.values()):
