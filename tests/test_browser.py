@@ -70,3 +70,40 @@ def test_generate_in_the_browser(app_url: str, tmp_path: Path) -> None:
             page.get_by_text("json_files").first.wait_for(timeout=15_000)
         finally:
             browser.close()
+
+
+def test_stop_keeps_the_finished_cards_in_the_browser(tmp_path: Path) -> None:
+    """Stop after three NPCs: their cards stay, the status says so, the JSON is offered."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    executable = _chromium()
+    from app.backends.registry import BackendRegistry
+    from app.ui.app import serve, shutdown
+    from tests.conftest import make_settings
+    from tests.gated import GateBackend
+
+    gate = GateBackend(open_for=3)  # the 4th call waits until Stop cancels it
+    registry = BackendRegistry()
+    registry.register("gated", lambda settings, context: gate)
+    services = Services(make_settings(tmp_path, backend="gated"), registry)
+    demo = serve(services, host="127.0.0.1")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(demo.local_url, wait_until="load")
+            generate = page.get_by_role("button", name="Generate", exact=True)
+            generate.wait_for(timeout=30_000)
+            page.get_by_label("How many NPCs").first.fill("10")
+            generate.click()
+            cards = page.locator("#npc-cards article.npc-card")
+            cards.nth(2).wait_for(timeout=30_000)
+            page.get_by_text("7 generating").first.wait_for(timeout=10_000)
+            page.get_by_role("button", name="Stop", exact=True).click()
+            page.get_by_text("Stopped:").first.wait_for(timeout=15_000)
+            assert cards.count() == 3
+            assert page.get_by_text("npc-cast-", exact=False).count() >= 1  # the JSON file
+            page.screenshot(path=str(tmp_path / "stopped.png"), full_page=True)
+        finally:
+            browser.close()
+            shutdown(services, demo)
+    assert gate.cancelled == 1 and gate.in_flight == 0

@@ -35,10 +35,15 @@ def test_unknown_backend_lists_the_known_ones(settings: Settings) -> None:
 
 
 def test_auto_picks_openai_only_when_configured(settings: Settings) -> None:
+    settings = settings.model_copy(update={"backend": "auto"})
     assert resolve_backend_name(settings, "auto") == "procedural"
     keyed = settings.model_copy(update={"openai_base_url": "http://127.0.0.1:9/v1"})
     assert resolve_backend_name(keyed, "auto") == "openai"
     assert resolve_backend_name(keyed, "Procedural") == "procedural"
+    # "auto" in a form means: what the settings name.
+    configured = settings.model_copy(update={"backend": "openai"})
+    assert resolve_backend_name(configured, "auto") == "openai"
+    assert resolve_backend_name(configured, None) == "openai"
 
 
 def test_register_rejects_duplicates_and_auto(settings: Settings) -> None:

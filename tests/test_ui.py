@@ -55,7 +55,7 @@ async def test_generate_streams_cards_then_a_file(services: Services, tmp_path: 
     for (before, *_), (after, *_) in itertools.pairwise(updates):
         assert after.startswith(before)  # the cards only grow: Gradio sends "append" diffs
     html, cast, file, status, view = updates[-1]
-    assert html.count('class="npc-card"') == 6
+    assert html.count('class="npc-card"') == 6 and not status.startswith("Stopped")
     assert [npc["name"] for npc in cast["npcs"][:2]] == ["Maud", "Bran"]
     assert "grumpy" in cast["npcs"][1]["personality_traits"]
     assert all("curious" in npc["personality_traits"] for npc in cast["npcs"])
@@ -232,41 +232,40 @@ def test_personalities_browse_filters(services: Services) -> None:
 
 @pytest.mark.server
 @pytest.mark.slow
-def test_launched_app_answers_generate_npcs_over_the_api(services: Services) -> None:
+def test_launched_app_streams_every_card_over_the_api(tmp_path: Path) -> None:
+    """As the README shows: gradio_client's submit sees one update per NPC, and the
+    library endpoints take any NPC id and a world filter, through the API."""
     from gradio_client import Client
 
-    from app.ui import create_app
-    from app.ui.app import launch_options
+    from app.ui.app import serve, shutdown
 
-    demo = create_app(services)
-    demo.launch(
-        server_name="127.0.0.1",
-        server_port=None,
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_options(services),
-    )
+    services = Services(make_settings(tmp_path, library_autosave=True))
+    demo = serve(services, host="127.0.0.1")
     try:
         client = Client(demo.local_url, verbose=False)
-        world = _handlers(services, Path(demo.local_url)).world_choices()[1]
-        html, cast, file, status = client.predict(
-            world,
-            None,
-            "",
-            4,
-            "Maud",
-            ["curious"],
-            "procedural",
-            0.9,
-            11,
+        world = services.worlds.names()[0]
+        job = client.submit(
+            world, None, "", 12, "Maud", ["curious"], "procedural", 0.9, "11",
             api_name="/generate_npcs",
-        )
-        assert len(cast["npcs"]) == 4 and cast["npcs"][0]["name"] == "Maud"
-        assert html.count('class="npc-card"') == 4
-        assert Path(file).is_file() and "4/4" in status
+        )  # fmt: skip
+        updates = list(job)
+        html, cast, file, status = job.result()
+        ready = [len(update[1]["npcs"]) for update in updates]
+        assert ready[0] == 0 and all(n in ready for n in range(1, 13))  # card by card
+        assert len(cast["npcs"]) == 12 and cast["npcs"][0]["name"] == "Maud"
+        assert html.count('class="npc-card"') == 12 and Path(file).is_file()
+        assert "12/12" in status and "12 saved to the library" in status
+        npc_id = cast["npcs"][3]["id"]
+        card, _ = client.predict(npc_id, "backstory", api_name="/library_get")
+        assert cast["npcs"][3]["name"] in card
+        _, _, found = client.predict("a person", 5, world, "", api_name="/library_search")
+        assert found.startswith("5 closest")
         with pytest.raises(Exception, match="less than minimum value 1"):
             client.predict(
-                world, None, "", 0, "", [], "procedural", 0.9, 1, api_name="/generate_npcs"
+                world, None, "", 0, "", [], "procedural", 0.9, "1", api_name="/generate_npcs"
             )
+        names = client.view_api(return_format="dict", print_info=False)
+        assert not names["unnamed_endpoints"]
+        assert not [name for name in names["named_endpoints"] if "lambda" in name]
     finally:
-        demo.close()
+        shutdown(services, demo)

@@ -82,9 +82,12 @@ def default_registry() -> BackendRegistry:
 def resolve_backend_name(settings: Settings, requested: str | None = None) -> str:
     """Turn ``auto`` (or nothing) into a concrete name.
 
-    auto = openai when an API key or a base URL is configured, else procedural.
+    auto = the configured backend (NPC_FORGE_BACKEND) when that names one;
+    otherwise openai when an API key or a base URL is configured, else procedural.
     """
-    name = (requested or settings.backend or "auto").strip().lower()
+    name = (requested or "auto").strip().lower()
+    if name == "auto":  # the configured backend, unless that is auto too
+        name = (settings.backend or "auto").strip().lower()
     if name != "auto":
         return name
     if settings.openai_api_key is not None or settings.openai_base_url:

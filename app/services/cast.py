@@ -11,6 +11,7 @@ a stopped or cancelled run keeps and saves everything that finished.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Collection, Sequence
@@ -159,11 +160,12 @@ class CastRun:
     async def _outcomes(self) -> AsyncGenerator[NPCOutcome, None]:
         specs = [self.plan.specs[index] for index in self.positions]
         source = self._generator.run(specs, use_cache=self._use_cache)
-        async for outcome in until_set(self._stop, source):
-            outcome.index = self.positions[outcome.index]
-            if outcome.npc is not None and self._saver is not None:
-                self._saver.add(outcome.npc, self._background)
-            yield outcome
+        async with contextlib.aclosing(until_set(self._stop, source)) as stream:
+            async for outcome in stream:
+                outcome.index = self.positions[outcome.index]
+                if outcome.npc is not None and self._saver is not None:
+                    self._saver.add(outcome.npc, self._background)
+                yield outcome
 
     async def saved(self) -> SaveReport | None:
         """The library write of this run's NPCs, once it is done (None: not saving)."""
@@ -179,7 +181,6 @@ class CastRun:
         traceback: TracebackType | None,
     ) -> None:
         # Cancel what still runs now, not when the generator is garbage collected.
-        self.stop()
         if self._stream is not None:
             await self._stream.aclose()
 
