@@ -98,6 +98,9 @@ async def test_npc_text_is_escaped(services: Services, tmp_path: Path) -> None:
         ({"temperature": "hot"}, "between 0 and 2"),
         ({"traits": ["brave", "cowardly"]}, "contradict"),
         ({"traits": ["x" * 100_000]}, "longer than 40 characters"),
+        ({"names": "Zo\ud800e"}, r"The names holds a character that is not valid text \(U\+D800"),
+        ({"world": NO_WORLD, "setting": "A bay\udfff"}, "The setting text holds a character"),
+        ({"traits": ["brave\ud801"]}, "A trait holds a character"),
     ],
 )
 async def test_bad_input_is_a_clear_error(

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from app.errors import InputError
 from app.models import NPC, PROFILE_FIELDS, Relationship
 from app.personality import PersonalityData
+from app.services.text import checked_text
 from app.services.ties import merge_ties, parse_tie_rows
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class Library:
         self, query: str, *, k: int = 5, world: str | None = None, tag: str | None = None
     ) -> list[SearchHit]:
         """NPCs closest in meaning to ``query``; ``k`` between 1 and 50."""
-        query = (query or "").strip()
+        query = checked_text(query or "", "The search text").strip()
         if not query:
             raise InputError(
                 "Type what you are looking for, e.g. 'grumpy blacksmith with a secret'."
@@ -185,7 +186,7 @@ class Library:
             )
         npc = await self.get(npc_id)
         values = npc.model_dump()
-        values[field] = parse_field_value(field, text)
+        values[field] = parse_field_value(field, checked_text(text, f"The {field}"))
         try:
             edited = NPC.model_validate(values)
         except ValidationError as exc:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from app.errors import InputError
 from app.models import NPCSpec, World
 from app.personality import PersonalityData
+from app.services.text import checked_text
 
 MAX_NAME_CHARS = 120
 MAX_TRAITS = 8
@@ -52,7 +53,7 @@ def new_cast_seed() -> int:
 def parse_name_lines(text: str) -> tuple[NamedNPC, ...]:
     """``Name`` or ``Name: trait, trait`` per line; blank lines are skipped."""
     entries = []
-    for line in text.splitlines():
+    for line in checked_text(text, "The names").splitlines():
         name, _, traits = line.partition(":")
         name = " ".join(name.split())
         if not name:
@@ -117,12 +118,18 @@ def plan_cast(
             f"The seed must be between 0 and {MAX_SEED}; got {request.seed}. "
             "Leave it empty for a random cast."
         )
+    for named in request.named:
+        checked_text(named.name, "A name")
     too_long = next((n.name for n in request.named if len(n.name) > MAX_NAME_CHARS), None)
     if too_long is not None:
         raise InputError(
             f"The name {too_long[:40]!r}... is longer than {MAX_NAME_CHARS} characters."
         )
-    base_traits = tuple(dict.fromkeys(t.strip().lower() for t in request.traits if t.strip()))
+    base_traits = tuple(
+        dict.fromkeys(
+            checked_text(t, "A trait").strip().lower() for t in request.traits if t.strip()
+        )
+    )
     _check_traits(base_traits, personalities, "The chosen traits")
 
     cast_seed = request.seed if request.seed is not None else new_cast_seed()

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from app.errors import InputError, NPCForgeError, WorldFileError
 from app.models import World
+from app.services.text import checked_text
 from utils.cached_json import BrokenJSONError, JSONFileCache
 from utils.jsonio import atomic_write_bytes, dumps, read_json_bytes
 
@@ -102,7 +103,7 @@ def list_world_files(worlds_dir: Path) -> dict[str, Path]:
 
 def world_from_setting(text: str, *, max_chars: int) -> World:
     """A world from a free-text description."""
-    text = text.strip()
+    text = checked_text(text, "The setting text").strip()
     if not text:
         raise InputError("The setting text is empty. Describe the world, or pick a world file.")
     if len(text) > max_chars:
