@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TypeVar
 
 T = TypeVar("T")
 
 
-async def until_set(stop: asyncio.Event, source: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+async def until_set(
+    stop: asyncio.Event, source: AsyncGenerator[T, None]
+) -> AsyncGenerator[T, None]:
     """The items of ``source`` until it ends or ``stop`` is set.
 
     Either way, and also when the consumer leaves early or is cancelled,
