@@ -212,9 +212,8 @@ async def test_api_key_never_appears_in_errors(
 
 
 def test_missing_key_and_server_is_a_clear_config_error(settings: Settings) -> None:
-    backend = OpenAIBackend(settings)
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
-        backend._api_key()
+        OpenAIBackend(settings)  # at once, not on every request
 
 
 async def test_stream_chat_yields_deltas(
