@@ -12,7 +12,7 @@ import os
 import random
 import signal
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -136,74 +136,67 @@ def test_processes_share_one_directory(tmp_path: Path) -> None:
     assert DiskTier(directory).usage().entries == len(KEYS)
 
 
-def big_value(key_index: int) -> dict[str, Any]:
-    return {"key": key_index, "payload": "y" * BIG, "tail": "complete"}
+def big_value(key_index: int, version: int = 0) -> dict[str, Any]:
+    return {"key": key_index, "version": version, "payload": "y" * BIG, "tail": "complete"}
 
 
-def _endless_writer(
-    root: str, directory: str, started: Any
+def _writer_killed_inside_a_write(
+    root: str, directory: str, inside: Any
 ) -> None:  # pragma: no cover - killed by the test
+    """Write two whole entries, then stop for good inside an overwrite of the
+    first: its new bytes are in a temp file that was never renamed."""
     if root not in sys.path:
         sys.path.insert(0, root)
     from app.cache.disk import DiskTier
 
     disk = DiskTier(Path(directory))
-    disk.put(KEYS[0], big_value(0))  # one whole entry before the test starts watching
-    started.set()
-    index = 1
-    while True:
-        disk.put(KEYS[index % len(KEYS)], big_value(index % len(KEYS)))
-        index += 1
+    disk.put(KEYS[0], big_value(0))
+    disk.put(KEYS[1], big_value(1))
 
+    def stuck_fsync(fd: Any) -> None:
+        # atomic_write_bytes fsyncs the temp file just before the rename.
+        inside.set()
+        threading.Event().wait()  # until SIGKILL
 
-def _kill_mid_write(directory: Path) -> None:
-    """Start the writer; once it is writing a temp file (or after 2 s), SIGKILL it."""
-    context = multiprocessing.get_context("spawn")
-    started = context.Event()
-    process = context.Process(target=_endless_writer, args=(ROOT, str(directory), started))
-    process.start()
-    try:
-        assert started.wait(60), "the writer never started"
-        time.sleep(0.005)
-        deadline = time.monotonic() + 2
-        while not temp_files(directory) and time.monotonic() < deadline:
-            pass  # spin: the window between mkstemp and rename is milliseconds
-    finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.join(10)
-    assert process.exitcode == -signal.SIGKILL
-
-
-def assert_entries_whole(directory: Path) -> list[Path]:
-    files = shard_files(directory)
-    assert KEYS[0] in {path.stem for path in files}
-    for path in files:  # every entry is whole: the old file or the new one
-        record = orjson.loads(path.read_bytes())
-        assert record["k"] == path.stem
-        assert record["v"] == big_value(KEYS.index(path.stem))
-    return files
+    os.fsync = stuck_fsync  # this child only
+    disk.put(KEYS[0], big_value(0, version=1))
 
 
 def test_killed_writer_leaves_no_partial_entry(tmp_path: Path) -> None:
     directory = tmp_path / "responses"
-    leftovers: list[Path] = []
-    for _ in range(5):  # until a kill lands inside a write (almost always the first)
-        _kill_mid_write(directory)
-        files = assert_entries_whole(directory)
-        leftovers = temp_files(directory)
-        if leftovers:
-            break
-    assert leftovers, "never caught the writer mid-write"
-    for temp in leftovers:  # the half-written file never went by an entry's name
-        assert temp.name.startswith(".") and temp.suffix == ".tmp"
-        assert temp not in files and not temp.name.endswith(".json")
+    context = multiprocessing.get_context("spawn")
+    inside = context.Event()
+    process = context.Process(
+        target=_writer_killed_inside_a_write, args=(ROOT, str(directory), inside)
+    )
+    process.start()
+    try:
+        assert inside.wait(120), "the writer never reached its third write"
+    finally:
+        process.kill()  # SIGKILL: no cleanup, no finally blocks
+        process.join(30)
+    assert process.exitcode == -signal.SIGKILL
+
+    files = shard_files(directory)
+    assert {path.stem for path in files} == {KEYS[0], KEYS[1]}
+    for path in files:  # every entry is whole: the old file, not a part of the new one
+        record = orjson.loads(path.read_bytes())
+        assert record["k"] == path.stem
+        assert record["v"] == big_value(KEYS.index(path.stem))
+    leftovers = temp_files(directory)
+    assert len(leftovers) == 1  # the interrupted overwrite, never renamed
+    temp = leftovers[0]
+    # the half-done write never went by an entry's name
+    assert temp.parent == directory / KEYS[0][:2] and temp.name.startswith(f".{KEYS[0]}.json.")
+    assert temp.suffix == ".tmp" and temp not in files
+    assert orjson.loads(temp.read_bytes())["v"] == big_value(0, version=1)
 
     disk = DiskTier(directory)
-    assert disk.get(KEYS[0]) == big_value(0)
-    assert disk.usage().entries == len(files)  # temp files are not counted
+    assert disk.get(KEYS[0]) == big_value(0)  # a reader sees the old value, whole
+    assert disk.usage().entries == 2  # temp files are not counted
     assert disk.sweep_temp_files() == 0  # too fresh for the default 60 s
-    assert disk.sweep_temp_files(older_than=0) == len(leftovers)
+    assert disk.sweep_temp_files(older_than=0) == 1
     assert temp_files(directory) == []
-    disk.put(KEYS[1], {"after": "the kill"})  # the dead writer's file lock was released
-    assert disk.get(KEYS[1]) == {"after": "the kill"}
+    disk.put(KEYS[2], {"after": "the kill"})  # the dead writer's file lock was released
+    assert disk.get(KEYS[2]) == {"after": "the kill"}
     assert not (directory / QUARANTINE).exists()
