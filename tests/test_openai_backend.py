@@ -9,12 +9,12 @@ import time
 import pytest
 
 from app.backends.openai_compat import OpenAIBackend
-from app.clients import Services
 from app.errors import BackendUnavailableError, ConfigError
 from app.models import World
-from app.services.generation import CastRequest, collect, plan_cast
 from app.services.prompts import npc_request
+from app.wiring import Services
 from config import Settings
+from tests import casts
 from tests.conftest import FakeSleep, make_settings
 from tests.fake_openai import Action, FakeOpenAIServer
 from tests.npc_fixtures import valid_profile
@@ -23,14 +23,11 @@ WORLD = World(name="Saltmere", era="Medieval", time_period="1340", detail="A fis
 
 
 def _specs(services: Services, count: int, names: tuple[str, ...] = (), seed: int = 7):  # type: ignore[no-untyped-def]
-    request = CastRequest(world=WORLD, count=count, names=names, seed=seed)
-    return plan_cast(request, services.personalities, max_npcs=100)
+    return casts.specs(services, WORLD, count, names=names, seed=seed)
 
 
 async def _generate(services: Services, count: int, names: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
-    specs = _specs(services, count, names)
-    generator = services.cast_generator()
-    return await collect(generator.run(specs), len(specs))
+    return await casts.outcomes(services, WORLD, count, names=names, seed=7)
 
 
 async def test_generates_a_cast_over_http(
