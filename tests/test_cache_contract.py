@@ -1,17 +1,20 @@
 """One contract for every response-cache tier, run against each of them.
 
 What a tier promises whatever keeps its values: a miss is None, a stored JSON
-value comes back equal (falsy values are hits), overwrite, clear, and the same
-hit/miss figures. Each tier's own promises (LRU order, files, bounds) are in
-test_cache_tiers.py.
+value comes back equal (falsy values are hits), overwrite, clear, the same
+hit/miss figures, and the ``validate`` hook: a value the caller's validator
+rejects is a miss, and is gone for every later caller. Each tier's own promises
+(LRU order, files, bounds) are in test_cache_tiers.py.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 
 from app.cache.disk import DiskTier
@@ -150,3 +153,97 @@ def test_a_none_result_is_always_counted_as_a_miss(tier: Tier) -> None:
     assert tier.get(hex_key("null")) is None
     stats = tier.stats()
     assert (stats.hits, stats.misses) == (0, 1)
+
+
+# -- the validate hook --------------------------------------------------------------------
+class ProfileCheck:
+    """A small validator of an NPC entry's shape that records what it was shown."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def __call__(self, value: Any) -> object:
+        self.seen.append(value)
+        if not isinstance(value["profile"], dict):  # TypeError or KeyError on other shapes
+            raise ValueError("profile is not an object")
+        return "ignored"  # what a validator returns is not what the tier returns
+
+
+GOOD = {"profile": {"name": "Ædwin"}, "repaired": False}
+
+
+def test_a_value_the_validator_accepts_is_a_hit(tier: Tier) -> None:
+    check = ProfileCheck()
+    tier.put(hex_key("a"), GOOD)
+    assert tier.get(hex_key("a"), check) == GOOD
+    assert check.seen == [GOOD]
+    stats = tier.stats()
+    assert (stats.hits, stats.misses) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (["a", "list"], "TypeError"),
+        ({"name": "no profile"}, "KeyError"),
+        ({"profile": "a string"}, "ValueError"),
+        ("text", "TypeError"),
+    ],
+    ids=["list", "missing-key", "wrong-type", "str"],
+)
+def test_a_value_the_validator_rejects_is_a_dropped_miss(
+    tier: Tier, value: Any, problem: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    k = hex_key("a")
+    tier.put(k, value)
+    tier.put(hex_key("b"), GOOD)
+    with caplog.at_level(logging.WARNING):
+        assert tier.get(k, ProfileCheck()) is None  # no exception
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert k[:12] in warnings[0] and "wrong shape" in warnings[0] and problem in warnings[0]
+    stats = tier.stats()
+    assert (stats.hits, stats.misses) == (0, 1)
+    assert tier.get(k) is None  # dropped, not only hidden from this caller
+    assert size_of(tier) == 1
+    assert tier.get(hex_key("b"), ProfileCheck()) == GOOD  # the neighbour is untouched
+    tier.put(k, GOOD)  # the recomputed value is stored and served
+    assert tier.get(k, ProfileCheck()) == GOOD
+
+
+@pytest.mark.parametrize("error", [ValueError, TypeError, KeyError, IndexError])
+def test_every_rejection_error_is_a_miss(tier: Tier, error: type[Exception]) -> None:
+    def reject(value: Any) -> None:
+        raise error("no")
+
+    tier.put(hex_key("a"), GOOD)
+    assert tier.get(hex_key("a"), reject) is None
+    assert tier.get(hex_key("a")) is None
+
+
+def test_a_pydantic_validation_error_is_a_miss(tier: Tier) -> None:
+    class Profile(pydantic.BaseModel):
+        name: str
+
+    def check(value: Any) -> object:
+        return Profile.model_validate(value["profile"])
+
+    tier.put(hex_key("a"), {"profile": {"name": ["not", "a", "string"]}})
+    assert tier.get(hex_key("a"), check) is None
+    tier.put(hex_key("a"), GOOD)
+    assert tier.get(hex_key("a"), check) == GOOD
+
+
+def test_a_validator_bug_propagates_and_keeps_the_value(tier: Tier) -> None:
+    def broken(value: Any) -> None:
+        raise RuntimeError("a bug in the validator, not a bad record")
+
+    tier.put(hex_key("a"), GOOD)
+    with pytest.raises(RuntimeError, match="bug"):
+        tier.get(hex_key("a"), broken)
+    assert tier.get(hex_key("a")) == GOOD
+
+
+def test_no_validator_serves_any_shape(tier: Tier) -> None:
+    tier.put(hex_key("a"), ["not", "a", "profile"])
+    assert tier.get(hex_key("a")) == ["not", "a", "profile"]

@@ -1,4 +1,6 @@
-"""The disk tier shared by several processes, and a writer killed mid-write.
+"""The disk tier shared by several processes (one directory, spawned workers):
+whole values under races, bounds and the usage record kept across processes,
+and a writer killed mid-write.
 
 Workers are top-level functions of this module so that "spawn" children can
 import them; each also puts the project root on sys.path itself.
@@ -133,7 +135,111 @@ def test_processes_share_one_directory(tmp_path: Path) -> None:
         assert value == make_value(index, value["writer"], value["seq"])
     assert not (directory / QUARANTINE).exists()  # nothing was ever seen corrupt
     assert temp_files(directory) == []  # writers that finish leave no temp files
-    assert DiskTier(directory).usage().entries == len(KEYS)
+    usage = DiskTier(directory).usage()  # the record every writer kept, not a recount
+    assert usage.entries == len(KEYS)
+    assert usage.bytes == sum(path.stat().st_size for path in files)
+
+
+def _commanded_writer(
+    root: str, directory: str, max_entries: int, commands: Any, replies: Any
+) -> None:  # pragma: no cover - runs in a child process
+    """Put the keys it is told to, one batch at a time, and say when done."""
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from app.cache.disk import DiskTier
+
+    disk = DiskTier(Path(directory), max_entries=max_entries)
+    while (names := commands.get()) is not None:
+        for name in names:
+            disk.put(hashlib.sha256(name.encode()).hexdigest(), {"name": name})
+        replies.put(len(names))
+
+
+def test_disk_bound_holds_across_processes(tmp_path: Path) -> None:
+    """Two processes take turns on one directory: each sees the other's writes,
+    so neither overshoots max_entries on a count of its own."""
+    directory = tmp_path / "responses"
+    context = multiprocessing.get_context("spawn")
+    channels = [(context.Queue(), context.Queue()) for _ in range(2)]
+    workers = [
+        context.Process(
+            target=_commanded_writer, args=(ROOT, str(directory), 10, commands, replies)
+        )
+        for commands, replies in channels
+    ]
+    for worker in workers:
+        worker.start()
+
+    def run(worker: int, names: list[str]) -> None:
+        commands, replies = channels[worker]
+        commands.put(names)
+        assert replies.get(timeout=120) == len(names)
+
+    try:
+        run(0, ["first-0"])  # the first process has counted the directory: 1 entry
+        run(1, [f"second-{index}" for index in range(20)])  # keeps it at <= 10
+        run(0, [f"first-{index}" for index in range(1, 10)])  # must see those 10
+        assert len(shard_files(directory)) <= 10
+    finally:
+        for commands, _ in channels:
+            commands.put(None)
+        for worker in workers:
+            worker.join(30)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    disk = DiskTier(directory)
+    assert disk.usage() == disk.recount()  # the shared record is exact
+
+
+FILL_MAX_ENTRIES = 25
+FILL_MAX_BYTES = 12_000
+FILL_PUTS = 60
+
+
+def _filling_worker(
+    root: str, directory: str, writer: int, start: Any, results: Any
+) -> None:  # pragma: no cover - runs in a child process
+    """Write distinct keys as fast as it can, against the others."""
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from app.cache.disk import DiskTier
+
+    disk = DiskTier(Path(directory), max_entries=FILL_MAX_ENTRIES, max_bytes=FILL_MAX_BYTES)
+    start.wait(60)
+    problems = []
+    try:
+        for index in range(FILL_PUTS):
+            disk.put(
+                hashlib.sha256(f"{writer}/{index}".encode()).hexdigest(),
+                {"writer": writer, "index": index, "pad": "z" * (index % 7) * 100},
+            )
+    except Exception as exc:
+        problems.append(f"{type(exc).__name__}: {exc}")
+    results.put((writer, problems, disk.stats().evictions))
+
+
+def test_racing_writers_keep_both_bounds_and_an_exact_record(tmp_path: Path) -> None:
+    directory = tmp_path / "responses"
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(WRITERS)
+    results = context.Queue()
+    workers = [
+        context.Process(target=_filling_worker, args=(ROOT, str(directory), writer, start, results))
+        for writer in range(WRITERS)
+    ]
+    for worker in workers:
+        worker.start()
+    reports = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+        assert worker.exitcode == 0
+    assert [problems for _, problems, _ in sorted(reports)] == [[]] * WRITERS
+    files = shard_files(directory)
+    on_disk = sum(path.stat().st_size for path in files)
+    assert 0 < len(files) <= FILL_MAX_ENTRIES and on_disk <= FILL_MAX_BYTES
+    written = WRITERS * FILL_PUTS
+    assert sum(evictions for _, _, evictions in reports) == written - len(files)
+    usage = DiskTier(directory).usage()  # the record every writer kept, not a recount
+    assert (usage.entries, usage.bytes) == (len(files), on_disk)
 
 
 def big_value(key_index: int, version: int = 0) -> dict[str, Any]:

@@ -21,19 +21,22 @@ def dumps(obj: Any, *, pretty: bool = False) -> bytes:
     return orjson.dumps(obj, option=option)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write a file so readers see the old or the new content, never a part.
 
     The temp file lives in the same directory so ``os.replace`` is a rename on
     one filesystem; fsync before the rename so a crash cannot leave it empty.
+    ``durable=False`` skips the fsync, for files that can be rebuilt from
+    others (a power cut may then leave the old content, or an empty file).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         Path(tmp_name).replace(path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -1,4 +1,5 @@
-"""One registry of cache statistics: every cache reports the same figures."""
+"""What every cache shares: one registry of statistics (every cache reports
+the same figures) and the ``validate`` hook the response tiers accept."""
 
 from __future__ import annotations
 
@@ -8,6 +9,26 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from utils.text_table import format_table
+
+# A caller's check of a cached value's shape: it raises one of REJECTIONS for a
+# value it cannot use (pydantic's ValidationError is a ValueError); whatever it
+# returns is ignored.
+Validator = Callable[[Any], object]
+REJECTIONS: tuple[type[Exception], ...] = (ValueError, TypeError, LookupError)
+_PROBLEM_CHARS = 200  # pydantic's messages run to pages; a log line needs the start
+
+
+def rejection(validate: Validator | None, value: Any) -> str | None:
+    """Why ``validate`` rejects ``value``, or None when it accepts it (or there is
+    no validator). Any other exception is a bug in the validator and propagates."""
+    if validate is None:
+        return None
+    try:
+        validate(value)
+    except REJECTIONS as exc:
+        problem = " ".join(f"{type(exc).__name__}: {exc}".split())
+        return problem[:_PROBLEM_CHARS]
+    return None
 
 
 @dataclass(frozen=True, slots=True)
