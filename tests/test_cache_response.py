@@ -9,7 +9,10 @@ computation before it yields to the loop).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
+import io
+import os
 import threading
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +20,7 @@ from typing import Any, Literal
 import orjson
 import pytest
 
-from app.cache.disk import DiskTier
+from app.cache.disk import QUARANTINE, DiskTier
 from app.cache.memory import MemoryTier
 from app.cache.response import ResponseCache
 
@@ -303,3 +306,253 @@ async def test_a_failed_background_write_costs_only_that_entry(
     assert "could not write cache entry" in caplog.text and hex_key("a")[:12] in caplog.text
     assert stored_on_disk(cache_dir, hex_key("a")) is None
     assert stored_on_disk(cache_dir, hex_key("b")) == NPC
+
+
+# -- refresh: Regenerate never gets the old value -----------------------------------------
+async def test_refresh_never_joins_a_computation_in_flight(cache: ResponseCache) -> None:
+    """A Regenerate that comes while the first generation of the key is still
+    running computes anew instead of waiting for (and returning) the old value."""
+    old = Compute({"v": "old"}, gate=asyncio.Event())
+    new = Compute({"v": "new"})
+    first = asyncio.create_task(cache.get_or_compute(hex_key("a"), old))
+    await old.started.wait()
+    regenerated = asyncio.create_task(cache.get_or_compute(hex_key("a"), new, refresh=True))
+    assert old.gate is not None
+    old.gate.set()
+    assert await regenerated == ({"v": "new"}, "computed")
+    assert new.calls == 1
+    assert await first == ({"v": "old"}, "computed")  # the first caller keeps its own
+
+
+async def test_the_refreshed_value_is_stored_even_when_the_old_one_finishes_last(
+    cache_dir: Path,
+) -> None:
+    memory = ArrivalCountingMemory(64, expected=2)
+    cache = ResponseCache(memory, DiskTier(cache_dir))
+    k = hex_key("a")
+    old = Compute({"v": "old"}, gate=asyncio.Event())
+    new = Compute({"v": "new"}, gate=asyncio.Event())
+    first = asyncio.create_task(cache.get_or_compute(k, old))
+    await old.started.wait()
+    regenerated = asyncio.create_task(cache.get_or_compute(k, new, refresh=True))
+    # Fails rather than hangs if the refresh joined the first computation.
+    await asyncio.wait_for(new.started.wait(), 60)
+    late = asyncio.create_task(cache.get_or_compute(k, never))  # arrives during the refresh
+    await memory.arrived.wait()  # it missed memory: it waits for the refresh's result
+    assert new.gate is not None and old.gate is not None
+    new.gate.set()
+    assert await regenerated == ({"v": "new"}, "computed")
+    assert await late == ({"v": "new"}, "memory")  # shared the refresh, computed nothing
+    old.gate.set()  # the overtaken computation finishes last
+    assert await first == ({"v": "old"}, "computed")
+    await cache.flush()
+    assert cache.memory.get(k) == {"v": "new"}
+    assert stored_on_disk(cache_dir, k) == {"v": "new"}
+    assert (old.calls, new.calls) == (1, 1)
+    assert await cache.get_or_compute(k, never) == ({"v": "new"}, "memory")
+
+
+async def test_a_refresh_during_a_slow_disk_read_is_not_overwritten(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller reading the old value from disk must not put it back into
+    memory over the value a refresh stored meanwhile."""
+    DiskTier(cache_dir).put(hex_key("a"), {"v": "old"})
+    cache = ResponseCache(MemoryTier(64), DiskTier(cache_dir))
+    assert cache.disk is not None
+    real_get = cache.disk.get
+    reading, release = threading.Event(), threading.Event()
+
+    def slow_get(key: str, validate: Any = None) -> Any:
+        value = real_get(key, validate)
+        reading.set()
+        release.wait()
+        return value
+
+    monkeypatch.setattr(cache.disk, "get", slow_get)
+    try:
+        reader = asyncio.create_task(cache.get_or_compute(hex_key("a"), never))
+        assert await asyncio.to_thread(reading.wait)
+        refresh = cache.get_or_compute(hex_key("a"), Compute({"v": "new"}), refresh=True)
+        # Fails rather than hangs if the refresh waited for the reader.
+        assert await asyncio.wait_for(refresh, 60) == ({"v": "new"}, "computed")
+    finally:
+        release.set()
+    assert await reader == ({"v": "old"}, "disk")  # its caller asked before the refresh
+    assert cache.memory.get(hex_key("a")) == {"v": "new"}
+    await cache.flush()
+    assert stored_on_disk(cache_dir, hex_key("a")) == {"v": "new"}
+
+
+async def test_a_cancelled_refresh_lets_its_waiters_compute(cache_dir: Path) -> None:
+    memory = ArrivalCountingMemory(64, expected=1)
+    cache = ResponseCache(memory, DiskTier(cache_dir))
+    stuck = Compute("stuck", gate=asyncio.Event())  # never opened
+    refresh = asyncio.create_task(cache.get_or_compute(hex_key("a"), stuck, refresh=True))
+    await stuck.started.wait()
+    waiter = asyncio.create_task(cache.get_or_compute(hex_key("a"), Compute("waiter")))
+    await memory.arrived.wait()
+    refresh.cancel()
+    assert await waiter == ("waiter", "computed")
+    with pytest.raises(asyncio.CancelledError):
+        await refresh
+    await cache.flush()
+    assert stored_on_disk(cache_dir, hex_key("a")) == "waiter"
+
+
+# -- lookup=False and lookup_many ---------------------------------------------------------
+async def test_lookup_false_skips_the_tiers_but_joins_a_computation(
+    cache: ResponseCache, cache_dir: Path
+) -> None:
+    k = hex_key("a")
+    await cache.put(k, {"v": "cached"})
+    compute = Compute({"v": "computed"}, gate=asyncio.Event())
+    first = asyncio.create_task(cache.get_or_compute(k, compute, lookup=False))
+    await compute.started.wait()
+    second = asyncio.create_task(cache.get_or_compute(k, never, lookup=False))
+    assert compute.gate is not None
+    compute.gate.set()
+    assert await first == ({"v": "computed"}, "computed")  # the tiers were not asked
+    assert await second == ({"v": "computed"}, "memory")  # shared, not computed again
+    assert compute.calls == 1
+    await cache.flush()
+    assert stored_on_disk(cache_dir, k) == {"v": "computed"}
+
+
+async def test_lookup_many_reads_memory_then_disk_in_order(cache_dir: Path) -> None:
+    on_disk = DiskTier(cache_dir)
+    on_disk.put(hex_key("disk"), "from disk")
+    on_disk.put(hex_key("wrong"), ["wrong", "shape"])
+    cache = ResponseCache(MemoryTier(64), DiskTier(cache_dir))
+    cache.memory.put(hex_key("memory"), {"profile": "from memory"})
+    cache.memory.put(hex_key("stale"), {"old": "shape"})
+
+    def check(value: Any) -> object:
+        if isinstance(value, str):
+            return value
+        return value["profile"]  # TypeError or KeyError for other shapes
+
+    keys = [hex_key(name) for name in ("memory", "absent", "disk", "stale", "wrong", "memory")]
+    values = await cache.lookup_many(keys, validate=check)
+    memory_hit = {"profile": "from memory"}
+    assert values == [memory_hit, None, "from disk", None, None, memory_hit]
+    assert cache.memory.get(hex_key("disk")) == "from disk"  # promoted
+    assert cache.memory.get(hex_key("stale")) is None  # dropped
+    assert cache.disk is not None and cache.disk.get(hex_key("wrong")) is None  # quarantined
+    assert await cache.lookup_many([]) == []
+
+
+# -- validate through both tiers ------------------------------------------------------------
+class ShapeCheck:
+    """The generation service's kind of validator: an NPC entry's shape."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, value: Any) -> object:
+        self.calls += 1
+        return value["profile"]["name"]  # TypeError or KeyError for another shape
+
+
+GOOD = {"profile": {"name": "Ædwin"}, "repaired": False}
+
+
+@pytest.mark.parametrize("where", ["memory", "disk", "both"])
+async def test_a_wrong_shape_cached_value_is_recomputed_once_not_on_every_run(
+    cache_dir: Path, where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    k = hex_key("a")
+    wrong = {"name": "a record from an older schema"}
+    disk = DiskTier(cache_dir)
+    if where in ("disk", "both"):
+        disk.put(k, wrong)
+    cache = ResponseCache(MemoryTier(64), disk)
+    if where in ("memory", "both"):
+        cache.memory.put(k, wrong)
+    check = ShapeCheck()
+    compute = Compute(GOOD)
+    assert await cache.get_or_compute(k, compute, validate=check) == (GOOD, "computed")
+    assert compute.calls == 1
+    assert k[:12] in caplog.text and "wrong shape" in caplog.text
+    await cache.flush()
+    assert stored_on_disk(cache_dir, k) == GOOD
+    if where != "memory":
+        assert len(list((cache_dir / QUARANTINE).iterdir())) == 1
+    # the next run, and the next process, are served the recomputed value
+    assert await cache.get_or_compute(k, never, validate=check) == (GOOD, "memory")
+    restarted = ResponseCache(MemoryTier(64), DiskTier(cache_dir))
+    assert await restarted.get_or_compute(k, never, validate=check) == (GOOD, "disk")
+
+
+async def test_get_with_a_validator_drops_a_wrong_shape(cache_dir: Path) -> None:
+    cache = ResponseCache(MemoryTier(64), DiskTier(cache_dir))
+    await cache.put(hex_key("a"), ["wrong"])
+    assert await cache.get(hex_key("a"), validate=ShapeCheck()) == (None, None)
+    assert await cache.get(hex_key("a")) == (None, None)  # gone from both tiers
+    await cache.put(hex_key("a"), GOOD)
+    assert await cache.get(hex_key("a"), validate=ShapeCheck()) == (GOOD, "memory")
+
+
+async def test_a_computed_value_is_not_validated(cache: ResponseCache) -> None:
+    check = ShapeCheck()
+    assert await cache.get_or_compute(hex_key("a"), Compute(["any"]), validate=check) == (
+        ["any"],
+        "computed",
+    )
+    assert check.calls == 0  # the caller validated what it computed itself
+
+
+# -- nothing touches a file on the event loop ---------------------------------------------
+async def test_no_file_is_touched_on_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building the cache, hits, misses, refreshes, background writes, flush,
+    rejected shapes and stats() all leave file I/O to worker threads."""
+    loop_thread = threading.get_ident()
+    on_the_loop: list[str] = []
+
+    def watch(module: Any, name: str) -> None:
+        real = getattr(module, name)
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() == loop_thread:
+                on_the_loop.append(f"{module.__name__}.{name}{args[:1]}")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, watched)
+
+    file_calls: list[tuple[Any, str]] = [
+        *((os, name) for name in ("open", "stat", "lstat", "fstat", "scandir", "listdir")),
+        *((os, name) for name in ("mkdir", "replace", "rename", "unlink", "remove", "rmdir")),
+        (os, "fsync"),
+        (os, "utime"),
+        (io, "open"),
+        (fcntl, "flock"),
+    ]
+    directory = tmp_path / "responses"
+    seeded = DiskTier(directory)
+    seeded.put(hex_key("on disk"), GOOD)
+    seeded.put(hex_key("wrong"), ["wrong"])
+    for module, name in file_calls:
+        watch(module, name)
+    disk = DiskTier(directory)
+    cache = ResponseCache(MemoryTier(64), disk)
+    check = ShapeCheck()
+    await cache.get_or_compute(hex_key("a"), Compute(GOOD), validate=check)  # computed
+    await cache.get_or_compute(hex_key("a"), never, validate=check)  # memory
+    await cache.get_or_compute(hex_key("on disk"), never, validate=check)  # disk
+    await cache.get_or_compute(hex_key("wrong"), Compute(GOOD), validate=check)  # quarantined
+    cache.memory.put(hex_key("stale"), ["wrong"])
+    await cache.get_or_compute(hex_key("stale"), Compute(GOOD), validate=check)  # dropped
+    await cache.get_or_compute(hex_key("a"), Compute(GOOD), refresh=True)
+    await cache.get(hex_key("b"), validate=check)
+    await cache.lookup_many([hex_key("a"), hex_key("c")], validate=check)
+    cache.put_soon(hex_key("d"), GOOD)
+    await cache.put(hex_key("e"), GOOD)
+    disk.stats()
+    cache.memory.stats()
+    await cache.flush()
+    monkeypatch.undo()
+    assert on_the_loop == []
+    assert check.calls > 0
+    assert stored_on_disk(directory, hex_key("d")) == GOOD
