@@ -8,7 +8,7 @@ are honoured; the project's own ``NPC_FORGE_OPENAI_*`` variables override them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -102,6 +102,11 @@ class Settings(BaseSettings):
 # embedded model on 2 cores runs one at a time.
 DEFAULT_CONCURRENCY: dict[BackendKind, int] = {"remote": 8, "local": 1}
 DEFAULT_REQUESTS_PER_MINUTE: dict[BackendKind, float | None] = {"remote": 600.0, "local": None}
+
+
+def setting_default(name: str) -> Any:
+    """A field's default, for keyword constructors that must not drift from this file."""
+    return Settings.model_fields[name].default
 
 
 def resolved_cache_dir(settings: Settings) -> Path:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypedDict
 
 from app.errors import BackendCapabilityError
-from config import BackendKind
+from config import BackendKind, setting_default
 
 
 class Message(TypedDict):
@@ -35,7 +35,7 @@ class JSONRequest:
     messages: Sequence[Message]
     schema: Mapping[str, Any]
     inputs: Mapping[str, Any]
-    temperature: float = 0.9
+    temperature: float = setting_default("default_temperature")
     seed: int = 0
     max_tokens: int | None = None
 
@@ -78,7 +78,11 @@ class Backend(ABC):
         """Return one JSON object for the request; raise BackendError on failure."""
 
     async def stream_chat(
-        self, messages: Sequence[Message], *, temperature: float = 0.9, seed: int | None = None
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: float = setting_default("default_temperature"),
+        seed: int | None = None,
     ) -> AsyncIterator[str]:
         """Yield the reply to a chat as text deltas."""
         raise BackendCapabilityError(self.name, "this backend cannot stream chat replies")

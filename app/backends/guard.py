@@ -26,7 +26,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from aiolimiter import AsyncLimiter
 
@@ -41,6 +40,7 @@ from app.errors import (
 from app.logs import redact
 from app.metrics import CIRCUIT_STATES, Metrics
 from config import DEFAULT_CONCURRENCY, DEFAULT_REQUESTS_PER_MINUTE, Settings
+from config import setting_default as _setting_default
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -53,11 +53,6 @@ REPAIR, FIRST = 0, 1
 # The starting threshold counts as this many calls of evidence, so a handful of
 # calls cannot swing the breaker's threshold to either bound.
 PRIOR_CALLS = 4
-
-
-def _setting_default(name: str) -> Any:
-    """A Settings field's default: the keyword constructors cannot drift from config.py."""
-    return Settings.model_fields[name].default
 
 
 @dataclass(frozen=True, slots=True)

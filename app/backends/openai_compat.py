@@ -36,7 +36,7 @@ from app.errors import (
     RateLimitedError,
 )
 from app.logs import redact
-from config import Settings
+from config import Settings, setting_default
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -404,7 +404,11 @@ class OpenAIBackend(Backend):
         return JSONReply(raw=scanner.text, data=data, parse_error=error, stats=stats)
 
     async def stream_chat(
-        self, messages: Sequence[Message], *, temperature: float = 0.9, seed: int | None = None
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: float = setting_default("default_temperature"),
+        seed: int | None = None,
     ) -> AsyncIterator[str]:
         import openai
 
@@ -431,6 +435,12 @@ class OpenAIBackend(Backend):
         )
 
     async def aclose(self) -> None:
-        for client in list(self._clients.values()):
-            await client.close()
-        self._clients.clear()
+        """Close the connections opened on this event loop. A pool belongs to the
+        loop that opened it (the UI server closes its own at shutdown); pools of
+        loops that are gone are dropped."""
+        loop = asyncio.get_running_loop()
+        for owner, client in list(self._clients.items()):
+            if owner is loop:
+                await client.close()
+            if owner is loop or owner.is_closed():
+                del self._clients[owner]

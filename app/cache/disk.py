@@ -37,6 +37,7 @@ import orjson
 from filelock import FileLock
 
 from app.cache.stats import CacheStats, Validator, rejection
+from config import setting_default
 from utils.counters import Counters
 from utils.jsonio import atomic_write_bytes, dumps
 
@@ -84,8 +85,8 @@ class DiskTier:
         self,
         directory: Path,
         *,
-        max_entries: int = 10_000,
-        max_bytes: int = 256 * 1024 * 1024,
+        max_entries: int = setting_default("cache_max_entries"),
+        max_bytes: int = setting_default("cache_max_bytes"),
         pretty: bool = False,
         name: str = "responses.disk",
         clock: Callable[[], float] = time.monotonic,

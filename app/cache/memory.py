@@ -9,6 +9,7 @@ from typing import Any
 from cachetools import LRUCache
 
 from app.cache.stats import CacheStats, Validator, rejection
+from config import setting_default
 from utils.counters import Counters
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,9 @@ class _CountingLRU(LRUCache[str, Any]):
 class MemoryTier:
     """A thread-safe LRU; ``get`` returns None on a miss."""
 
-    def __init__(self, maxsize: int = 256, name: str = "responses.memory") -> None:
+    def __init__(
+        self, maxsize: int = setting_default("cache_memory_entries"), name: str = "responses.memory"
+    ) -> None:
         self.name = name
         self.maxsize = maxsize
         self.counters = Counters()
