@@ -8,6 +8,7 @@ from app.models import NPCSpec, World
 from app.services.generation import NPCOutcome, collect
 from app.services.planning import CastRequest, NamedNPC, plan_cast
 from app.wiring import Services
+from config import Settings
 
 TEMPERATURE = 0.9
 
@@ -29,6 +30,14 @@ def specs(services: Services, world: World, count: int, **kwargs: object) -> lis
     return plan_cast(
         request(world, count, **kwargs), services.assets.personalities(), max_npcs=max(count, 1)
     )  # type: ignore[arg-type]
+
+
+def specs_for(settings: Settings, world: World, count: int, **kwargs: object) -> list[NPCSpec]:
+    """Specs without an app (for tests of one backend on its own)."""
+    from app.assets import Assets
+
+    personalities = Assets(settings.assets_dir).personalities()
+    return plan_cast(request(world, count, **kwargs), personalities, max_npcs=max(count, 1))  # type: ignore[arg-type]
 
 
 async def outcomes(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from app.backends.registry import BackendRegistry
 from app.wiring import Services
 from config import PROJECT_DIR, Settings
 from tests.fake_openai import FakeOpenAIServer
@@ -61,9 +63,31 @@ def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
 
 
+MakeServices = Callable[..., Services]
+
+
 @pytest.fixture
-def services(settings: Settings, fake_sleep: FakeSleep) -> Services:
-    return Services(settings, sleep=fake_sleep)
+async def make_services(fake_sleep: FakeSleep) -> AsyncIterator[MakeServices]:
+    """Build apps the way main.py does; every one is closed when the test ends
+    (its connections, background library and cache writes)."""
+    made: list[Services] = []
+
+    def make(
+        settings: Settings, registry: BackendRegistry | None = None, **options: Any
+    ) -> Services:
+        options.setdefault("sleep", fake_sleep)
+        built = Services(settings, registry, **options)
+        made.append(built)
+        return built
+
+    yield make
+    for built in made:
+        await built.aclose()
+
+
+@pytest.fixture
+def services(settings: Settings, make_services: MakeServices) -> Services:
+    return make_services(settings)
 
 
 @pytest.fixture(scope="session")
@@ -93,5 +117,5 @@ def openai_settings(tmp_path: Path, openai_server: FakeOpenAIServer) -> Settings
 
 
 @pytest.fixture
-def openai_services(openai_settings: Settings, fake_sleep: FakeSleep) -> Services:
-    return Services(openai_settings, sleep=fake_sleep)
+def openai_services(openai_settings: Settings, make_services: MakeServices) -> Services:
+    return make_services(openai_settings)

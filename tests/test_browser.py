@@ -40,13 +40,13 @@ def _chromium() -> str:
 
 @pytest.fixture
 def app_url(services: Services) -> Iterator[str]:
-    from app.ui.app import serve
+    from app.ui.app import serve, shutdown
 
     demo = serve(services, host="127.0.0.1")
     try:
         yield demo.local_url
     finally:
-        demo.close()
+        shutdown(services, demo)
 
 
 def test_generate_in_the_browser(app_url: str, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from app.services.worlds import load_world_file
 from app.wiring import Services
 from config import Settings
 from tests import casts
-from tests.conftest import ASSETS_DIR, FakeSleep, make_settings
+from tests.conftest import ASSETS_DIR, MakeServices, make_settings
 from tests.fake_openai import FakeOpenAIServer
 from utils.cached_json import BrokenJSONError, JSONFileCache
 from utils.watching import FolderWatcher
@@ -175,12 +175,12 @@ async def test_second_identical_cast_does_not_reach_the_backend_or_the_disk(
 
 
 async def test_after_a_restart_the_disk_tier_serves(
-    openai_settings: Settings, openai_server: FakeOpenAIServer, fake_sleep: FakeSleep
+    openai_settings: Settings, openai_server: FakeOpenAIServer, make_services: MakeServices
 ) -> None:
-    first = Services(openai_settings, sleep=fake_sleep)
+    first = make_services(openai_settings)
     await _generate(first)
     await first.aclose()  # the disk writes run in the background until then
-    restarted = Services(openai_settings, sleep=fake_sleep)
+    restarted = make_services(openai_settings)
     outcomes = await _generate(restarted)
     assert len(openai_server.requests) == 3
     assert all(o.npc.cached for o in outcomes)  # type: ignore[union-attr]
@@ -198,19 +198,15 @@ async def test_regenerate_bypasses_the_cache(
 
 
 async def test_models_and_servers_never_share_entries(
-    tmp_path: Path, openai_server: FakeOpenAIServer, fake_sleep: FakeSleep
+    tmp_path: Path, openai_server: FakeOpenAIServer, make_services: MakeServices
 ) -> None:
     common = {
         "backend": "openai",
         "openai_base_url": openai_server.base_url,
         "data_dir": tmp_path / "d",
     }
-    await _generate(
-        Services(make_settings(tmp_path, openai_model="model-a", **common), sleep=fake_sleep)
-    )
-    await _generate(
-        Services(make_settings(tmp_path, openai_model="model-b", **common), sleep=fake_sleep)
-    )
+    await _generate(make_services(make_settings(tmp_path, openai_model="model-a", **common)))
+    await _generate(make_services(make_settings(tmp_path, openai_model="model-b", **common)))
     assert len(openai_server.requests) == 6
 
 
@@ -220,24 +216,24 @@ async def test_procedural_responses_are_not_cached(services: Services) -> None:
 
 
 async def test_cache_can_be_switched_off(
-    tmp_path: Path, openai_server: FakeOpenAIServer, fake_sleep: FakeSleep
+    tmp_path: Path, openai_server: FakeOpenAIServer, make_services: MakeServices
 ) -> None:
     settings = make_settings(
         tmp_path, backend="openai", openai_base_url=openai_server.base_url, cache_enabled=False
     )
-    services = Services(settings, sleep=fake_sleep)
+    services = make_services(settings)
     await _generate(services)
     await _generate(services)
     assert len(openai_server.requests) == 6 and services.response_cache is None
 
 
 async def test_warm_up_fills_the_memory_tier_from_disk(
-    openai_settings: Settings, openai_server: FakeOpenAIServer, fake_sleep: FakeSleep
+    openai_settings: Settings, openai_server: FakeOpenAIServer, make_services: MakeServices
 ) -> None:
-    first = Services(openai_settings, sleep=fake_sleep)
+    first = make_services(openai_settings)
     await _generate(first)
     await first.aclose()
-    restarted = Services(openai_settings, sleep=fake_sleep)
+    restarted = make_services(openai_settings)
     await restarted.warm_up()
     cache = restarted.response_cache
     assert cache is not None and len(cache.memory) == 3

@@ -17,7 +17,7 @@ from app.ui.library_tab import LibraryHandlers
 from app.wiring import Services
 from config import Settings
 from tests.chroma_server import chroma_server
-from tests.conftest import WORLDS_DIR, make_settings
+from tests.conftest import WORLDS_DIR, MakeServices, make_settings
 from tests.npc_fixtures import valid_profile
 
 SALTMERE = World(
@@ -76,8 +76,8 @@ def library_settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def library_services(library_settings: Settings) -> Services:
-    return Services(library_settings)
+def library_services(library_settings: Settings, make_services: MakeServices) -> Services:
+    return make_services(library_settings)
 
 
 @pytest.fixture
@@ -122,10 +122,10 @@ async def test_results_are_bounded_and_filtered(
 
 
 async def test_nothing_is_lost_across_a_restart(
-    library_settings: Settings, people: list[NPC]
+    library_settings: Settings, people: list[NPC], make_services: MakeServices
 ) -> None:
-    await Services(library_settings).library.save(people)
-    again = Services(library_settings).library
+    await make_services(library_settings).library.save(people)
+    again = make_services(library_settings).library
     assert await again.count() == 4
     assert await again.get(people[0].id) == people[0]
 
@@ -156,6 +156,11 @@ async def test_edit_delete_and_relationships_stay_consistent(
         await library.edit_field(bran.id, "age", "old")
     with pytest.raises(InputError, match="sample_lines"):
         await library.edit_field(bran.id, "sample_lines", "only one line")
+    # The same rule as the Generate tab: a trait and its opposite are refused.
+    trait = next(t for t in library_services.assets.personalities().traits.values() if t.opposite)
+    with pytest.raises(InputError, match=f"'{trait.name}' and '{trait.opposite}'|contradict"):
+        await library.edit_field(bran.id, "personality_traits", f"{trait.name}, {trait.opposite}")
+    assert (await library.get(bran.id)).personality_traits == ["gruff", "loyal"]  # unchanged
     await library.delete(bran.id)
     assert (await library.get(maud.id)).relationships == []
     with pytest.raises(InputError, match="No NPC with id"):

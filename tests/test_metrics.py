@@ -158,7 +158,7 @@ def test_metrics_endpoint_and_stats_api_on_the_running_app(
 ) -> None:
     from gradio_client import Client
 
-    from app.ui.app import serve
+    from app.ui.app import serve, shutdown
 
     demo = serve(openai_services, host="127.0.0.1")
     try:
@@ -186,4 +186,4 @@ def test_metrics_endpoint_and_stats_api_on_the_running_app(
         out = capsys.readouterr().out
         assert "Caches" in out and "responses.memory" in out and BACKEND in out
     finally:
-        demo.close()
+        shutdown(openai_services, demo)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 
@@ -15,7 +14,7 @@ from app.services.prompts import npc_request
 from app.wiring import Services
 from config import Settings
 from tests import casts
-from tests.conftest import FakeSleep, make_settings
+from tests.conftest import FakeSleep, MakeServices, make_settings
 from tests.fake_openai import Action, FakeOpenAIServer
 from tests.npc_fixtures import valid_profile
 
@@ -46,7 +45,7 @@ async def test_generates_a_cast_over_http(
 
 
 async def test_concurrency_limit_is_what_the_server_sees(
-    tmp_path, openai_server: FakeOpenAIServer, fake_sleep: FakeSleep
+    tmp_path, openai_server: FakeOpenAIServer, make_services: MakeServices
 ) -> None:
     openai_server.set_latency(0.15)
     settings = make_settings(
@@ -56,7 +55,7 @@ async def test_concurrency_limit_is_what_the_server_sees(
         openai_model="fake-model",
         max_concurrency=3,
     )
-    services = Services(settings, sleep=fake_sleep)
+    services = make_services(settings)
     outcomes = await _generate(services, 9)
     assert all(o.ok for o in outcomes)
     assert len(openai_server.requests) == 9
@@ -124,7 +123,7 @@ async def test_server_errors_are_retried_and_other_npcs_survive(
 
 
 async def test_one_npc_failing_keeps_the_rest(
-    tmp_path, openai_server: FakeOpenAIServer, fake_sleep: FakeSleep
+    tmp_path, openai_server: FakeOpenAIServer, make_services: MakeServices
 ) -> None:
     settings = make_settings(
         tmp_path,
@@ -134,7 +133,7 @@ async def test_one_npc_failing_keeps_the_rest(
         max_concurrency=1,
         max_retries=0,
     )
-    services = Services(settings, sleep=fake_sleep)
+    services = make_services(settings)
     # One slot, FIFO: the first NPC gets the failure and, with no retries, keeps it.
     openai_server.fail(503)
     outcomes = await _generate(services, 3, names=("Ada", "Bran", "Cei"))
@@ -150,7 +149,7 @@ async def test_timeout_is_a_retryable_unavailable_error(
     )
     openai_server.enqueue(Action(latency=2.0))
     backend = OpenAIBackend(settings)
-    spec = _specs(Services(settings), 1)[0]
+    spec = casts.specs_for(settings, WORLD, 1, seed=7)[0]
     with pytest.raises(BackendUnavailableError, match=r"within 0\.3 s"):
         await backend.complete_json(npc_request(spec))
     await backend.aclose()
@@ -182,19 +181,17 @@ async def test_stops_reading_once_the_object_is_complete(
     )
     outcomes = await _generate(openai_services, 1, names=("Ada",))
     assert outcomes[0].ok
-    deadline = time.monotonic() + 5
-    while openai_server.state.streams_abandoned + openai_server.state.streams_finished == 0:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
+    # The server notices the closed connection on its own schedule: wait for it.
+    assert await asyncio.to_thread(openai_server.wait_for_streams, 1)
     assert openai_server.state.streams_abandoned == 1
     assert openai_server.state.streams_finished == 0
 
 
-async def test_unreachable_server_says_so(tmp_path, fake_sleep: FakeSleep) -> None:
+async def test_unreachable_server_says_so(tmp_path, make_services: MakeServices) -> None:
     settings = make_settings(
         tmp_path, backend="openai", openai_base_url="http://127.0.0.1:9/v1", max_retries=0
     )
-    outcomes = await _generate(Services(settings, sleep=fake_sleep), 1)
+    outcomes = await _generate(make_services(settings), 1)
     assert "cannot reach http://127.0.0.1:9/v1" in (outcomes[0].error or "")
 
 

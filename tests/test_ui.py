@@ -15,7 +15,7 @@ from app.ui.errors import user_errors
 from app.ui.generate_tab import NO_WORLD, GenerateHandlers
 from app.ui.personalities_tab import PersonalityHandlers
 from app.wiring import Services
-from tests.conftest import FakeSleep, make_settings
+from tests.conftest import MakeServices, make_settings
 from tests.fake_openai import FakeOpenAIServer
 from tests.gated import GateBackend
 
@@ -154,13 +154,13 @@ async def test_empty_seed_means_a_random_cast(services: Services, tmp_path: Path
 
 
 async def test_stop_keeps_every_finished_npc_and_gives_the_file(
-    tmp_path: Path, fake_sleep: FakeSleep
+    tmp_path: Path, make_services: MakeServices
 ) -> None:
     settings = make_settings(tmp_path, backend="gated", library_autosave=True)
     registry = BackendRegistry()
     gate = GateBackend(open_for=3)
     registry.register("gated", lambda settings, context: gate)
-    services = Services(settings, registry, sleep=fake_sleep)
+    services = make_services(settings, registry)
     handlers = _handlers(services, tmp_path)
     updates = []
     async for update in handlers.generate_npcs(
@@ -176,7 +176,6 @@ async def test_stop_keeps_every_finished_npc_and_gives_the_file(
     assert file is not None and len(json.loads(Path(file).read_text())["npcs"]) == 3
     assert gate.cancelled == 1 and gate.in_flight == 0  # the 4th was cancelled, not left running
     assert await services.library.count() == 3
-    await services.aclose()
 
 
 async def test_failed_npcs_show_and_retry_fills_them(

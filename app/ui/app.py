@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import gradio as gr
 
@@ -24,8 +25,32 @@ log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT_S = 30.0
 
 
+T = TypeVar("T")
+
+
+def _inside_an_event_loop(build: Callable[[], T]) -> T:
+    """``build()``, inside a short-lived event loop that is closed afterwards.
+
+    Called outside a running loop, Gradio makes a new event loop for each of
+    its locks and never closes them (leaked sockets); inside one it makes none.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+
+        async def in_a_loop() -> T:
+            return build()
+
+        return asyncio.run(in_a_loop())
+    return build()
+
+
 def create_app(services: Services, export_dir: Path | None = None) -> gr.Blocks:
     """Build the Blocks without launching them."""
+    return _inside_an_event_loop(lambda: _create_app(services, export_dir))
+
+
+def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
     exports = export_dir or Path(tempfile.gettempdir()) / "npc-forge-exports"
     with gr.Blocks(title="NPC Forge", analytics_enabled=False) as demo:
         gr.Markdown(f"# NPC Forge <small>v{__version__}</small>")
@@ -68,13 +93,14 @@ def serve(
     """Start the UI (and /metrics, /stats.json, /healthz) without blocking; the
     caches warm up in the background on the server's own loop."""
     demo = create_app(services)
-    demo.launch(
-        server_name=host,
-        server_port=port,
-        share=share,
-        prevent_thread_lock=True,
+    options = {
+        "server_name": host,
+        "server_port": port,
+        "share": share,
+        "prevent_thread_lock": True,
         **launch_options(services),
-    )
+    }
+    _inside_an_event_loop(lambda: demo.launch(**options))
     add_routes(demo.app, services.observability)
     loop = server_loop(demo)
     if loop is not None:
