@@ -124,6 +124,8 @@ class FakeOpenAIServer:
             latency=latency, responder=responder, reject_json_schema=reject_json_schema
         )
         self._lock = threading.Lock()
+        # Notified whenever a stream ends, so tests wait for it instead of polling.
+        self._streams_ended = threading.Condition(self._lock)
         self.port = free_port()
         app = Starlette(
             routes=[
@@ -166,6 +168,14 @@ class FakeOpenAIServer:
     @property
     def max_in_flight(self) -> int:
         return self.state.max_in_flight
+
+    def wait_for_streams(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until ``count`` streams have ended (finished or abandoned)."""
+        with self._streams_ended:
+            return self._streams_ended.wait_for(
+                lambda: self.state.streams_finished + self.state.streams_abandoned >= count,
+                timeout,
+            )
 
     def reset(self, *, latency: float = 0.0, responder: Responder | None = None) -> None:
         with self._lock:
@@ -298,6 +308,7 @@ class FakeOpenAIServer:
                     self.state.streams_finished += 1
                 else:
                     self.state.streams_abandoned += 1
+                self._streams_ended.notify_all()
 
 
 def main() -> None:

@@ -29,5 +29,12 @@ def test_profile_validation() -> None:
     assert NPCProfile.model_validate({**valid_profile(), "mood": "grim"}).name == "Brother Aldric"
 
 
-def test_schema_version_is_positive() -> None:
-    assert NPC_SCHEMA_VERSION >= 1
+def test_schema_version_is_part_of_every_cache_key() -> None:
+    """Bumping NPC_SCHEMA_VERSION must retire every cached NPC."""
+    from app.backends.base import JSONRequest
+    from app.cache.keys import response_key
+
+    request = JSONRequest(task="npc_profile", messages=[], schema={}, inputs={})
+    now = response_key("b", request, NPC_SCHEMA_VERSION)
+    assert now != response_key("b", request, NPC_SCHEMA_VERSION + 1)
+    assert now == response_key("b", request, NPC_SCHEMA_VERSION)
