@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from app.cli import main
 from config import PROJECT_DIR
 from tests.conftest import WORLDS_DIR
-from tests.fake_openai import FakeOpenAIServer
+from tests.fake_openai import Action, FakeOpenAIServer
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -184,3 +185,37 @@ def test_resume_keeps_finished_npcs_and_makes_the_rest(
     assert {npc["cast_seed"] for npc in npcs} == {5}
     assert "3 kept from the file" in capsys.readouterr().err
     assert main([*args, "--resume", "--seed", "6"]) == 2  # another cast's seed is refused
+
+
+def test_an_echoed_api_key_reaches_neither_stderr_nor_the_file(
+    tmp_path: Path, openai_server: FakeOpenAIServer
+) -> None:
+    """A server that echoes the request headers in its errors (Authorization too)."""
+    key = "sk-cli-secret-0123456789"
+    out = tmp_path / "cast.jsonl"
+    openai_server.enqueue(Action(status=400, echo_headers=True))
+    env = {**os.environ, "NPC_FORGE_OPENAI_API_KEY": key, "NPC_FORGE_DATA_DIR": str(tmp_path)}
+    result = run_cli(
+        "generate", "--setting", "A salt marsh, 1720", "-n", "2", "--concurrency", "1",
+        "--backend", "openai", "--base-url", openai_server.base_url, "--out", str(out),
+        env=env,
+    )  # fmt: skip
+    assert result.returncode == 1 and "NPC 1 failed" in result.stderr
+    assert "Bearer ***" in result.stderr  # the echo arrived, redacted
+    assert key not in result.stderr and key not in result.stdout
+    assert key not in out.read_text()
+
+
+def test_a_missing_api_key_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("OPENAI_", "NPC_FORGE_"))
+    }
+    env["NPC_FORGE_DATA_DIR"] = str(tmp_path)
+    result = run_cli(
+        "generate", "--setting", "A salt marsh", "-n", "5", "--backend", "openai", env=env
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "OPENAI_API_KEY" in lines[0]
