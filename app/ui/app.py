@@ -63,7 +63,7 @@ def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
                     services.refine,
                     services.exports,
                     exports,
-                    default_temperature=services.settings.default_temperature,
+                    default_temperature=services.refine.default_temperature,
                 )
             with gr.Tab("Personalities", id="personalities") as personalities_tab:
                 build_personalities(services.assets.personalities, personalities_tab)

@@ -258,7 +258,12 @@ def build_generate(cast: CastService, worlds: WorldService, export_dir: Path) ->
     )
     # Not Gradio's cancels=: that would kill the run before it shows what finished.
     stop.click(
-        handlers.stop, [state], None, api_visibility="private", concurrency_limit=None, queue=False
+        user_errors(handlers.stop),
+        [state],
+        None,
+        api_visibility="private",
+        concurrency_limit=None,
+        queue=False,
     )
     # World files may be added, removed or edited while the app runs.
-    world.focus(handlers.world_dropdown, inputs=[world], outputs=[world], api_visibility="private")
+    world.focus(user_errors(handlers.world_dropdown), [world], [world], api_visibility="private")
