@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.backends.base import JSONRequest
+from app.backends.base import JSONReply, JSONRequest
 from app.backends.guard import RetryPolicy
 from app.errors import (
     BackendResponseError,
@@ -16,6 +16,7 @@ from app.errors import (
 )
 from tests.conftest import FakeSleep
 from tests.doubles import FakeClock, ScriptedBackend, guarded
+from tests.gated import GateBackend
 
 REQUEST = JSONRequest(task="npc_profile", messages=[], schema={}, inputs={})
 
@@ -92,12 +93,29 @@ async def test_circuit_opens_fails_fast_and_recovers(fake_sleep: FakeSleep) -> N
 
 
 async def test_concurrency_limit_holds() -> None:
-    backend = ScriptedBackend(delay=0.02)
+    class Held(GateBackend):
+        """Signals when the limit's worth of calls is inside."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.full = asyncio.Event()
+            self.max_in_flight = 0
+
+        async def complete_json(self, request: JSONRequest) -> JSONReply:
+            self.max_in_flight = max(self.max_in_flight, self.in_flight + 1)
+            if self.in_flight + 1 == 3:
+                self.full.set()
+            return await super().complete_json(request)
+
+    backend = Held()
     guard = guarded(backend, asyncio.sleep, concurrency=3)
-    await asyncio.gather(*(guard.complete_json(REQUEST) for _ in range(12)))
-    assert backend.max_in_flight == 3
-    assert guard.max_in_flight == 3
-    assert len(backend.history) == 12
+    calls = asyncio.gather(*(guard.complete_json(REQUEST) for _ in range(12)))
+    await backend.full.wait()
+    assert backend.calls == 3 and guard.in_flight == 3  # the other 9 wait for a slot
+    backend.gate.set()
+    await calls
+    assert backend.max_in_flight == 3 and guard.max_in_flight == 3
+    assert backend.calls == 12
 
 
 async def test_limits_work_across_event_loops() -> None:
