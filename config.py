@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # when a server rejects it (llama.cpp's server answers HTTP 500).
     openai_structured_output: StructuredOutput = "auto"
     openai_max_tokens: int = Field(default=1200, ge=64)
+    # The longest chat reply, in tokens, when a request sets none.
+    chat_max_tokens: int = Field(default=400, ge=16)
 
     # Concurrency and rate limits per backend; None = the backend kind's default.
     max_concurrency: int | None = Field(default=None, ge=1, le=256)

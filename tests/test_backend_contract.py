@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from app.assets import Assets
-from app.backends.base import Backend, JSONReply
+from app.backends.base import Backend, ChatRequest, JSONReply
 from app.backends.openai_compat import OpenAIBackend
 from app.backends.procedural import ProceduralBackend
 from app.backends.registry import BackendContext, default_registry
@@ -85,11 +85,11 @@ async def test_npc_task_name_is_shared(backend: Backend) -> None:
 async def test_stream_chat_streams_or_says_it_cannot(backend: Backend) -> None:
     messages = [{"role": "user", "content": "Who are you?"}]
     if backend.can_stream:
-        parts = [part async for part in backend.stream_chat(messages)]  # type: ignore[arg-type]
+        parts = [part async for part in backend.stream_chat(ChatRequest(messages))]  # type: ignore[arg-type]
         assert parts and all(isinstance(part, str) for part in parts)
     else:
         with pytest.raises(BackendCapabilityError):
-            [part async for part in backend.stream_chat(messages)]  # type: ignore[arg-type]
+            [part async for part in backend.stream_chat(ChatRequest(messages))]  # type: ignore[arg-type]
 
 
 async def test_aclose_twice_is_harmless(backend: Backend) -> None:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from app.backends.base import ChatRequest
 from app.backends.openai_compat import OpenAIBackend
 from app.errors import BackendUnavailableError, ConfigError
 from app.models import World
@@ -215,6 +216,18 @@ async def test_stream_chat_yields_deltas(
 ) -> None:
     openai_server.enqueue(Action(content="Well met, stranger.", chunk_size=4))
     backend = OpenAIBackend(openai_settings)
-    parts = [part async for part in backend.stream_chat([{"role": "user", "content": "hi"}])]
+    parts = [
+        part async for part in backend.stream_chat(ChatRequest([{"role": "user", "content": "hi"}]))
+    ]
     await backend.aclose()
     assert len(parts) > 1 and "".join(parts) == "Well met, stranger."
+    assert openai_server.requests[-1]["max_tokens"] == 50
+
+
+async def test_stream_chat_is_always_bounded(
+    openai_settings: Settings, openai_server: FakeOpenAIServer
+) -> None:
+    backend = OpenAIBackend(openai_settings)
+    [part async for part in backend.stream_chat(ChatRequest([{"role": "user", "content": "hi"}]))]
+    await backend.aclose()
+    assert openai_server.requests[-1]["max_tokens"] == openai_settings.chat_max_tokens

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.backends.base import JSONRequest
+from app.backends.base import ChatRequest, JSONRequest
 from app.backends.guard import GuardedBackend, RetryPolicy
 from app.backends.openai_compat import OpenAIBackend
 from app.errors import BackendError, BackendResponseError, CircuitOpenError
@@ -63,7 +63,7 @@ async def test_an_echoed_key_is_not_in_a_stream_error(
             await backend.complete_json(REQUEST)
         openai_server.enqueue(Action(stream_error="model crashed", echo_headers=True))
         with pytest.raises(BackendResponseError) as chat_caught:
-            async for _ in backend.stream_chat([{"role": "user", "content": "hi"}]):
+            async for _ in backend.stream_chat(ChatRequest([{"role": "user", "content": "hi"}])):
                 pass
     finally:
         await backend.aclose()

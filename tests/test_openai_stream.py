@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.backends.base import JSONRequest
+from app.backends.base import ChatRequest, JSONRequest
 from app.backends.openai_compat import (
     OpenAIBackend,
     StreamEnd,
@@ -128,7 +128,7 @@ async def test_a_chat_stream_cut_short_says_so(
     )
     parts: list[str] = []
     with pytest.raises(BackendUnavailableError, match="ended before the reply"):
-        async for part in backend.stream_chat([{"role": "user", "content": "hi"}]):
+        async for part in backend.stream_chat(ChatRequest([{"role": "user", "content": "hi"}])):
             parts.append(part)
     assert parts == ["Well met"]
 

@@ -40,6 +40,22 @@ class JSONRequest:
     max_tokens: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """Ask for a chat reply, streamed as text.
+
+    As with ``JSONRequest``, ``messages`` are what an LLM reads and ``inputs``
+    the structured values they were built from (the NPC, its memories, the
+    player's message), which the procedural backend reads instead.
+    """
+
+    messages: Sequence[Message]
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    temperature: float = setting_default("default_temperature")
+    seed: int | None = None
+    max_tokens: int | None = None  # None = the backend's configured chat limit
+
+
 @dataclass(slots=True)
 class JSONReply:
     """What came back: the parsed object, or the raw text and why it did not parse."""
@@ -77,13 +93,7 @@ class Backend(ABC):
     async def complete_json(self, request: JSONRequest) -> JSONReply:
         """Return one JSON object for the request; raise BackendError on failure."""
 
-    async def stream_chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        temperature: float = setting_default("default_temperature"),
-        seed: int | None = None,
-    ) -> AsyncIterator[str]:
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str]:
         """Yield the reply to a chat as text deltas."""
         raise BackendCapabilityError(self.name, "this backend cannot stream chat replies")
         yield ""  # pragma: no cover - makes this an async generator

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from app.backends.base import Backend, JSONReply, JSONRequest, Message
+from app.backends.base import Backend, ChatRequest, JSONReply, JSONRequest, Message
 from app.backends.json_stream import JSONObjectScanner
 from app.errors import (
     BackendError,
@@ -36,7 +36,7 @@ from app.errors import (
     RateLimitedError,
 )
 from app.logs import redact
-from config import Settings, setting_default
+from config import Settings
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -403,17 +403,16 @@ class OpenAIBackend(Backend):
             stats["ttft_ms"] = (first_token - started) * 1000
         return JSONReply(raw=scanner.text, data=data, parse_error=error, stats=stats)
 
-    async def stream_chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        temperature: float = setting_default("default_temperature"),
-        seed: int | None = None,
-    ) -> AsyncIterator[str]:
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str]:
         import openai
 
         options = _plain_body(
-            model=self._model, messages=list(messages), temperature=temperature, seed=seed
+            model=self._model,
+            messages=list(request.messages),
+            temperature=request.temperature,
+            seed=request.seed,
+            # Without a bound a small model talks until its context is full.
+            max_tokens=request.max_tokens or self._settings.chat_max_tokens,
         )
         end = StreamEnd()
         try:
