@@ -216,9 +216,8 @@ async def test_stream_chat_yields_deltas(
 ) -> None:
     openai_server.enqueue(Action(content="Well met, stranger.", chunk_size=4))
     backend = OpenAIBackend(openai_settings)
-    parts = [
-        part async for part in backend.stream_chat(ChatRequest([{"role": "user", "content": "hi"}]))
-    ]
+    request = ChatRequest([{"role": "user", "content": "hi"}], max_tokens=50)
+    parts = [part async for part in backend.stream_chat(request)]
     await backend.aclose()
     assert len(parts) > 1 and "".join(parts) == "Well met, stranger."
     assert openai_server.requests[-1]["max_tokens"] == 50
