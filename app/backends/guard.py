@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from aiolimiter import AsyncLimiter
 
-from app.backends.base import Backend, JSONReply, JSONRequest
+from app.backends.base import Backend, ChatRequest, JSONReply, JSONRequest
 from app.errors import (
     BackendCapabilityError,
     BackendError,
@@ -246,6 +246,22 @@ class PriorityGate:
                 self.holders += 1
 
 
+# The operation label chat replies carry in metrics and the Stats tab.
+CHAT_OPERATION = "chat"
+
+
+@dataclass(slots=True)
+class _Call:
+    """One call's progress through its retries."""
+
+    started: float
+    queued: float = 0.0
+    attempt: int = 0  # retries spent on errors other than 429
+    rate_limited: int = 0  # 429 answers to this call
+    waited: float = 0.0  # seconds this call asked to wait for 429s
+    probe: bool = False  # this call is the half-open circuit's probe
+
+
 @dataclass(slots=True)
 class _LoopLimits:
     gate: PriorityGate
@@ -448,19 +464,14 @@ class GuardedBackend:
         repair = bool(request.inputs.get("repair"))
         operation = "repair" if repair else request.task
         priority = REPAIR if repair else FIRST
-        started = self._clock()
-        queued = 0.0
-        attempt = 0  # retries spent on errors other than 429
-        rate_limited = 0  # 429 answers to this call
-        waited = 0.0  # seconds this call asked to wait for 429s
-        probe = False
+        call = _Call(started=self._clock())
         try:
             while True:
-                probe = self.breaker.admit(probe)
+                call.probe = self.breaker.admit(call.probe)
                 epoch = self._epoch
                 slot_wanted = self._clock()
                 async with self._slot(priority):
-                    queued += self._clock() - slot_wanted
+                    call.queued += self._clock() - slot_wanted
                     self.calls += 1
                     called = self._clock()
                     try:
@@ -468,45 +479,91 @@ class GuardedBackend:
                     except BackendError as exc:
                         error = exc
                     else:
-                        self.breaker.record_success(probe)
-                        probe = False
-                        self._speed_up(epoch)
-                        reply.stats["queue_ms"] = queued * 1000
-                        reply.stats["attempts"] = attempt + rate_limited + 1
+                        self._succeeded(call, epoch)
+                        reply.stats["queue_ms"] = call.queued * 1000
+                        reply.stats["attempts"] = call.attempt + call.rate_limited + 1
                         self._record(operation, "ok", self._clock() - called, reply.stats)
                         return reply
-                if isinstance(error, RateLimitedError):
-                    self.rate_limits += 1
-                    self._slow_down(epoch)
-                    if probe:  # the backend answered: no verdict on its health
-                        self.breaker.release_probe()
-                        probe = False
-                    delay = self.retry.delay(rate_limited, error.retry_after, self._rng)
-                    # The waits asked for count as well as the clock, so the deadline
-                    # holds even when sleep and clock disagree (a fake sleep in tests).
-                    used = max(self._clock() - started, waited)
-                    if used + delay > self.rate_limit_deadline:
-                        self._record(operation, "failed", 0.0, {})
-                        raise self._rate_limit_exhausted(used, rate_limited + 1, error) from None
-                    rate_limited += 1
-                    waited += delay
-                    self.retries += 1
-                    self._record(operation, "rate_limited", 0.0, {})
-                    await self._sleep(delay)
-                    continue
-                if not (error.retryable and attempt < self.retry.max_retries):
-                    if counts_against_health(error):
-                        self.breaker.record_failure(error, probe)
-                        probe = False
-                    self._record(operation, "failed", 0.0, {})
-                    raise error
-                self.retries += 1
-                self._record(operation, "retried", 0.0, {})
-                await self._sleep(self.retry.delay(attempt, error.retry_after, self._rng))
-                attempt += 1
+                await self._back_off(error, call, operation, epoch)
         finally:
-            if probe:  # ended without a verdict: 4xx, an open circuit, cancelled
+            if call.probe:  # ended without a verdict: 4xx, an open circuit, cancelled
                 self.breaker.release_probe()
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str]:
+        """Stream a chat reply under the same limits and back-pressure.
+
+        The slot is held while the reply streams. A call is retried only until
+        its first text arrives, so a reader never sees a reply start twice.
+        """
+        call = _Call(started=self._clock())
+        try:
+            while True:
+                call.probe = self.breaker.admit(call.probe)
+                epoch = self._epoch
+                async with self._slot(FIRST):
+                    self.calls += 1
+                    called = self._clock()
+                    first: float | None = None
+                    try:
+                        async for delta in self.backend.stream_chat(request):
+                            if first is None:
+                                first = self._clock()
+                            yield delta
+                    except BackendError as exc:
+                        if first is not None:  # text was shown: no retry
+                            if counts_against_health(exc):
+                                self.breaker.record_failure(exc, call.probe)
+                                call.probe = False
+                            self._record(CHAT_OPERATION, "failed", 0.0, {})
+                            raise
+                        error = exc
+                    else:
+                        self._succeeded(call, epoch)
+                        ttft = {} if first is None else {"ttft_ms": (first - called) * 1000}
+                        self._record(CHAT_OPERATION, "ok", self._clock() - called, ttft)
+                        return
+                await self._back_off(error, call, CHAT_OPERATION, epoch)
+        finally:
+            if call.probe:
+                self.breaker.release_probe()
+
+    def _succeeded(self, call: _Call, epoch: int) -> None:
+        self.breaker.record_success(call.probe)
+        call.probe = False
+        self._speed_up(epoch)
+
+    async def _back_off(self, error: BackendError, call: _Call, operation: str, epoch: int) -> None:
+        """After a failed attempt: wait as a 429 asks, back off before a retry,
+        or raise when the call is out of time or retries."""
+        if isinstance(error, RateLimitedError):
+            self.rate_limits += 1
+            self._slow_down(epoch)
+            if call.probe:  # the backend answered: no verdict on its health
+                self.breaker.release_probe()
+                call.probe = False
+            delay = self.retry.delay(call.rate_limited, error.retry_after, self._rng)
+            # The waits asked for count as well as the clock, so the deadline
+            # holds even when sleep and clock disagree (a fake sleep in tests).
+            used = max(self._clock() - call.started, call.waited)
+            if used + delay > self.rate_limit_deadline:
+                self._record(operation, "failed", 0.0, {})
+                raise self._rate_limit_exhausted(used, call.rate_limited + 1, error) from None
+            call.rate_limited += 1
+            call.waited += delay
+            self.retries += 1
+            self._record(operation, "rate_limited", 0.0, {})
+            await self._sleep(delay)
+            return
+        if not (error.retryable and call.attempt < self.retry.max_retries):
+            if counts_against_health(error):
+                self.breaker.record_failure(error, call.probe)
+                call.probe = False
+            self._record(operation, "failed", 0.0, {})
+            raise error
+        self.retries += 1
+        self._record(operation, "retried", 0.0, {})
+        await self._sleep(self.retry.delay(call.attempt, error.retry_after, self._rng))
+        call.attempt += 1
 
     def _rate_limit_exhausted(
         self, used: float, tries: int, last: RateLimitedError
