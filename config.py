@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     # Keep every NPC the UI generates in the library.
     library_autosave: bool = True
 
+    # Chat: a longer message is cut with a notice; replies see this many past turns.
+    chat_max_message_chars: int = Field(default=4000, ge=100)
+    chat_history_turns: int = Field(default=8, ge=0, le=100)
+
     max_npcs: int = Field(default=100, ge=1)
     max_setting_chars: int = Field(default=20_000, ge=100)
     default_temperature: float = Field(default=0.9, ge=0, le=2)

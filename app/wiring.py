@@ -25,6 +25,8 @@ from app.cache.response import ResponseCache
 from app.cache.stats import StatsRegistry
 from app.metrics import Metrics
 from app.services.cast import CastLimits, CastService
+from app.services.chat import ChatLimits, ChatService
+from app.services.conversations import ConversationStore
 from app.services.exports import ExportService
 from app.services.library import Library
 from app.services.observability import ObservabilityService
@@ -105,6 +107,18 @@ class Services:
             default_temperature=settings.default_temperature,
         )
         self.exports = ExportService(self.library, self.worlds)
+        self.chat = ChatService(
+            backends=self.backends,
+            library=self.library,
+            worlds=self.worlds,
+            store=ConversationStore(Path(settings.data_dir) / "chats"),
+            limits=ChatLimits(
+                max_message_chars=settings.chat_max_message_chars,
+                history_turns=settings.chat_history_turns,
+                temperature=settings.default_temperature,
+                max_tokens=settings.chat_max_tokens,
+            ),
+        )
         self.observability = ObservabilityService(self.stats, self.metrics, self.backends)
 
     def watch_assets(self) -> FolderWatcher:
@@ -141,8 +155,9 @@ class Services:
                 cache.memory.put(key, value)
 
     async def aclose(self) -> None:
-        """Finish library writes and background cache writes, close backend connections."""
+        """Finish library, memory and cache writes, close backend connections."""
         await self.cast.aclose()
+        await self.chat.aclose()
         if self.response_cache is not None:
             await self.response_cache.flush()
         await self.backends.aclose()

@@ -19,6 +19,7 @@ from config import Settings
 from tests.conftest import make_settings
 from tests.doubles import ScriptedBackend
 from tests.fake_openai import FakeOpenAIServer
+from tests.npc_fixtures import valid_profile
 
 WORLD = World(name="Saltmere", era="Medieval", time_period="1340", detail="A fishing village.")
 Factory = Callable[[Settings], Backend]
@@ -84,8 +85,11 @@ async def test_npc_task_name_is_shared(backend: Backend) -> None:
 
 async def test_stream_chat_streams_or_says_it_cannot(backend: Backend) -> None:
     messages = [{"role": "user", "content": "Who are you?"}]
+    # A chat carries the NPC it is with, as the chat service sends it.
+    inputs = {"npc": {**valid_profile("Maud"), "id": "npc-maud"}, "message": "Who are you?"}
     if backend.can_stream:
-        parts = [part async for part in backend.stream_chat(ChatRequest(messages))]  # type: ignore[arg-type]
+        request = ChatRequest(messages, inputs=inputs)  # type: ignore[arg-type]
+        parts = [part async for part in backend.stream_chat(request)]
         assert parts and all(isinstance(part, str) for part in parts)
     else:
         with pytest.raises(BackendCapabilityError):

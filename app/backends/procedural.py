@@ -9,15 +9,17 @@ LLM is configured and the backbone of the tests.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from app.backends.base import Backend, JSONReply, JSONRequest
+from app.backends.base import Backend, ChatRequest, JSONReply, JSONRequest
+from app.backends.procedural_chat import chat_reply, chunks
 from app.backends.procedural_relationships import draft_relationships
 from app.backends.procedural_tables import GENERIC, Culture, Genre, Tables
 from app.errors import BackendCapabilityError
@@ -305,7 +307,7 @@ class ProceduralBackend(Backend):
 
     kind = "local"
     supports_schema = True
-    can_stream = False
+    can_stream = True  # chat replies from the NPC's own profile
     # Drafting an NPC takes less time than reading it back from disk.
     cache_responses = False
 
@@ -341,6 +343,17 @@ class ProceduralBackend(Backend):
         return JSONReply(
             raw=orjson.dumps(data).decode(), data=data, stats={"backend_ms": elapsed_ms}
         )
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str]:
+        """The NPC's reply, built from ``request.inputs`` (its profile, its
+        memories, the message), streamed a few words at a time."""
+        if "npc" not in request.inputs:
+            raise BackendCapabilityError(
+                self.name, "chats only with an NPC: the request carries no NPC profile"
+            )
+        for piece in chunks(chat_reply(request.inputs, request.seed)):
+            yield piece
+            await asyncio.sleep(0)  # a long reply does not hold the event loop
 
     def _drafter(self, request: JSONRequest) -> NPCDrafter:
         return NPCDrafter(self.tables, request.inputs, request.seed, request.temperature)
