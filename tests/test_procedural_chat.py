@@ -87,3 +87,10 @@ def test_same_seed_same_reply_and_chunks_join_back() -> None:
     text = _reply("Where are you from?")
     parts = chunks(text)
     assert len(parts) > 1 and "".join(parts) == text
+
+
+def test_a_fact_told_is_acknowledged_not_forgotten() -> None:
+    reply = _reply("My sister lives in Harrow Bay, remember that.")
+    assert "Harrow Bay, you say?" in reply and "nothing worth remembering" not in reply
+    met = _reply("I met Old Bertha at the Crooked Anchor.")
+    assert "Old Bertha and Crooked Anchor, you say?" in met

@@ -80,8 +80,33 @@ def _intent(message: str) -> str:
     text = f" {message.lower()} "
     for intent, phrases in INTENTS:
         if any(phrase in text for phrase in phrases):
+            # "Remember that my sister..." tells; "Do you remember...?" asks.
+            if intent == "memory" and not _asks(message):
+                return "tell"
             return intent
-    return "talk"
+    return "tell" if _proper_nouns(message) and not _asks(message) else "talk"
+
+
+def _asks(message: str) -> bool:
+    text = message.strip().lower()
+    return text.endswith("?") or text.startswith(
+        ("do you", "did i", "what do you", "can you", "tell me", "who is", "what about")
+    )
+
+
+def _proper_nouns(message: str) -> list[str]:
+    """Capitalised words past the first of each sentence: names and places the player gave."""
+    found = []
+    for sentence in re.split(r"(?<=[.!?])\s+", message.strip()):
+        words = re.findall(r"[A-Za-z][\w'-]*", sentence)
+        phrase: list[str] = []
+        for word in [*words[1:], "."]:  # a sentinel ends the last phrase
+            if word[0].isupper() and word not in ("I", "I'm", "I'll", "I've"):
+                phrase.append(word)
+            elif phrase:
+                found.append(" ".join(phrase))
+                phrase = []
+    return list(dict.fromkeys(found))
 
 
 def _words(text: str) -> set[str]:
@@ -194,7 +219,7 @@ class ChatDrafter:
     def body(self) -> str:
         npc, intent = self.npc, _intent(self.message)
         tie = self._tie()
-        if tie is not None and intent in ("talk", "place", "past"):
+        if tie is not None and intent in ("talk", "tell", "place", "past"):
             return tie
         if intent == "injection":
             return self.rng.choice((
@@ -232,6 +257,11 @@ class ChatDrafter:
             if memory is None:
                 return "You've told me nothing worth remembering yet."
             return _second_person(str(memory.get("text", "")), self.player)
+        if intent == "tell":
+            named = " and ".join(_proper_nouns(self.message)[:2])
+            heard = f"{named}, you say? " if named else "Is that so? "
+            return heard + self.rng.choice(("I'll remember that.", "I won't forget it.",
+                                            "I'll keep that in mind."))  # fmt: skip
         if intent == "place":
             return self._place()
         memory = self._relevant_memory()

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from app import __version__
+from app.ui.chat_tab import build_chat
 from app.ui.generate_tab import build_generate
 from app.ui.library_tab import build_library
 from app.ui.personalities_tab import build_personalities
@@ -65,6 +66,8 @@ def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
                     exports,
                     default_temperature=services.refine.default_temperature,
                 )
+            with gr.Tab("Chat", id="chat"):
+                build_chat(services.chat, services.library, exports)
             with gr.Tab("Personalities", id="personalities") as personalities_tab:
                 build_personalities(services.assets.personalities, personalities_tab)
             with gr.Tab("Stats", id="stats") as stats_tab:

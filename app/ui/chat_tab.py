@@ -1,0 +1,203 @@
+"""The Chat tab: pick an NPC, talk to it, watch the reply stream, see what it remembered."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.errors import InputError
+from app.services.chat import ChatService, ChatUpdate, memory_text
+from app.services.chat_exports import conversation_markdown, conversation_sillytavern
+from app.services.conversations import Conversation
+from app.services.exports import safe_filename
+from app.services.library import Library
+from app.ui.errors import user_errors
+from utils.jsonio import atomic_write_bytes
+
+MEMORY_COLUMNS = ["memory", "recency", "importance", "relevance", "score"]
+NEW = "(new conversation)"
+ChatOutputs = tuple[list[dict[str, str]], dict[str, Any], list[list[Any]], str, str]
+
+
+def _bubbles(conversation: Conversation, streaming: str | None = None) -> list[dict[str, str]]:
+    shown = [{"role": m.role, "content": m.content} for m in conversation.messages]
+    if streaming is not None:
+        shown.append({"role": "assistant", "content": streaming or "…"})
+    return shown
+
+
+def _memory_rows(memories: Sequence[Any]) -> list[list[Any]]:
+    rows = []
+    for memory in memories:
+        scores = [round(float(getattr(memory, name, 0.0)), 3) for name in MEMORY_COLUMNS[1:]]
+        rows.append([memory_text(memory), *scores])
+    return rows
+
+
+def _choice(conversation: Conversation) -> tuple[str, str]:
+    return (f"{conversation.title} · {len(conversation.messages)} messages", conversation.id)
+
+
+def _npc_id(npc_id: str | None) -> str:
+    if not npc_id or not str(npc_id).strip():
+        raise InputError("Choose an NPC first: search the library above, then pick one.")
+    return str(npc_id).strip()
+
+
+class ChatHandlers:
+    """Plain methods, tested directly; the tab wires them to components."""
+
+    def __init__(self, chat: ChatService, library: Library, export_dir: Path) -> None:
+        self.chat = chat
+        self.library = library
+        self.export_dir = export_dir
+
+    async def find(self, query: str | None) -> tuple[dict[str, Any], str]:
+        """NPCs for the picker: closest in meaning to the query, or the first ones."""
+        if query and query.strip():
+            npcs = [hit.npc for hit in await self.library.search(query, k=20)]
+        else:
+            npcs = await self.library.list_npcs(limit=50)
+        choices = [(f"{npc.name} · {npc.occupation} ({npc.world})", npc.id) for npc in npcs]
+        status = f"{len(npcs)} NPCs found." if npcs else "No NPC in the library yet."
+        return gr.update(choices=choices, value=choices[0][1] if choices else None), status
+
+    async def open_npc(self, npc_id: str | None) -> ChatOutputs:
+        """The NPC's latest conversation (or none yet), and its list."""
+        if not npc_id:
+            return [], gr.update(choices=[NEW], value=NEW), [], "", ""
+        npc = await self.library.get(_npc_id(npc_id))
+        conversations = await self.chat.conversations(npc.id)
+        choices = [(NEW, NEW), *(_choice(c) for c in conversations)]
+        latest = conversations[0] if conversations else None
+        value = latest.id if latest else NEW
+        shown = _bubbles(latest) if latest else []
+        status = f"Talking to **{npc.name}**, {npc.occupation}."
+        return shown, gr.update(choices=choices, value=value), [], status, ""
+
+    async def open_conversation(self, npc_id: str | None, conversation_id: str | None) -> Any:
+        if not npc_id or not conversation_id or conversation_id == NEW:
+            return []
+        return _bubbles(await self.chat.conversation(_npc_id(npc_id), conversation_id))
+
+    async def _outputs(self, update: ChatUpdate) -> ChatOutputs:
+        conversation = update.conversation
+        shown = _bubbles(conversation, None if update.done else update.reply)
+        status = update.notice or ""
+        if update.done:  # the list gains a new conversation or a new message count
+            listed = await self.chat.conversations(conversation.npc_id)
+            choice = gr.update(
+                choices=[(NEW, NEW), *(_choice(c) for c in listed)], value=conversation.id
+            )
+        else:
+            choice = gr.skip()
+        return shown, choice, _memory_rows(update.memories), status, ""
+
+    async def send(
+        self,
+        npc_id: str | None,
+        conversation_id: str | None,
+        player: str | None,
+        message: str | None,
+        backend: str | None = None,
+    ) -> AsyncIterator[ChatOutputs]:
+        """Say something; the reply streams into the chat."""
+        conversation = None if conversation_id in (None, "", NEW) else conversation_id
+        async for update in self.chat.send(
+            _npc_id(npc_id), conversation, message or "", player=player, backend=backend
+        ):
+            yield await self._outputs(update)
+
+    async def regenerate(
+        self, npc_id: str | None, conversation_id: str | None, backend: str | None = None
+    ) -> AsyncIterator[ChatOutputs]:
+        """Answer the last message again."""
+        if conversation_id in (None, "", NEW):
+            raise InputError("Start a conversation first: say something.")
+        async for update in self.chat.regenerate(
+            _npc_id(npc_id), str(conversation_id), backend=backend
+        ):
+            yield await self._outputs(update)
+
+    async def new_conversation(self, npc_id: str | None, player: str | None) -> ChatOutputs:
+        conversation = await self.chat.new_conversation(_npc_id(npc_id), player)
+        choice = gr.update(choices=[(NEW, NEW), _choice(conversation)], value=conversation.id)
+        return [], choice, [], "A new conversation: the NPC still remembers the old ones.", ""
+
+    async def export(self, npc_id: str | None, conversation_id: str | None, fmt: str) -> str:
+        """The conversation as Markdown or as a SillyTavern chat (.jsonl)."""
+        if conversation_id in (None, "", NEW):
+            raise InputError("Pick a conversation to export first.")
+        npc = await self.library.get(_npc_id(npc_id))
+        conversation = await self.chat.conversation(npc.id, str(conversation_id))
+        if fmt == "SillyTavern chat (JSONL)":
+            data, suffix = conversation_sillytavern(conversation, npc.name), ".jsonl"
+        else:
+            data, suffix = conversation_markdown(conversation, npc.name).encode(), ".md"
+        folder = await asyncio.to_thread(self._new_folder)
+        path = folder / safe_filename(f"{npc.name} chat", suffix)
+        await asyncio.to_thread(atomic_write_bytes, path, data)
+        return str(path)
+
+    def _new_folder(self) -> Path:
+        self.export_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="chat-", dir=self.export_dir))
+
+
+def build_chat(chat: ChatService, library: Library, export_dir: Path) -> None:
+    handlers = ChatHandlers(chat, library, export_dir)
+    backend_choices = ["auto", *chat.backends.names()]
+    with gr.Row():
+        query = gr.Textbox(label="Find an NPC", placeholder="grumpy baker, or a name", scale=3)
+        find = gr.Button("Find", scale=0)
+        # Custom values: the API may name any NPC id.
+        npc = gr.Dropdown([], label="NPC", allow_custom_value=True, scale=3)
+        player = gr.Textbox(label="Your name (optional)", placeholder="the player", scale=2)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            conversation = gr.Dropdown(
+                [NEW], value=NEW, label="Conversation", allow_custom_value=True
+            )
+            bubbles = gr.Chatbot(label="Chat", height=460)
+            message = gr.Textbox(label="Say", placeholder="Ask who they are, what they want…")
+            with gr.Row():
+                send = gr.Button("Send", variant="primary")
+                again = gr.Button("Regenerate reply")
+                fresh = gr.Button("New conversation")
+            status = gr.Markdown()
+        with gr.Column(scale=2):
+            memories = gr.Dataframe(
+                headers=MEMORY_COLUMNS,
+                label="Memories used for the last reply (scores 0-1)",
+                interactive=False,
+                wrap=True,
+            )
+            with gr.Accordion("Export this conversation", open=False):
+                fmt = gr.Radio(
+                    ["Markdown", "SillyTavern chat (JSONL)"], value="Markdown", label="Format"
+                )
+                export = gr.Button("Export")
+                exported = gr.File(label="Download", interactive=False)
+            backend = gr.Dropdown(backend_choices, value="auto", label="Backend")
+
+    h = user_errors
+    outputs = [bubbles, conversation, memories, status, message]
+    find.click(h(handlers.find), [query], [npc, status], api_name="chat_find")
+    query.submit(h(handlers.find), [query], [npc, status], api_visibility="private")
+    npc.change(h(handlers.open_npc), [npc], outputs, api_name="chat_open")
+    conversation.change(
+        h(handlers.open_conversation), [npc, conversation], [bubbles], api_visibility="private"
+    )
+    chat_inputs = [npc, conversation, player, message, backend]
+    send.click(h(handlers.send), chat_inputs, outputs, api_name="chat")
+    message.submit(h(handlers.send), chat_inputs, outputs, api_visibility="private")
+    again.click(
+        h(handlers.regenerate), [npc, conversation, backend], outputs, api_name="chat_regenerate"
+    )
+    fresh.click(h(handlers.new_conversation), [npc, player], outputs, api_name="chat_new")
+    export.click(h(handlers.export), [npc, conversation, fmt], [exported], api_name="chat_export")
