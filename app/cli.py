@@ -1,4 +1,4 @@
-"""Command line: ``ui`` (the default), ``generate``, ``backends``, ``worlds``.
+"""Command line: ``ui`` (default), ``generate``, ``chat``, ``cache``, ``stats``, and more.
 
 Kept light on purpose: ``--help`` and a procedural ``generate`` never import
 gradio or the OpenAI SDK; those load only for the commands that use them.
@@ -90,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="also keep the NPCs in the library, avoiding names it already has in this world",
     )
 
+    chat = commands.add_parser(
+        "chat",
+        help="talk to a library NPC, replies streamed (lines from stdin)",
+        description="Talk to an NPC of the library; it remembers earlier conversations.",
+    )
+    chat.add_argument("npc_id", help="the NPC's id (see the Library tab, or generate --save)")
+    chat.add_argument("--player", help="your name, as the NPC should know you")
+    chat.add_argument("--conversation", help="continue this conversation (its id)")
+    chat.add_argument("--backend", help="auto (default), procedural or openai")
+
     cache = commands.add_parser("cache", help="show or clear the response cache")
     cache.add_argument("action", choices=["stats", "clear"])
 
@@ -137,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app.cli_generate import run_generate
 
             return asyncio.run(run_generate(args, settings))
+        if command == "chat":
+            return asyncio.run(_chat(args, settings))
         if command == "cache":
             return _cache_command(args.action, settings, sys.stdout)
         if command == "stats":
@@ -168,6 +180,17 @@ def _run_ui(args: argparse.Namespace, settings: Settings) -> int:
         share=getattr(args, "share", False),
     )
     return EXIT_OK
+
+
+async def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    from app.cli_chat import run_chat
+    from app.wiring import Services
+
+    services = Services(settings)
+    try:
+        return await run_chat(args, services)
+    finally:
+        await services.aclose()
 
 
 def _cache_command(action: str, settings: Settings, out: TextIO) -> int:

@@ -219,3 +219,27 @@ def test_a_missing_api_key_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "OPENAI_API_KEY" in lines[0]
+
+
+@pytest.mark.slow
+def test_chat_on_the_command_line(tmp_path: Path) -> None:
+    env = {**os.environ, "NPC_FORGE_DATA_DIR": str(tmp_path / "data")}
+    out = tmp_path / "cast.jsonl"
+    made = run_cli(
+        "generate", "--world", "saltmere", "-n", "1", "--name", "Maud Flour", "--seed", "4",
+        "--backend", "procedural", "--save", "--out", str(out), env=env,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    npc_id = json.loads(out.read_text().splitlines()[0])["id"]
+    talk = subprocess.run(
+        [sys.executable, "main.py", "chat", npc_id, "--player", "Ada"],
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120, env=env,
+        input="Who are you?\n/new\nWhere are you from?\n",
+    )  # fmt: skip
+    assert talk.returncode == 0, talk.stderr
+    replies = talk.stdout.strip().splitlines()
+    assert len(replies) == 2 and all(line.startswith("Maud Flour: ") for line in replies)
+    assert "Maud Flour, Ada" in replies[0] or "Maud Flour." in replies[0]
+    assert "saved)" in talk.stderr
+    missing = run_cli("chat", "npc-nobody", env=env)
+    assert missing.returncode == 2 and "No NPC with id 'npc-nobody'" in missing.stderr
