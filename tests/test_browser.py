@@ -107,3 +107,43 @@ def test_stop_keeps_the_finished_cards_in_the_browser(tmp_path: Path) -> None:
             browser.close()
             shutdown(services, demo)
     assert gate.cancelled == 1 and gate.in_flight == 0
+
+
+def test_chat_in_the_browser(tmp_path: Path) -> None:
+    """Find an NPC, say something, and read its reply in the chat."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    executable = _chromium()
+    import asyncio
+
+    from app.ui.app import serve, shutdown
+    from tests import casts
+    from tests.conftest import make_settings
+
+    services = Services(make_settings(tmp_path, library_autosave=True))
+
+    async def one_npc() -> str:
+        world = services.worlds.resolve("saltmere", None).world
+        [outcome] = await casts.outcomes(services, world, 1, seed=4, names=["Maud Flour"])
+        assert outcome.npc is not None
+        await services.library.save([outcome.npc])
+        return outcome.npc.occupation
+
+    occupation = asyncio.run(one_npc())
+    demo = serve(services, host="127.0.0.1")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(demo.local_url, wait_until="load")
+            page.get_by_role("tab", name="Chat").click()
+            page.get_by_role("button", name="Find", exact=True).click()
+            page.get_by_text("Talking to").first.wait_for(timeout=15_000)
+            page.get_by_label("Say").fill("Who are you?")
+            page.get_by_role("button", name="Send", exact=True).click()
+            page.get_by_text(f"{occupation.capitalize()}, if you must know").first.wait_for(
+                timeout=15_000
+            )
+            page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
+        finally:
+            browser.close()
+            shutdown(services, demo)
