@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from app.backends.base import Message
-from app.errors import InputError
+from app.errors import BackendError, InputError
 from app.models import NPC
 from app.services.chat import CUT_NOTICE, ChatUpdate
 from app.services.chat_exports import (
@@ -217,3 +217,21 @@ async def test_an_openai_compatible_server_streams_the_reply(
     assert npc.secret in system and "Keep it." in system
     assert "<memories>\n- The player owes the miller two coins\n</memories>" in system
     assert body["messages"][-1] == {"role": "user", "content": "What do I owe?"}
+
+
+async def test_a_failing_backend_keeps_the_players_message(
+    tmp_path: Path, openai_server: FakeOpenAIServer, make_services: MakeServices
+) -> None:
+    settings = make_settings(
+        tmp_path, library_autosave=True, openai_base_url=openai_server.base_url, max_retries=0
+    )
+    services = make_services(settings)
+    npc = await _npc(services)
+    openai_server.fail(400)
+    conversation = await services.chat.new_conversation(npc.id, "Ada")
+    with pytest.raises(BackendError, match="HTTP 400"):
+        await _say(services, npc, "Are you there?", conversation.id, backend="openai")
+    kept = await services.chat.conversation(npc.id, conversation.id)
+    assert [(m.role, m.content) for m in kept.messages] == [("user", "Are you there?")]
+    [*_, final] = [u async for u in services.chat.regenerate(npc.id, conversation.id)]
+    assert final.done and [m.role for m in final.conversation.messages] == ["user", "assistant"]

@@ -190,7 +190,6 @@ class ChatService:
             conversation = await self.conversation(npc_id, conversation.id)  # the latest
             said = self.store.message("user", text, _player(player) or conversation.player)
             conversation.messages.append(said)
-            await asyncio.to_thread(self.store.save, conversation)
             async for update in self._answer(conversation, backend, notice):
                 yield update
 
@@ -255,10 +254,12 @@ class ChatService:
         self, conversation: Conversation, backend: str | None, notice: str | None
     ) -> AsyncIterator[ChatUpdate]:
         last = conversation.messages[-1]
-        # Memories and the rest of the prompt are gathered at the same time.
-        (npc, world), memories = await asyncio.gather(
+        # Memories, the rest of the prompt and saving the player's message (kept
+        # even if the backend then fails) all happen at the same time.
+        (npc, world), memories, _ = await asyncio.gather(
             self._prepare(conversation.npc_id),
             self._remember(conversation.npc_id, last.content, conversation.player),
+            asyncio.to_thread(self.store.save, conversation),
         )
         request = self._request(npc, world, memories, conversation)
         guarded = self.backends.get(backend)
