@@ -178,6 +178,13 @@ class RefineService:
     def refiner(self, backend: str | None = None) -> Refiner:
         return Refiner(self.backends.get(backend), self.personalities())
 
+    async def _context(self, npc_id: str, backend: str | None) -> tuple[NPC, Refiner, World]:
+        """The NPC, a refiner on the chosen backend, and the NPC's world."""
+        npc = await self.library.get(npc_id)
+        refiner = self.refiner(backend)
+        world = await asyncio.to_thread(self.worlds.world_for, npc.world)
+        return npc, refiner, world
+
     def _temperature(self, temperature: float | None) -> float:
         return self.default_temperature if temperature is None else float(temperature)
 
@@ -191,9 +198,7 @@ class RefineService:
         seed: int | None = None,
     ) -> NPC:
         """A new value for one field, the rest given to the backend as context; saved."""
-        npc = await self.library.get(npc_id)
-        refiner = self.refiner(backend)
-        world = await asyncio.to_thread(self.worlds.world_for, npc.world)
+        npc, refiner, world = await self._context(npc_id, backend)
         new = await refiner.regenerate_field(
             npc, field, world, seed=seed, temperature=self._temperature(temperature)
         )
@@ -209,9 +214,7 @@ class RefineService:
         seed: int | None = None,
     ) -> NPC:
         """A new take on the NPC keeping the locked fields (same id); saved."""
-        npc = await self.library.get(npc_id)
-        refiner = self.refiner(backend)
-        world = await asyncio.to_thread(self.worlds.world_for, npc.world)
+        npc, refiner, world = await self._context(npc_id, backend)
         new = await refiner.regenerate_npc(
             npc, locked, world, seed=seed, temperature=self._temperature(temperature)
         )

@@ -16,7 +16,7 @@ from app.services.chat_exports import conversation_markdown, conversation_sillyt
 from app.services.conversations import Conversation
 from app.services.exports import safe_filename
 from app.services.library import Library
-from app.ui.errors import user_errors
+from app.ui.errors import required_npc_id, user_errors
 from utils.jsonio import atomic_write_bytes
 
 MEMORY_COLUMNS = ["memory", "recency", "importance", "relevance", "score"]
@@ -44,9 +44,7 @@ def _choice(conversation: Conversation) -> tuple[str, str]:
 
 
 def _npc_id(npc_id: str | None) -> str:
-    if not npc_id or not str(npc_id).strip():
-        raise InputError("Choose an NPC first: search the library above, then pick one.")
-    return str(npc_id).strip()
+    return required_npc_id(npc_id, "search the library above, then pick one")
 
 
 class ChatHandlers:

@@ -17,7 +17,8 @@ from typing import Any, TypeVar, cast
 
 import gradio as gr
 
-from app.errors import NPCForgeError
+
+from app.errors import InputError, NPCForgeError
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +76,10 @@ def warn(message: str | None) -> None:
     """Show a warning the service returned (nothing when there is none)."""
     if message:
         gr.Warning(message)
+
+
+def required_npc_id(npc_id: str | None, how: str) -> str:
+    """The NPC id a picker (or an API caller) gave; InputError saying ``how`` to pick one."""
+    if not npc_id or not str(npc_id).strip():
+        raise InputError(f"Choose an NPC first: {how}.")
+    return str(npc_id).strip()

@@ -17,7 +17,7 @@ from app.services.graph import relationship_graph
 from app.services.library import EDITABLE_FIELDS, MAX_RESULTS, Library, field_text
 from app.services.refine import RefineService
 from app.services.ties import TIE_COLUMNS, tie_rows
-from app.ui.errors import user_errors, warn
+from app.ui.errors import required_npc_id, user_errors, warn
 from app.ui.render import npc_card
 from utils.jsonio import atomic_write_bytes
 
@@ -31,9 +31,7 @@ def _choice(npc: NPC) -> tuple[str, str]:
 
 
 def _required(npc_id: str | None) -> str:
-    if not npc_id or not str(npc_id).strip():
-        raise InputError("Choose an NPC first: search or list, then pick one (or give its id).")
-    return str(npc_id).strip()
+    return required_npc_id(npc_id, "search or list, then pick one (or give its id)")
 
 
 def _rows_of(table: Any) -> list[list[Any]]:
