@@ -17,7 +17,6 @@ from typing import Any, TypeVar, cast
 
 import gradio as gr
 
-
 from app.errors import InputError, NPCForgeError
 
 log = logging.getLogger(__name__)
