@@ -34,6 +34,9 @@ class CastView:
     saved: int = 0
     save_error: str | None = None
     run: CastRun | None = field(default=None, repr=False)
+    # Rendered once per outcome: a stream re-sends the cast after every NPC.
+    _cards: dict[int, str] = field(default_factory=dict, repr=False)
+    _dumps: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.npcs = self.npcs or [None] * self.total
@@ -59,10 +62,14 @@ class CastView:
         self.elapsed_s = 0.0
 
     def apply(self, outcome: NPCOutcome) -> None:
-        self.npcs[outcome.index] = outcome.npc
-        self.errors[outcome.index] = outcome.error
-        self.running.discard(outcome.index)
-        self.shown.append(outcome.index)
+        index = outcome.index
+        self.npcs[index] = outcome.npc
+        self.errors[index] = outcome.error
+        self.running.discard(index)
+        self.shown.append(index)
+        self._cards[index] = self._card(index)
+        if outcome.npc is not None:
+            self._dumps[index] = outcome.npc.model_dump(mode="json")
 
     def finish(self, elapsed_s: float, *, stopped: bool, saving: bool) -> None:
         self.elapsed_s = elapsed_s
@@ -92,7 +99,7 @@ class CastView:
 
     def html(self) -> str:
         """The cards so far; a later call only ever appends to an earlier one's text."""
-        return "".join(self._card(index) for index in self.shown)
+        return "".join(self._cards[index] for index in self.shown)
 
     def as_json(self) -> dict[str, Any]:
         """Finished NPCs in request order, and the failures with their reasons."""
@@ -100,7 +107,7 @@ class CastView:
             "backend": self.plan.backend,
             "seed": self.plan.cast_seed,
             "world": self.plan.world.name,
-            "npcs": [npc.model_dump(mode="json") for npc in self.npcs if npc is not None],
+            "npcs": [self._dumps[i] for i, npc in enumerate(self.npcs) if npc is not None],
             "failed": [
                 {"position": index + 1, "name": self.plan.specs[index].name, "error": error}
                 for index, error in enumerate(self.errors)
