@@ -237,3 +237,17 @@ async def test_backend_calls_start_in_request_order_after_cache_lookups(
     assert all(o.ok for o in outcomes)
     assert [o.npc.cached for o in outcomes] == [True, False] * 6  # type: ignore[union-attr]
     assert [r.inputs["name"] for r in backend.history] == list(names[1::2])
+
+
+async def test_an_instant_backend_still_delivers_npcs_one_at_a_time(services) -> None:  # type: ignore[no-untyped-def]
+    """The procedural backend never waits; its NPCs must still reach the reader one
+    by one, not all at once after the whole cast is drafted."""
+    world = services.worlds.resolve("saltmere", None).world
+    plan = await services.cast.plan(request(world, 10, seed=5), save=False)
+    drafted_before = []
+    backend = services.backends.get(plan.requested_backend)
+    async with services.cast.run(plan) as run:
+        async for _ in run.outcomes():
+            drafted_before.append(backend.calls)
+    assert drafted_before[0] < 10 and drafted_before == sorted(drafted_before)
+    assert len(set(drafted_before)) > 1

@@ -140,7 +140,7 @@ async def test_text_has_no_unfilled_placeholders(services: Services) -> None:
                     assert "{" not in str(text) and "}" not in str(text), (field, text)
 
 
-async def test_backend_contract(settings) -> None:  # type: ignore[no-untyped-def]
+async def test_identity_and_capabilities(settings) -> None:  # type: ignore[no-untyped-def]
     backend = ProceduralBackend(settings)
     assert backend.name == "procedural:v1" and backend.kind == "local"
-    assert backend.supports_schema and not backend.can_stream
+    assert backend.supports_schema and backend.can_stream  # it chats, offline

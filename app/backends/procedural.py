@@ -20,10 +20,18 @@ import orjson
 
 from app.backends.base import Backend, ChatRequest, JSONReply, JSONRequest
 from app.backends.procedural_chat import chat_reply, chunks
+from app.backends.procedural_memory import extract_memories, reflect
 from app.backends.procedural_relationships import draft_relationships
 from app.backends.procedural_tables import GENERIC, Culture, Genre, Tables
 from app.errors import BackendCapabilityError
-from app.models import FIELD_TASK, NPC_TASK, RELATIONSHIPS_TASK, World
+from app.models import (
+    FIELD_TASK,
+    MEMORY_TASK,
+    NPC_TASK,
+    REFLECTION_TASK,
+    RELATIONSHIPS_TASK,
+    World,
+)
 from config import Settings
 
 if TYPE_CHECKING:
@@ -237,7 +245,10 @@ class NPCDrafter:
                     chosen.append(trait)
 
         def allowed(trait: str) -> bool:
-            return trait not in chosen and not data.conflicts([*chosen, trait])
+            # Opposites are mutual, so a trait clashes with the chosen ones exactly
+            # when its opposite is among them (a full conflicts() scan per candidate
+            # cost more than the rest of the NPC).
+            return trait not in chosen and data.opposite(trait) not in chosen
 
         names = sorted(data.traits)
         for polarity in ("positive", "negative"):
@@ -337,9 +348,16 @@ class ProceduralBackend(Backend):
             data = {field: self._drafter(request).draft()[field]}
         elif request.task == RELATIONSHIPS_TASK:
             data = {"relationships": draft_relationships(request.inputs["cast"], request.seed)}
+        elif request.task == MEMORY_TASK:
+            data = extract_memories(request.inputs)
+        elif request.task == REFLECTION_TASK:
+            data = reflect(request.inputs)
         else:
             raise BackendCapabilityError(self.name, f"cannot do the task {request.task!r}")
         elapsed_ms = (time.perf_counter() - started) * 1000
+        # Drafting never waits, so without this a whole cast would be drafted in
+        # one go before anyone could be shown the first NPC.
+        await asyncio.sleep(0)
         return JSONReply(
             raw=orjson.dumps(data).decode(), data=data, stats={"backend_ms": elapsed_ms}
         )
