@@ -97,6 +97,56 @@ class Settings(BaseSettings):
     chat_max_message_chars: int = Field(default=4000, ge=100)
     chat_history_turns: int = Field(default=8, ge=0, le=100)
 
+    # Long-term memory (chat)
+    # Retrieval as in Generative Agents: this many similarity candidates per query,
+    # re-ranked by recency (decay per hour since last access), importance and
+    # relevance, each min-max scaled, then weighted; the top k go into the prompt.
+    memory_candidates: int = Field(default=50, ge=1, le=1000)
+    memory_k: int = Field(default=4, ge=1, le=100)
+    memory_max_k: int = Field(default=20, ge=1, le=100)
+    memory_decay: float = Field(default=0.995, gt=0, lt=1)
+    memory_weight_recency: float = Field(default=1.0, ge=0)
+    memory_weight_importance: float = Field(default=1.0, ge=0)
+    memory_weight_relevance: float = Field(default=1.0, ge=0)
+    # Roughly how many tokens of memories a chat prompt carries (4 characters a token).
+    memory_prompt_tokens: int = Field(default=400, ge=16)
+    # Search results cached per (npc, player, query); every write to an NPC's
+    # memories drops its entries, so they are never stale.
+    memory_cache_ttl: float = Field(default=300.0, gt=0)
+    memory_cache_entries: int = Field(default=1024, ge=1)
+    memory_max_chars: int = Field(default=2000, ge=20)
+    # Imported lines without an importance get this one (1-10).
+    memory_import_importance: int = Field(default=5, ge=1, le=10)
+    # Extraction: one backend call per this many turns (and at a conversation's end);
+    # messages kept for the next try when it fails, at most memory_buffer_max.
+    memory_extract_every: int = Field(default=4, ge=1, le=100)
+    memory_buffer_max: int = Field(default=64, ge=1)
+    memory_temperature: float = Field(default=0.2, ge=0, le=2)
+    # Reflection: when the importance of memories since the last reflection adds up
+    # to this, the NPC writes 1-3 reflections.
+    memory_reflection_threshold: int = Field(default=150, ge=1)
+    # Small talk kept out of extraction: a message is skipped when, lower-cased and
+    # without punctuation, it is nothing but these phrases (regular expressions).
+    # Longer messages and any that state a fact (a number, a name, a promise, a
+    # place...) are never skipped. "Yes", "no" and "okay" are not small talk: after a
+    # question they are answers (a promise, a refusal).
+    memory_skip_max_chars: int = Field(default=80, ge=0)
+    memory_skip_patterns: tuple[str, ...] = (
+        r"hi|hello|hey|hiya|howdy|greetings|hail|ahoy|yo|well met|welcome( back)?",
+        r"good (morning|afternoon|evening|day|night)|morning|evening",
+        r"(good ?)?bye|farewell|see (you|ya)( later| soon| around)?|take care|safe travels"
+        r"|until next time|later",
+        r"thanks|thank you|thank ye|cheers|much obliged|many thanks|(you'?re|you are) welcome"
+        r"|my pleasure|no problem|don'?t mention it",
+        r"how are (you|ye|things)( doing)?|how'?s it going|how (is|was) your day|how do you do"
+        r"|what'?s up|sup|how have you been|(nice|pleased|good) to (meet|see) you",
+        r"(i'?m|i am|im) (fine|good|well|alright|all right|doing well|great)|not bad|same here",
+        r"h+m+|a+h+|o+h+|u+h+|u+m+|e+r+m*|lol|ha(ha)+|heh|nice|cool|wow|i see|got it|indeed"
+        r"|very well|fair enough|right then|alas|oh well",
+        r"friend|there|stranger|traveller|traveler|sir|madam|ma'?am|lad|lass|mate|pal|folks"
+        r"|everyone|all|again|too|then|now|so much|very much|and|and you|you too|to you",
+    )
+
     max_npcs: int = Field(default=100, ge=1)
     max_setting_chars: int = Field(default=20_000, ge=100)
     default_temperature: float = Field(default=0.9, ge=0, le=2)

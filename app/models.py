@@ -20,6 +20,10 @@ NPC_SCHEMA_VERSION = 1
 NPC_TASK = "npc_profile"
 FIELD_TASK = "npc_field"
 RELATIONSHIPS_TASK = "relationships"
+# Long-term memory: pick what is worth keeping from a batch of chat messages (with
+# an importance 1-10), and write higher-level reflections over recent memories.
+MEMORY_TASK = "memory_extract"
+REFLECTION_TASK = "memory_reflect"
 
 # Bounds a game designer would not hit and a broken model easily would.
 _SHORT = 120

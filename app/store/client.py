@@ -1,0 +1,54 @@
+"""One Chroma client for every collection of an app (``npcs``, ``memories``).
+
+``open_client`` makes the same client ``NPCStore.from_settings`` makes: an
+embedded ``PersistentClient`` under the data dir, or an ``HttpClient`` when a
+Chroma host is set. ``SharedClient`` opens it on first use, once, so the
+library and the memory service share one client (one connection pool, one
+embedded database) and neither pays for opening Chroma before it is needed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+
+    from config import Settings
+
+
+def open_client(settings: Settings) -> ClientAPI:
+    """Embedded under ``<data_dir>/chroma``, or a Chroma server when a host is set."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if settings.chroma_host:
+        return chromadb.HttpClient(
+            host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
+        )
+    path = Path(settings.data_dir) / "chroma"
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+
+
+class SharedClient:
+    """A Chroma client opened on the first ``get()`` and then handed to every caller."""
+
+    def __init__(self, opener: Callable[[], ClientAPI]) -> None:
+        self._opener = opener
+        self._client: ClientAPI | None = None
+        self._lock = threading.Lock()  # the UI's threads and its event loop both ask
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SharedClient:
+        return cls(lambda: open_client(settings))
+
+    def get(self) -> ClientAPI:
+        with self._lock:
+            if self._client is None:
+                self._client = self._opener()
+            return self._client
