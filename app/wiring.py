@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.assets import Assets
 from app.backends.guard import Clock, Sleep
@@ -28,13 +30,20 @@ from app.services.cast import CastLimits, CastService
 from app.services.chat import ChatLimits, ChatService
 from app.services.conversations import ConversationStore
 from app.services.exports import ExportService
+from app.services.extraction import MemoryWriter
 from app.services.library import Library
+from app.services.memory import MemoryService
 from app.services.observability import ObservabilityService
 from app.services.refine import RefineService
 from app.services.worlds import WorldService
+from app.store.client import SharedClient
+from app.store.memory_store import MemoryStore
 from app.store.npc_store import NPCStore
 from config import Settings, resolved_cache_dir
 from utils.watching import FolderWatcher
+
+if TYPE_CHECKING:
+    from app.store.embeddings import MiniLMEmbeddings
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +62,23 @@ def build_response_cache(settings: Settings, stats: StatsRegistry) -> ResponseCa
     stats.register(memory.name, memory.stats)
     stats.register(disk.name, disk.stats)
     return ResponseCache(memory, disk)
+
+
+class _SharedEmbedder:
+    """The offline embedding model, made on first use and shared (it weighs ~90 MB)."""
+
+    def __init__(self, threads: int) -> None:
+        self._threads = threads
+        self._model: MiniLMEmbeddings | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> MiniLMEmbeddings:
+        from app.store.embeddings import MiniLMEmbeddings
+
+        with self._lock:
+            if self._model is None:
+                self._model = MiniLMEmbeddings(threads=self._threads)
+            return self._model
 
 
 class Services:
@@ -88,7 +114,26 @@ class Services:
             self.assets.files,
             max_setting_chars=settings.max_setting_chars,
         )
-        self.library = Library(lambda: NPCStore.from_settings(settings), self.assets.personalities)
+        # One Chroma client and one embedding model for the library and the memories,
+        # both opened on first use.
+        chroma = SharedClient.from_settings(settings)
+        embedder = _SharedEmbedder(settings.embedding_threads)
+        self.library = Library(
+            lambda: NPCStore(
+                chroma.get(), threads=settings.embedding_threads, embedder=embedder.get()
+            ),
+            self.assets.personalities,
+        )
+        self.memory = MemoryService.from_settings(
+            lambda: MemoryStore(
+                chroma.get(), threads=settings.embedding_threads, embedder=embedder.get()
+            ),
+            settings,
+            stats=self.stats,
+        )
+        self.memory_writer = MemoryWriter.from_settings(
+            self.memory, self.backends.get, settings, npc_name=self._npc_name
+        )
         self.cast = CastService(
             backends=self.backends,
             personalities=self.assets.personalities,
@@ -118,8 +163,14 @@ class Services:
                 temperature=settings.default_temperature,
                 max_tokens=settings.chat_max_tokens,
             ),
+            recall=self.memory,
+            writer=self.memory_writer,
         )
         self.observability = ObservabilityService(self.stats, self.metrics, self.backends)
+
+    async def _npc_name(self, npc_id: str) -> str:
+        """The name extraction prompts use for an NPC."""
+        return (await self.library.get(npc_id)).name
 
     def watch_assets(self) -> FolderWatcher:
         """Start a watcher that re-reads edited asset and world files at once
@@ -158,6 +209,7 @@ class Services:
         """Finish library, memory and cache writes, close backend connections."""
         await self.cast.aclose()
         await self.chat.aclose()
+        await self.memory.aclose()
         if self.response_cache is not None:
             await self.response_cache.flush()
         await self.backends.aclose()

@@ -14,7 +14,7 @@ import pytest
 from app.backends.base import Message
 from app.errors import BackendError, InputError
 from app.models import NPC
-from app.services.chat import CUT_NOTICE, ChatUpdate
+from app.services.chat import CUT_NOTICE, ChatUpdate, memory_text
 from app.services.chat_exports import (
     conversation_markdown,
     conversation_sillytavern,
@@ -235,3 +235,25 @@ async def test_a_failing_backend_keeps_the_players_message(
     assert [(m.role, m.content) for m in kept.messages] == [("user", "Are you there?")]
     [*_, final] = [u async for u in services.chat.regenerate(npc.id, conversation.id)]
     assert final.done and [m.role for m in final.conversation.messages] == ["user", "assistant"]
+
+
+async def test_the_npc_remembers_across_conversations_and_restarts(
+    chat_settings: Settings, make_services: MakeServices
+) -> None:
+    """The wired app: what the player said is extracted into memories (one call per
+    K turns), and a later conversation, after a restart, brings it up."""
+    services = make_services(chat_settings)
+    npc = await _npc(services)
+    first = await services.chat.new_conversation(npc.id, "Ada")
+    for text in ("Good morning!", "My sister Elsa lives in Harrow Bay."):
+        await _say(services, npc, text, first.id, player="Ada")
+    await services.chat.aclose()  # hand-overs run in the background
+    await services.chat.end(npc.id, first.id)  # the conversation is over: extract
+    assert await services.memory.count(npc.id) >= 1
+    await services.aclose()
+
+    restarted = make_services(chat_settings)
+    [*_, reply] = await _say(restarted, npc, "Do you remember my sister?", player="Ada")
+    assert "Harrow Bay" in reply.reply
+    assert any("Harrow Bay" in memory_text(m) for m in reply.memories)
+    assert all(m.score >= 0 for m in reply.memories)  # scored, as the side panel shows

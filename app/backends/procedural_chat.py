@@ -45,7 +45,9 @@ WORD = re.compile(r"[a-z']+")
 STOP_WORDS = frozenset(
     ("the", "a", "an", "and", "or", "but", "to", "of", "in", "on", "at", "for", "with", "is",
      "are", "was", "were", "be", "i", "you", "me", "my", "your", "it", "this", "that", "what",
-     "who", "how", "why", "do", "does", "did", "have", "has", "had", "not", "no", "yes", "so")
+     "who", "how", "why", "do", "does", "did", "have", "has", "had", "not", "no", "yes", "so",
+     # Words of asking about a memory, not what it is about.
+     "remember", "recall", "told", "tell", "said", "know", "forget", "forgot")
 )  # fmt: skip
 FIRST_PERSON = {"has": "have", "is": "am", "was": "was", "does": "do", "goes": "go"}
 

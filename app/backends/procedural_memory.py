@@ -241,6 +241,18 @@ def third_person(sentence: str, role: str, player: str) -> str:
     return f"I asked {player}: {body}?" if question else f"I told {player}: {body}."
 
 
+# The NPC's own answers that only echo or acknowledge the player ("Harrow Bay, you
+# say? I'll remember that."): the fact is in the player's message already.
+_ECHO = re.compile(
+    r"\?$|\byou say\b|\bi'?ll remember (that|it)\b|\bi won'?t forget\b|\bkeep that in mind\b",
+    re.IGNORECASE,
+)
+
+
+def _echoes(sentence: str) -> bool:
+    return _ECHO.search(sentence.strip()) is not None
+
+
 def extract_memories(inputs: Mapping[str, Any]) -> dict[str, Any]:
     """The procedural answer to MEMORY_TASK: ``{"memories": [{text, importance}]}``."""
     player = " ".join(str(inputs.get("player") or "").split()) or "the player"
@@ -249,6 +261,8 @@ def extract_memories(inputs: Mapping[str, Any]) -> dict[str, Any]:
     for message in inputs.get("messages", ()):
         role = str(message.get("role", "user"))
         for sentence in _sentences(str(message.get("content", ""))):
+            if role == "assistant" and _echoes(sentence):
+                continue
             signals = fact_signals(sentence)
             if not signals:
                 continue

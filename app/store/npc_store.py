@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.models import NPC
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
 
+    from app.store.embeddings import MiniLMEmbeddings
     from config import Settings
 
 COLLECTION = "npcs"
@@ -84,12 +84,19 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 class NPCStore:
     """The ``npcs`` collection of one Chroma client."""
 
-    def __init__(self, client: ClientAPI, collection: str = COLLECTION, threads: int = 1) -> None:
+    def __init__(
+        self,
+        client: ClientAPI,
+        collection: str = COLLECTION,
+        threads: int = 1,
+        embedder: MiniLMEmbeddings | None = None,
+    ) -> None:
+        """``embedder``: one shared with the memory store (one model in memory)."""
         from app.store.embeddings import MiniLMEmbeddings
 
         self.client = client
         self._worlds: list[str] | None = None  # distinct worlds, reset on every write
-        self.embedder = MiniLMEmbeddings(threads=threads)
+        self.embedder = embedder if embedder is not None else MiniLMEmbeddings(threads=threads)
         self.collection: Collection = client.get_or_create_collection(
             name=collection,
             embedding_function=self.embedder,  # type: ignore[arg-type]
@@ -99,20 +106,9 @@ class NPCStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> NPCStore:
         """Embedded under the data dir, or a Chroma server when a host is set."""
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
+        from app.store.client import open_client
 
-        chroma_settings = ChromaSettings(anonymized_telemetry=False)
-        client: ClientAPI
-        if settings.chroma_host:
-            client = chromadb.HttpClient(
-                host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
-            )
-        else:
-            path = Path(settings.data_dir) / "chroma"
-            path.mkdir(parents=True, exist_ok=True)
-            client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-        return cls(client, threads=settings.embedding_threads)
+        return cls(open_client(settings), threads=settings.embedding_threads)
 
     def warm(self) -> None:
         """Load the embedding model now (0.3 s) rather than on the first save."""
