@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--conversation", help="continue this conversation (its id)")
     chat.add_argument("--backend", help="auto (default), procedural or openai")
 
+    from app.cli_memory import add_memory_parser
+
+    add_memory_parser(commands)
+
     cache = commands.add_parser("cache", help="show or clear the response cache")
     cache.add_argument("action", choices=["stats", "clear"])
 
@@ -149,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_generate(args, settings))
         if command == "chat":
             return asyncio.run(_chat(args, settings))
+        if command == "memory":
+            return asyncio.run(_memory(args, settings))
         if command == "cache":
             return _cache_command(args.action, settings, sys.stdout)
         if command == "stats":
@@ -180,6 +186,17 @@ def _run_ui(args: argparse.Namespace, settings: Settings) -> int:
         share=getattr(args, "share", False),
     )
     return EXIT_OK
+
+
+async def _memory(args: argparse.Namespace, settings: Settings) -> int:
+    from app.cli_memory import run_memory
+    from app.wiring import Services
+
+    services = Services(settings)
+    try:
+        return await run_memory(args, services)
+    finally:
+        await services.aclose()
 
 
 async def _chat(args: argparse.Namespace, settings: Settings) -> int:

@@ -243,3 +243,35 @@ def test_chat_on_the_command_line(tmp_path: Path) -> None:
     assert "saved)" in talk.stderr
     missing = run_cli("chat", "npc-nobody", env=env)
     assert missing.returncode == 2 and "No NPC with id 'npc-nobody'" in missing.stderr
+
+
+@pytest.mark.slow
+def test_memory_import_search_and_clear(tmp_path: Path) -> None:
+    env = {**os.environ, "NPC_FORGE_DATA_DIR": str(tmp_path / "data")}
+    lines = [
+        {"text": "The player's sister lives in Harrow Bay", "created_at": "2026-01-01T10:00:00Z",
+         "importance": 8, "message_id": "m-17"},
+        {"text": "The player likes apples", "created_at": "2026-11-30T10:00:00Z"},
+        "not json",
+    ]  # fmt: skip
+    file = tmp_path / "memories.jsonl"
+    file.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
+    loaded = run_cli("memory", "import", "--npc", "npc-maud", str(file), env=env)
+    assert loaded.returncode == 1 and "Imported 2 memories; 1 lines refused" in loaded.stdout
+    assert "line 3" in loaded.stderr
+    found = run_cli(
+        "memory", "search", "--npc", "npc-maud", "--query", "where does my sister live?",
+        "-k", "1", "--at", "2026-12-01T10:00:00Z", "--json", env=env,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    [top] = json.loads(found.stdout)
+    assert top["text"] == "The player's sister lives in Harrow Bay"
+    assert top["metadata"] == {"message_id": "m-17"} and 0 <= top["relevance"] <= 1
+    queries = tmp_path / "queries.txt"
+    queries.write_text("apples\nsister\n")
+    many = run_cli("memory", "search", "--npc", "npc-maud", "--queries", str(queries), env=env)
+    assert [json.loads(line)["query"] for line in many.stdout.splitlines()] == ["apples", "sister"]
+    cleared = run_cli("memory", "clear", "--npc", "npc-maud", env=env)
+    assert "Forgot 2 memories" in cleared.stdout
+    again = run_cli("memory", "search", "--npc", "npc-maud", "--query", "sister", env=env)
+    assert "No memories yet." in again.stdout
