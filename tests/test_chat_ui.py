@@ -26,7 +26,7 @@ async def test_send_streams_into_the_chat_and_lists_the_conversation(
     tmp_path: Path, make_services: MakeServices
 ) -> None:
     services, npc_id = await _services_with_npc(tmp_path, make_services)
-    handlers = ChatHandlers(services.chat, services.library, tmp_path / "exports")
+    handlers = ChatHandlers(services.chat, services.library, services.memory, tmp_path / "exports")
     picker, status = await handlers.find("Maud")
     assert picker["value"] == npc_id and "1 NPCs found" in status
     shown, conversations, _, status, _ = await handlers.open_npc(npc_id)
@@ -53,7 +53,7 @@ async def test_chat_without_an_npc_says_what_to_do(
     tmp_path: Path, make_services: MakeServices
 ) -> None:
     services = make_services(make_settings(tmp_path))
-    handlers = ChatHandlers(services.chat, services.library, tmp_path)
+    handlers = ChatHandlers(services.chat, services.library, services.memory, tmp_path)
     with pytest.raises(InputError, match="Choose an NPC first"):
         [u async for u in handlers.send(None, NEW, "", "Hello")]
     with pytest.raises(InputError, match="Start a conversation first"):
@@ -91,3 +91,25 @@ def test_chat_streams_over_the_api(tmp_path: Path) -> None:
         assert len(again[0]) == 4 and "Maud Flour" in again[0][-1]["content"][0]["text"]
     finally:
         shutdown(services, demo)
+
+
+async def test_memory_search_import_and_clear_from_the_tab(
+    tmp_path: Path, make_services: MakeServices
+) -> None:
+    services, npc_id = await _services_with_npc(tmp_path, make_services)
+    handlers = ChatHandlers(services.chat, services.library, services.memory, tmp_path / "x")
+    chat = tmp_path / "old.jsonl"
+    chat.write_text(
+        '{"user_name": "Ada", "character_name": "Maud Flour"}\n'
+        '{"name": "Ada", "is_user": true, "is_system": false, "send_date": "2026-02-01T10:00:00Z",'
+        ' "mes": "I buried the silver under the old oak.", "extra": {}}\n'
+        '{"name": "Maud Flour", "is_user": false, "is_system": false,'
+        ' "send_date": "June 5, 2024 10:15pm", "mes": "Your secret is safe."}\n'
+    )
+    assert await handlers.memory_import(npc_id, str(chat)) == "Imported 2 memories."
+    rows, status = await handlers.memory_search(npc_id, "where is the silver?", "")
+    assert rows[0][0] == "I buried the silver under the old oak." and "of 2 memories" in status
+    with pytest.raises(InputError, match="Tick 'Yes, forget everything' first"):
+        await handlers.memory_clear(npc_id, False)
+    assert await handlers.memory_clear(npc_id, True) == ("Forgot 2 memories.", False)
+    assert await services.memory.count(npc_id) == 0

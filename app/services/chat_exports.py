@@ -118,15 +118,30 @@ def read_sillytavern(data: bytes, source: str) -> tuple[list[ImportedLine], list
     return found, problems
 
 
-def as_memory_lines(messages: Iterable[ImportedLine]) -> list[dict[str, Any]]:
-    """Imported messages in the memory import format (``memory import``)."""
-    return [
-        {
+def _iso(value: str | None) -> str | None:
+    """``value`` when it is an ISO-8601 time; SillyTavern also writes "June 5, 2024 10:15pm"."""
+    if not value:
+        return None
+    try:
+        dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value
+
+
+def as_memory_lines(messages: Iterable[ImportedLine], now: float) -> list[dict[str, Any]]:
+    """Imported messages in the memory import format (``memory import``). A message
+    without a readable time gets ``now``; its own date text is kept as metadata."""
+    rows = []
+    for message in messages:
+        row: dict[str, Any] = {
             "text": message.text,
             "kind": "imported",
             "speaker": message.speaker,
-            **({"created_at": message.created_at} if message.created_at else {}),
+            "created_at": _iso(message.created_at) or _when(now),
             "source_line": message.line,
         }
-        for message in messages
-    ]
+        if message.created_at and not _iso(message.created_at):
+            row["send_date"] = message.created_at
+        rows.append(row)
+    return rows

@@ -67,7 +67,7 @@ def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
                     default_temperature=services.refine.default_temperature,
                 )
             with gr.Tab("Chat", id="chat"):
-                build_chat(services.chat, services.library, exports)
+                build_chat(services.chat, services.library, services.memory, exports)
             with gr.Tab("Personalities", id="personalities") as personalities_tab:
                 build_personalities(services.assets.personalities, personalities_tab)
             with gr.Tab("Stats", id="stats") as stats_tab:

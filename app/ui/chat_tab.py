@@ -9,14 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import orjson
 
 from app.errors import InputError
 from app.services.chat import ChatService, ChatUpdate, memory_text
-from app.services.chat_exports import conversation_markdown, conversation_sillytavern
+from app.services.chat_exports import (
+    as_memory_lines,
+    conversation_markdown,
+    conversation_sillytavern,
+    read_sillytavern,
+)
 from app.services.conversations import Conversation
 from app.services.exports import safe_filename
 from app.services.library import Library
-from app.ui.errors import required_npc_id, user_errors
+from app.services.memory import MemoryService
+from app.ui.errors import required_npc_id, user_errors, warn
 from utils.jsonio import atomic_write_bytes
 
 MEMORY_COLUMNS = ["memory", "recency", "importance", "relevance", "score"]
@@ -50,9 +57,12 @@ def _npc_id(npc_id: str | None) -> str:
 class ChatHandlers:
     """Plain methods, tested directly; the tab wires them to components."""
 
-    def __init__(self, chat: ChatService, library: Library, export_dir: Path) -> None:
+    def __init__(
+        self, chat: ChatService, library: Library, memory: MemoryService, export_dir: Path
+    ) -> None:
         self.chat = chat
         self.library = library
+        self.memory = memory
         self.export_dir = export_dir
 
     async def find(self, query: str | None) -> tuple[dict[str, Any], str]:
@@ -142,13 +152,51 @@ class ChatHandlers:
         await asyncio.to_thread(atomic_write_bytes, path, data)
         return str(path)
 
+    # -- memory ------------------------------------------------------------------------
+    async def memory_search(
+        self, npc_id: str | None, query: str | None, player: str | None
+    ) -> tuple[list[list[Any]], str]:
+        """What the NPC remembers that fits a query, ranked as a reply would use it."""
+        npc = _npc_id(npc_id)
+        if not query or not query.strip():
+            raise InputError("Type what to look for in the NPC's memory.")
+        found = await self.memory.retrieve(npc, query, player=player or None, touch=False)
+        count = await self.memory.count(npc)
+        return _memory_rows(found), f"{len(found)} of {count:,} memories shown."
+
+    async def memory_import(self, npc_id: str | None, file: str | None) -> str:
+        """A SillyTavern chat (.jsonl) into the NPC's memory, one memory per message."""
+        npc = _npc_id(npc_id)
+        if not file:
+            raise InputError("Choose a SillyTavern chat file (.jsonl) to import.")
+        path = Path(file)
+        data = await asyncio.to_thread(path.read_bytes)
+        messages, problems = read_sillytavern(data, path.name)
+        lines = [
+            orjson.dumps(line).decode() for line in as_memory_lines(messages, self.memory.now())
+        ]
+        report = await self.memory.import_jsonl(npc, lines)
+        for problem in [*problems, *map(str, report.problems)][:5]:
+            warn(problem)
+        return report.summary()
+
+    async def memory_clear(self, npc_id: str | None, sure: bool) -> tuple[str, bool]:
+        """Forget everything the NPC remembers (conversations stay)."""
+        npc = _npc_id(npc_id)
+        if not sure:
+            raise InputError("Tick 'Yes, forget everything' first: this cannot be undone.")
+        removed = await self.memory.clear(npc)
+        return f"Forgot {removed:,} memories.", False
+
     def _new_folder(self) -> Path:
         self.export_dir.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix="chat-", dir=self.export_dir))
 
 
-def build_chat(chat: ChatService, library: Library, export_dir: Path) -> None:
-    handlers = ChatHandlers(chat, library, export_dir)
+def build_chat(
+    chat: ChatService, library: Library, memory: MemoryService, export_dir: Path
+) -> None:
+    handlers = ChatHandlers(chat, library, memory, export_dir)
     backend_choices = ["auto", *chat.backends.names()]
     with gr.Row():
         query = gr.Textbox(label="Find an NPC", placeholder="grumpy baker, or a name", scale=3)
@@ -181,6 +229,19 @@ def build_chat(chat: ChatService, library: Library, export_dir: Path) -> None:
                 )
                 export = gr.Button("Export")
                 exported = gr.File(label="Download", interactive=False)
+            with gr.Accordion("This NPC's memory", open=False):
+                recall_query = gr.Textbox(label="What does it remember about…")
+                recall = gr.Button("Search memory")
+                found = gr.Dataframe(headers=MEMORY_COLUMNS, interactive=False, wrap=True)
+                memory_status = gr.Markdown()
+                upload = gr.File(
+                    label="Import a SillyTavern chat (.jsonl) as memories",
+                    file_types=[".jsonl"],
+                    type="filepath",
+                )
+                do_import = gr.Button("Import into memory")
+                sure = gr.Checkbox(label="Yes, forget everything this NPC remembers")
+                forget = gr.Button("Clear this NPC's memory", variant="stop")
             backend = gr.Dropdown(backend_choices, value="auto", label="Backend")
 
     h = user_errors
@@ -199,3 +260,13 @@ def build_chat(chat: ChatService, library: Library, export_dir: Path) -> None:
     )
     fresh.click(h(handlers.new_conversation), [npc, player], outputs, api_name="chat_new")
     export.click(h(handlers.export), [npc, conversation, fmt], [exported], api_name="chat_export")
+    recall.click(
+        h(handlers.memory_search), [npc, recall_query, player], [found, memory_status],
+        api_name="memory_search",
+    )  # fmt: skip
+    do_import.click(
+        h(handlers.memory_import), [npc, upload], [memory_status], api_name="memory_import_chat"
+    )
+    forget.click(
+        h(handlers.memory_clear), [npc, sure], [memory_status, sure], api_name="memory_clear"
+    )
