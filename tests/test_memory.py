@@ -21,6 +21,7 @@ from app.errors import InputError
 from app.services.extraction import MemoryWriter, WriterOptions
 from app.services.memory import (
     MemoryService,
+    Prepared,
     RetrievalPolicy,
     ScoredMemory,
     SearchCache,
@@ -302,7 +303,7 @@ async def test_a_search_that_read_before_a_write_is_not_cached(
     generation = service.cache.generation(npc)
     await service.add(npc, [{"text": "The player's dog died.", "importance": 8}])
     key = (npc, "", "the dog")
-    assert not service.cache.put(key, (), generation)
+    assert not service.cache.put(key, Prepared.of([]), generation)
     assert service.cache.get(key) is None
 
 
@@ -542,7 +543,9 @@ def test_other_players_memories_never_crowd_a_players_own_out(
     counted = Calls(store, monkeypatch)
     found = store.candidates(npc, "", n=2, player="Ann", query_embedding=list(query))
     assert sorted(c.memory.text for c in found) == ["ann 0", "ann 1"]
-    assert counted.count_of("query") == 3  # 2, then 8, then 32 > all 14
+    assert counted.count_of("query") == 2  # 2 (none of Ann's), then enough to read all 14
+    again = store.candidates(npc, "", n=2, player="Ann", query_embedding=list(query))
+    assert again == found and counted.count_of("query") == 3  # sized right at once
     assert [c.memory.player for c in store.candidates(npc, "", n=2, query_embedding=query)] == [
         "Bob",
         "Bob",

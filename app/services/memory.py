@@ -159,48 +159,96 @@ def _scaled(values: Sequence[float]) -> list[float]:
     return [(value - low) / (high - low) for value in values]
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Candidates with what ranking needs of them worked out once: the scaled
+    importance and relevance never change while they are cached (a touch
+    changes only recency), so a cache hit computes recency and nothing else."""
+
+    candidates: tuple[Candidate, ...]
+    ids: tuple[str, ...]
+    accessed: tuple[float, ...]
+    importance: tuple[float, ...]
+    relevance: tuple[float, ...]
+
+    @classmethod
+    def of(cls, candidates: Sequence[Candidate]) -> Prepared:
+        if not candidates:
+            return cls((), (), (), (), ())
+        return cls(
+            tuple(candidates),
+            tuple(c.memory.id for c in candidates),
+            tuple(c.memory.last_accessed for c in candidates),
+            tuple(_scaled([float(c.memory.importance) for c in candidates])),
+            tuple(_scaled([1.0 - c.distance for c in candidates])),
+        )
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def rank(
+        self,
+        policy: RetrievalPolicy,
+        *,
+        now: float,
+        accessed: Mapping[str, float] | None = None,
+        limit: int | None = None,
+    ) -> list[ScoredMemory]:
+        """See ``rank``."""
+        if not self.candidates:
+            return []
+        seen = list(self.accessed)
+        if accessed:
+            for index, memory_id in enumerate(self.ids):
+                at = accessed.get(memory_id)
+                if at is not None and at > seen[index]:
+                    seen[index] = at
+        newest = max(seen)
+        # decay ** hours, counted from the newest access instead of from now: the same
+        # after scaling, and it never underflows for very old memories.
+        per_hour = math.log(policy.decay) / HOUR
+        exp = math.exp
+        recency = _scaled([exp(per_hour * (newest - at)) for at in seen])
+        w = policy.weights
+        importance, relevance, ids = self.importance, self.relevance, self.ids
+        scores = [
+            w.recency * rec + w.importance * importance[i] + w.relevance * relevance[i]
+            for i, rec in enumerate(recency)
+        ]
+        # Only the returned ones become objects: a cache hit ranks 50 and returns 4.
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], -relevance[i], ids[i]))
+        ranked = []
+        for i in order[:limit]:
+            candidate = self.candidates[i]
+            memory = candidate.memory
+            if seen[i] != memory.last_accessed:
+                memory = replace(memory, last_accessed=seen[i])
+            ranked.append(
+                ScoredMemory(
+                    memory=memory,
+                    score=scores[i],
+                    recency=recency[i],
+                    importance=importance[i],
+                    relevance=relevance[i],
+                    distance=candidate.distance,
+                    hours_since_access=max(0.0, (now - seen[i]) / HOUR),
+                )
+            )
+        return ranked
+
+
 def rank(
     candidates: Sequence[Candidate],
     policy: RetrievalPolicy,
     *,
     now: float,
     accessed: Mapping[str, float] | None = None,
+    limit: int | None = None,
 ) -> list[ScoredMemory]:
-    """Every candidate scored and sorted, best first. ``accessed`` holds access
-    times newer than the candidates carry (touches not yet read back)."""
-    if not candidates:
-        return []
-    accessed = accessed or {}
-    memories = [
-        replace(c.memory, last_accessed=at)
-        if (at := accessed.get(c.memory.id, 0.0)) > c.memory.last_accessed
-        else c.memory
-        for c in candidates
-    ]
-    newest = max(m.last_accessed for m in memories)
-    # decay ** hours, counted from the newest access instead of from now: the same
-    # after scaling, and it never underflows for very old memories.
-    per_hour = math.log(policy.decay) / HOUR
-    recency = _scaled([math.exp(per_hour * (newest - m.last_accessed)) for m in memories])
-    importance = _scaled([float(m.importance) for m in memories])
-    relevance = _scaled([1.0 - c.distance for c in candidates])
-    w = policy.weights
-    scored = [
-        ScoredMemory(
-            memory=memory,
-            score=w.recency * rec + w.importance * imp + w.relevance * rel,
-            recency=rec,
-            importance=imp,
-            relevance=rel,
-            distance=candidate.distance,
-            hours_since_access=max(0.0, (now - memory.last_accessed) / HOUR),
-        )
-        for memory, candidate, rec, imp, rel in zip(
-            memories, candidates, recency, importance, relevance, strict=True
-        )
-    ]
-    scored.sort(key=lambda s: (-s.score, -s.relevance, s.memory.id))
-    return scored
+    """The candidates scored and sorted, best first (the first ``limit`` of them).
+    ``accessed`` holds access times newer than the candidates carry (touches made
+    after the candidates were read). Scaling is over every candidate either way."""
+    return Prepared.of(candidates).rank(policy, now=now, accessed=accessed, limit=limit)
 
 
 T = TypeVar("T", ScoredMemory, Memory)
@@ -226,7 +274,7 @@ def token_budget(memories: Sequence[T], max_tokens: int) -> list[T]:
 
 # -- the search cache ---------------------------------------------------------------
 CacheKey = tuple[str, str, str]  # (npc_id, player or "", query)
-Found = tuple[Candidate, ...]
+Found = Prepared
 
 
 class _Entries(TTLCache[CacheKey, Found]):
@@ -637,7 +685,7 @@ class MemoryService:
                 self._reading[npc_id] -= 1
                 if not self._reading[npc_id]:
                     del self._reading[npc_id]
-        result = tuple(found)
+        result = Prepared.of(found)
         self.cache.put(key, result, generation)
         return result
 
@@ -686,7 +734,7 @@ class MemoryService:
         player = " ".join((player or "").split()) or None
         now = self._clock() if now is None else now
         candidates = await self._candidates(npc_id, player, query)
-        ranked = rank(candidates, self.policy, now=now, accessed=self._access_times(npc_id))[:k]
+        ranked = candidates.rank(self.policy, now=now, accessed=self._access_times(npc_id), limit=k)
         if touch and ranked:
             self._touch(npc_id, ranked, now)
         return ranked

@@ -27,6 +27,7 @@ threads. Writes go in batches under Chroma's limit, never one call per memory.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -50,6 +51,8 @@ KINDS: tuple[str, ...] = get_args(MemoryKind)
 # Reflections are about them, and imports are old history, not news.
 EXPERIENCED: tuple[str, ...] = ("observation", "dialogue")
 _ANY_PLAYER = ""
+# The most results one search asks Chroma for (it refuses more than its batch limit).
+MAX_FETCH = 4000
 R = TypeVar("R")
 _USER = "user_json"
 
@@ -163,6 +166,12 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[slice]:
         yield slice(start, start + size)
 
 
+def _fetch_size(n: int, share: float) -> int:
+    """How many to ask for to get ``n`` of a player's, when ``share`` of the
+    results were theirs or shared (a fifth more, for the spread between searches)."""
+    return min(MAX_FETCH, max(n, math.ceil(n / max(share, 1 / 64) * 1.2)))
+
+
 def _allowed(memory: Memory, player: str | None) -> bool:
     return player is None or memory.player is None or memory.player == player
 
@@ -188,6 +197,8 @@ class MemoryStore:
         self.batch = min(batch, ADD_BATCH)
         self.embedder = embedder if embedder is not None else MiniLMEmbeddings(threads=threads)
         self._handles: dict[str, Collection] = {}
+        # Per (npc, player): the share of search results that were theirs or shared.
+        self._shares: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -233,6 +244,8 @@ class MemoryStore:
     def _forget(self, npc_id: str) -> None:
         with self._lock:
             self._handles.pop(npc_id, None)
+            for key in [key for key in self._shares if key[0] == npc_id]:
+                del self._shares[key]
 
     def _read(self, npc_id: str, read: Callable[[Collection], R], empty: R) -> R:
         """``read`` on the NPC's collection; ``empty`` when there is none (also when
@@ -334,7 +347,10 @@ class MemoryStore:
                 if query_embedding is None
                 else [float(x) for x in query_embedding]
             )
-            fetch = n
+            key = (npc_id, player or "")
+            with self._lock:
+                share = self._shares.get(key, 1.0)
+            fetch = _fetch_size(n, share)
             while True:
                 result = collection.query(
                     query_embeddings=[vector],
@@ -350,10 +366,14 @@ class MemoryStore:
                     for i, d, m, distance in zip(ids, documents, metadatas, distances, strict=True)
                 ]
                 allowed = [c for c in found if _allowed(c.memory, player)]
+                if found:
+                    with self._lock:  # the next search of this player starts the right size
+                        self._shares[key] = len(allowed) / len(found)
                 # Enough of them, or the whole collection read: exactly the closest n.
                 if len(allowed) >= n or len(found) < fetch:
                     return allowed[:n]
-                fetch *= 4  # other players' memories crowd this one's out: look further
+                # Other players' memories crowd this one's out: look further.
+                fetch = max(2 * fetch, _fetch_size(n, len(allowed) / len(found)))
 
         return self._read(npc_id, search, [])
 
