@@ -582,25 +582,29 @@ async def test_memories_and_the_reflection_count_survive_a_restart(
 
     def open_service() -> MemoryService:
         shared = SharedClient.from_settings(settings)
-        return MemoryService.from_settings(lambda: MemoryStore(shared.get()), settings)
+        return MemoryService.from_settings(lambda: MemoryStore(shared.get()), settings, clock=clock)
 
     first = open_service()
-    first._clock = clock  # the same fake time in both lives
-    writer = MemoryWriter(first, lambda name: backend, options=WriterOptions(every=2))
-    await writer.observe(
-        "npc-r", "Tom", {"role": "user", "content": "My sister lives in Harrow Bay."}
+    writer = MemoryWriter(
+        first, lambda name: backend, options=WriterOptions(every=2, reflection_threshold=10)
     )
-    stored = await writer.observe(
-        "npc-r", "Tom", {"role": "assistant", "content": "I swear I will tell no one."}
-    )
-    assert len(stored) == 2
-    since = await first.importance_since_reflection("npc-r")
-    assert since == sum(m.importance for m in stored) > 0
+
+    async def say(user: str, npc: str) -> list[Memory]:
+        stored = await writer.observe("npc-r", "Tom", {"role": "user", "content": user})
+        return stored + await writer.observe("npc-r", "Tom", {"role": "assistant", "content": npc})
+
+    stored = await say("My sister lives in Harrow Bay.", "I swear I will tell no one.")
+    assert [m.kind for m in stored] == ["dialogue", "dialogue", "reflection", "reflection"]
+    assert await first.importance_since_reflection("npc-r") == 0
+    clock.now += 60
+    stored = await say("I hate rats.", "Thanks!")  # 5 more, under the threshold
+    assert [m.text for m in stored] == ["Tom said they hate rats."]
+    assert await first.importance_since_reflection("npc-r") == 5
     await first.aclose()
 
-    second = open_service()
-    assert await second.count("npc-r") == 2
-    assert await second.importance_since_reflection("npc-r") == since
+    second = open_service()  # a restart: new client, new service, same data dir
+    assert await second.count("npc-r") == 5
+    assert await second.importance_since_reflection("npc-r") == 5
     found = await second.retrieve("npc-r", "where does Tom's sister live?", player="Tom", k=1)
     assert "Harrow Bay" in found[0].text
     await second.aclose()

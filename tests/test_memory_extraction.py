@@ -346,6 +346,17 @@ async def test_a_cancelled_flush_loses_no_message(setup: Setup) -> None:
     assert setup.writer.pending("npc-1", "Tom") == 3
 
 
+async def test_a_batch_carries_each_message_cut_to_the_memory_limit(
+    fake_sleep: FakeSleep,
+) -> None:
+    setup = Setup(fake_sleep, max_chars=40)
+    setup.backend.enqueue(memories_reply())
+    await setup.say(*(fact + " " + "and so on " * 50 for fact in FACTS))
+    sent = [m["content"] for m in setup.backend.history[0].inputs["messages"]]
+    assert [len(text) for text in sent] == [40] * 4 and sent[0].startswith(FACTS[0])
+    await setup.memory.aclose()
+
+
 async def test_buffers_are_per_npc_and_player(setup: Setup) -> None:
     await setup.say(FACTS[0], player="Ann")
     await setup.say(FACTS[1], player=None)

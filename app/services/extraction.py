@@ -184,6 +184,16 @@ def _transcript(messages: Sequence[Message], npc_name: str, player: str) -> str:
     return "\n".join(f"{who.get(m['role'], m['role'])}: {m['content']}" for m in messages)
 
 
+def _bounded(messages: Sequence[Message], max_chars: int) -> list[Message]:
+    """Each message cut to ``max_chars``: after failed tries a batch can hold dozens."""
+    return [
+        Message(role=m["role"], content=m["content"][:max_chars])
+        if len(m["content"]) > max_chars
+        else m
+        for m in messages
+    ]
+
+
 def extraction_request(
     messages: Sequence[Message],
     *,
@@ -391,7 +401,10 @@ class MemoryWriter:
         try:
             guarded = self._backend_for(self._backend)
             request = extraction_request(
-                messages, npc_name=name, player=player, temperature=self.options.temperature
+                _bounded(messages, self.options.max_chars),
+                npc_name=name,
+                player=player,
+                temperature=self.options.temperature,
             )
             self.extractions += 1
             extracted, _ = await complete_validated(
