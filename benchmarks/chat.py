@@ -494,6 +494,21 @@ def retrieval_quality(conversations: int = 20) -> list[Row]:
     return asyncio.run(_quality(build_conversations(conversations), variants))
 
 
+def chat_first_token(latency: float = 0.05, rounds: int = 20) -> list[Row]:
+    """Chat time to first token: the service over the backend's own (chat_latency.py)."""
+    import asyncio
+
+    from benchmarks.chat_latency import measure
+    from benchmarks.concurrency import fake_server
+
+    with fake_server(latency) as base_url:
+        figures = asyncio.run(measure(base_url, rounds))
+    return [
+        (f"chat {name} (L={latency * 1000:.0f} ms)", f"{value:.2f}")
+        for name, value in figures.items()
+    ]
+
+
 def print_table(rows: Sequence[Row]) -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
@@ -505,8 +520,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000", help="memories, comma-separated")
     parser.add_argument("--no-quality", action="store_true", help="skip the quality set")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency part")
+    parser.add_argument("--no-ttft", action="store_true", help="skip the chat first-token part")
     args = parser.parse_args()
     rows: list[Row] = []
+    if not args.no_ttft:
+        rows += chat_first_token()
     if not args.no_latency:
         rows += retrieval_latency([int(size) for size in args.sizes.split(",")])
         rows += single_collection_latency()
