@@ -474,3 +474,14 @@ class MemoryWriter:
         finally:
             with self._lock:
                 self._reflecting.discard(npc_id)
+
+
+__all__ = [
+    "EXTRACTION_SCHEMA",
+    "REFLECTION_SCHEMA",
+    "MemoryWriter",
+    "SkipRules",
+    "WriterOptions",
+    "extraction_request",
+    "reflection_request",
+]

@@ -183,9 +183,6 @@ class Prepared:
             tuple(_scaled([1.0 - c.distance for c in candidates])),
         )
 
-    def __len__(self) -> int:
-        return len(self.candidates)
-
     def rank(
         self,
         policy: RetrievalPolicy,
@@ -366,11 +363,6 @@ class SearchCache:
             for key in keys:
                 self._entries.pop(key, None)
             return len(keys)
-
-    def has_entries(self, npc_id: str) -> bool:
-        with self._lock:
-            self._entries.expire()
-            return bool(self._keys.get(npc_id))
 
     def __len__(self) -> int:
         with self._lock:
@@ -877,3 +869,19 @@ class MemoryService:
                 await write()
         await write()
         return ImportReport(imported, bad, tuple(problems), duplicates)
+
+
+__all__ = [
+    "ImportReport",
+    "LineProblem",
+    "MemoryDraft",
+    "MemoryService",
+    "Prepared",
+    "RetrievalPolicy",
+    "ScoredMemory",
+    "SearchCache",
+    "Weights",
+    "estimate_tokens",
+    "rank",
+    "token_budget",
+]

@@ -417,3 +417,15 @@ class MemoryStore:
             return max(times) if times else None
 
         return self._read(npc_id, newest, None)
+
+
+__all__ = [
+    "EXPERIENCED",
+    "KINDS",
+    "Candidate",
+    "Memory",
+    "MemoryKind",
+    "MemoryStore",
+    "collection_name",
+    "memory_id",
+]
