@@ -168,6 +168,9 @@ class FakeRecall:
         self.queries.append((npc_id, query, player))
         return self.texts
 
+    def fit_prompt(self, memories: Sequence[str]) -> list[str]:
+        return list(memories)
+
 
 class FakeWriter:
     def __init__(self) -> None:

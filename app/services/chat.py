@@ -39,6 +39,8 @@ class Recall(Protocol):
         self, npc_id: str, query: str, *, player: str | None = None, k: int | None = None
     ) -> Sequence[Any]: ...
 
+    def fit_prompt(self, memories: Sequence[Any]) -> list[Any]: ...
+
 
 class TurnWriter(Protocol):
     """What the chat hands finished turns to (memory extraction)."""
@@ -245,7 +247,8 @@ class ChatService:
         if self.recall is None:
             return []
         try:
-            return await self.recall.retrieve(npc_id, query, player=player, k=self.limits.memories)
+            found = await self.recall.retrieve(npc_id, query, player=player, k=self.limits.memories)
+            return self.recall.fit_prompt(found)  # within the prompt's memory budget
         except Exception as exc:  # no memories is better than no reply
             log.warning("memory retrieval failed for %s: %s", npc_id, exc)
             return []
