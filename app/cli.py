@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from app import __version__
@@ -18,6 +18,7 @@ from app.errors import NPCForgeError
 from app.logs import configure_logging
 
 if TYPE_CHECKING:
+    from app.wiring import Services
     from config import Settings
 
 log = logging.getLogger("npc_forge")
@@ -150,11 +151,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "generate":
             from app.cli_generate import run_generate
 
-            return asyncio.run(run_generate(args, settings))
+            return asyncio.run(_with_services(run_generate, args, settings))
         if command == "chat":
-            return asyncio.run(_chat(args, settings))
+            from app.cli_chat import run_chat
+
+            return asyncio.run(_with_services(run_chat, args, settings))
         if command == "memory":
-            return asyncio.run(_memory(args, settings))
+            from app.cli_memory import run_memory
+
+            return asyncio.run(_with_services(run_memory, args, settings))
         if command == "cache":
             return _cache_command(args.action, settings, sys.stdout)
         if command == "stats":
@@ -188,24 +193,17 @@ def _run_ui(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-async def _memory(args: argparse.Namespace, settings: Settings) -> int:
-    from app.cli_memory import run_memory
+async def _with_services(
+    command: Callable[[argparse.Namespace, Services], Awaitable[int]],
+    args: argparse.Namespace,
+    settings: Settings,
+) -> int:
+    """Run an async command with the app's parts, closing them however it ends."""
     from app.wiring import Services
 
     services = Services(settings)
     try:
-        return await run_memory(args, services)
-    finally:
-        await services.aclose()
-
-
-async def _chat(args: argparse.Namespace, settings: Settings) -> int:
-    from app.cli_chat import run_chat
-    from app.wiring import Services
-
-    services = Services(settings)
-    try:
-        return await run_chat(args, services)
+        return await command(args, services)
     finally:
         await services.aclose()
 

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
     from app.models import NPC
-    from config import Settings
 
 EXIT_OK, EXIT_PARTIAL = 0, 1
 
@@ -72,15 +71,7 @@ def _resume_seed(args: argparse.Namespace, resumed: list[NPC]) -> int:
     return args.seed if args.seed is not None else new_cast_seed()
 
 
-async def run_generate(args: argparse.Namespace, settings: Settings) -> int:
-    services = Services(settings)
-    try:
-        return await _generate(args, services)
-    finally:
-        await services.aclose()
-
-
-async def _generate(args: argparse.Namespace, services: Services) -> int:
+async def run_generate(args: argparse.Namespace, services: Services) -> int:
     resolved = await asyncio.to_thread(services.worlds.resolve, args.world, args.setting)
     if resolved.warning:
         print(f"warning: {resolved.warning}", file=sys.stderr)
