@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,46 +40,45 @@ def _chromium() -> str:
     return path
 
 
-@pytest.fixture
-def app_url(services: Services) -> Iterator[str]:
+@contextmanager
+def app_page(services: Services) -> Iterator[Any]:
+    """The app served on 127.0.0.1 and a chromium page open on it; both closed after."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    executable = _chromium()
     from app.ui.app import serve, shutdown
 
     demo = serve(services, host="127.0.0.1")
     try:
-        yield demo.local_url
+        with playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(demo.local_url, wait_until="load")
+                yield page
+            finally:
+                browser.close()
     finally:
         shutdown(services, demo)
 
 
-def test_generate_in_the_browser(app_url: str, tmp_path: Path) -> None:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    executable = _chromium()
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(app_url, wait_until="load")
-            page.get_by_role("button", name="Generate", exact=True).wait_for(timeout=30_000)
-            page.get_by_role("button", name="Generate", exact=True).click()
-            finished = page.locator("article.npc-card:not(.npc-pending):not(.npc-failed)")
-            finished.nth(4).wait_for(timeout=30_000)
-            assert finished.count() == 5
-            assert page.locator("article.npc-pending").count() == 0
-            page.get_by_text("5/5").first.wait_for(timeout=10_000)
-            page.screenshot(path=str(tmp_path / "generate.png"), full_page=True)
-            # The Stats tab shows the cache table.
-            page.get_by_role("tab", name="Stats").click()
-            page.get_by_text("json_files").first.wait_for(timeout=15_000)
-        finally:
-            browser.close()
+def test_generate_in_the_browser(services: Services, tmp_path: Path) -> None:
+    with app_page(services) as page:
+        page.get_by_role("button", name="Generate", exact=True).wait_for(timeout=30_000)
+        page.get_by_role("button", name="Generate", exact=True).click()
+        finished = page.locator("article.npc-card:not(.npc-pending):not(.npc-failed)")
+        finished.nth(4).wait_for(timeout=30_000)
+        assert finished.count() == 5
+        assert page.locator("article.npc-pending").count() == 0
+        page.get_by_text("5/5").first.wait_for(timeout=10_000)
+        page.screenshot(path=str(tmp_path / "generate.png"), full_page=True)
+        # The Stats tab shows the cache table.
+        page.get_by_role("tab", name="Stats").click()
+        page.get_by_text("json_files").first.wait_for(timeout=15_000)
 
 
 def test_stop_keeps_the_finished_cards_in_the_browser(tmp_path: Path) -> None:
     """Stop after three NPCs: their cards stay, the status says so, the JSON is offered."""
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    executable = _chromium()
     from app.backends.registry import BackendRegistry
-    from app.ui.app import serve, shutdown
     from tests.conftest import make_settings
     from tests.gated import GateBackend
 
@@ -85,37 +86,26 @@ def test_stop_keeps_the_finished_cards_in_the_browser(tmp_path: Path) -> None:
     registry = BackendRegistry()
     registry.register("gated", lambda settings, context: gate)
     services = Services(make_settings(tmp_path, backend="gated"), registry)
-    demo = serve(services, host="127.0.0.1")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(demo.local_url, wait_until="load")
-            generate = page.get_by_role("button", name="Generate", exact=True)
-            generate.wait_for(timeout=30_000)
-            page.get_by_label("How many NPCs").first.fill("10")
-            generate.click()
-            cards = page.locator("#npc-cards article.npc-card")
-            cards.nth(2).wait_for(timeout=30_000)
-            page.get_by_text("7 generating").first.wait_for(timeout=10_000)
-            page.get_by_role("button", name="Stop", exact=True).click()
-            page.get_by_text("Stopped:").first.wait_for(timeout=15_000)
-            assert cards.count() == 3
-            assert page.get_by_text("npc-cast-", exact=False).count() >= 1  # the JSON file
-            page.screenshot(path=str(tmp_path / "stopped.png"), full_page=True)
-        finally:
-            browser.close()
-            shutdown(services, demo)
+    with app_page(services) as page:
+        generate = page.get_by_role("button", name="Generate", exact=True)
+        generate.wait_for(timeout=30_000)
+        page.get_by_label("How many NPCs").first.fill("10")
+        generate.click()
+        cards = page.locator("#npc-cards article.npc-card")
+        cards.nth(2).wait_for(timeout=30_000)
+        page.get_by_text("7 generating").first.wait_for(timeout=10_000)
+        page.get_by_role("button", name="Stop", exact=True).click()
+        page.get_by_text("Stopped:").first.wait_for(timeout=15_000)
+        assert cards.count() == 3
+        assert page.get_by_text("npc-cast-", exact=False).count() >= 1  # the JSON file
+        page.screenshot(path=str(tmp_path / "stopped.png"), full_page=True)
     assert gate.cancelled == 1 and gate.in_flight == 0
 
 
 def test_chat_in_the_browser(tmp_path: Path) -> None:
     """Find an NPC, say something, and read its reply in the chat."""
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    executable = _chromium()
     import asyncio
 
-    from app.ui.app import serve, shutdown
     from tests import casts
     from tests.conftest import make_settings
 
@@ -129,21 +119,13 @@ def test_chat_in_the_browser(tmp_path: Path) -> None:
         return outcome.npc.occupation
 
     occupation = asyncio.run(one_npc())
-    demo = serve(services, host="127.0.0.1")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(demo.local_url, wait_until="load")
-            page.get_by_role("tab", name="Chat").click()
-            page.get_by_role("button", name="Find", exact=True).click()
-            page.get_by_text("Talking to").first.wait_for(timeout=15_000)
-            page.get_by_label("Say").fill("Who are you?")
-            page.get_by_role("button", name="Send", exact=True).click()
-            page.get_by_text(f"{occupation.capitalize()}, if you must know").first.wait_for(
-                timeout=15_000
-            )
-            page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
-        finally:
-            browser.close()
-            shutdown(services, demo)
+    with app_page(services) as page:
+        page.get_by_role("tab", name="Chat").click()
+        page.get_by_role("button", name="Find", exact=True).click()
+        page.get_by_text("Talking to").first.wait_for(timeout=15_000)
+        page.get_by_label("Say").fill("Who are you?")
+        page.get_by_role("button", name="Send", exact=True).click()
+        page.get_by_text(f"{occupation.capitalize()}, if you must know").first.wait_for(
+            timeout=15_000
+        )
+        page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
