@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from app.services.conversations import Conversation
 from app.services.exports import safe_filename
 from app.services.library import Library
 from app.services.memory import MemoryService
+from app.ui.downloads import offer
 from app.ui.errors import required_npc_id, user_errors, warn
-from utils.jsonio import atomic_write_bytes
 
 MEMORY_COLUMNS = ["memory", "recency", "importance", "relevance", "score"]
 NEW = "(new conversation)"
@@ -147,10 +146,9 @@ class ChatHandlers:
             data, suffix = conversation_sillytavern(conversation, npc.name), ".jsonl"
         else:
             data, suffix = conversation_markdown(conversation, npc.name).encode(), ".md"
-        folder = await asyncio.to_thread(self._new_folder)
-        path = folder / safe_filename(f"{npc.name} chat", suffix)
-        await asyncio.to_thread(atomic_write_bytes, path, data)
-        return str(path)
+        return await offer(
+            self.export_dir, "chat-", safe_filename(f"{npc.name} chat", suffix), data
+        )
 
     # -- memory ------------------------------------------------------------------------
     async def memory_search(
@@ -187,10 +185,6 @@ class ChatHandlers:
             raise InputError("Tick 'Yes, forget everything' first: this cannot be undone.")
         removed = await self.memory.clear(npc)
         return f"Forgot {removed:,} memories.", False
-
-    def _new_folder(self) -> Path:
-        self.export_dir.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix="chat-", dir=self.export_dir))
 
 
 def build_chat(

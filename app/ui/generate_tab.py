@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -16,9 +15,10 @@ from app.services.cast import CastService
 from app.services.planning import CastRequest, parse_name_lines, parse_whole_number
 from app.services.worlds import WorldService
 from app.ui.cast_view import CastView
+from app.ui.downloads import offer
 from app.ui.errors import user_errors, warn
 from app.ui.render import EMPTY_CAST
-from utils.jsonio import atomic_write_bytes, dumps
+from utils.jsonio import dumps
 
 NO_WORLD = "(none: use the setting text)"
 Outputs = tuple[str, dict[str, Any], str | None, str, CastView]
@@ -74,15 +74,8 @@ class GenerateHandlers:
     async def _export(self, view: CastView) -> str | None:
         if not any(view.npcs):
             return None
-        # A folder per run: two users asking for the same seed never share a file.
-        folder = Path(tempfile.mkdtemp(prefix="cast-", dir=self._ensure_export_dir()))
-        path = folder / f"npc-cast-{view.plan.cast_seed}.json"
-        await asyncio.to_thread(atomic_write_bytes, path, dumps(view.as_json(), pretty=True))
-        return str(path)
-
-    def _ensure_export_dir(self) -> Path:
-        self.export_dir.mkdir(parents=True, exist_ok=True)
-        return self.export_dir
+        name = f"npc-cast-{view.plan.cast_seed}.json"
+        return await offer(self.export_dir, "cast-", name, dumps(view.as_json(), pretty=True))
 
     @staticmethod
     def _outputs(view: CastView, file: str | None = None) -> Outputs:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,9 @@ from app.services.graph import relationship_graph
 from app.services.library import EDITABLE_FIELDS, MAX_RESULTS, Library, field_text
 from app.services.refine import RefineService
 from app.services.ties import TIE_COLUMNS, tie_rows
+from app.ui.downloads import offer
 from app.ui.errors import required_npc_id, user_errors, warn
 from app.ui.render import npc_card
-from utils.jsonio import atomic_write_bytes
 
 ALL_WORLDS = "(all worlds)"
 RESULT_COLUMNS = ["#", "name", "occupation", "world", "match", "id"]
@@ -143,16 +142,9 @@ class LibraryHandlers:
     async def export(self, npc_id: str | None, scope: str, fmt: str) -> tuple[str, str]:
         """Write the chosen NPC (or its whole world) in a format; returns the file."""
         exported = await self.exports.export(_required(npc_id), scope, fmt)
-        folder = await asyncio.to_thread(self._new_folder)
-        path = folder / exported.filename
-        await asyncio.to_thread(atomic_write_bytes, path, exported.data)
+        path = await offer(self.export_dir, "export-", exported.filename, exported.data)
         plural = "s" if exported.count != 1 else ""
-        return str(path), f"Exported {exported.count} NPC{plural} as {fmt}."
-
-    def _new_folder(self) -> Path:
-        # A folder per export: two users exporting the same NPC never share a file.
-        self.export_dir.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix="export-", dir=self.export_dir))
+        return path, f"Exported {exported.count} NPC{plural} as {fmt}."
 
     async def import_cards(self, files: Sequence[str] | None) -> str:
         """Character Cards V2/V3 (JSON or PNG) into the library."""
