@@ -184,12 +184,11 @@ class ChatService:
         if not text:
             raise InputError("Type something to say first.")
         text, notice = cut_message(text, self.limits.max_message_chars)
-        if conversation_id:
+        if not conversation_id:
+            conversation_id = (await self.new_conversation(npc_id, player)).id
+        async with self._lock(npc_id, conversation_id):
+            # Read under the lock: the latest version, after any reply it waited for.
             conversation = await self.conversation(npc_id, conversation_id)
-        else:
-            conversation = await self.new_conversation(npc_id, player)
-        async with self._lock(npc_id, conversation.id):
-            conversation = await self.conversation(npc_id, conversation.id)  # the latest
             said = self.store.message("user", text, _player(player) or conversation.player)
             conversation.messages.append(said)
             async for update in self._answer(conversation, backend, notice):
