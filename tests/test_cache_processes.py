@@ -15,6 +15,7 @@ import random
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,24 +95,31 @@ def _mixed_worker(
     results.put((writer, writes, reads, problems))
 
 
+def _race(worker: Callable[..., None], directory: Path) -> list[Any]:
+    """WRITERS spawned processes running ``worker``, started together by a barrier;
+    each one's report, once all have exited cleanly."""
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(WRITERS)
+    results = context.Queue()
+    workers = [
+        context.Process(target=worker, args=(ROOT, str(directory), writer, start, results))
+        for writer in range(WRITERS)
+    ]
+    for process in workers:
+        process.start()
+    reports = [results.get(timeout=120) for _ in workers]
+    for process in workers:
+        process.join(30)
+        assert process.exitcode == 0
+    return reports
+
+
 def test_processes_share_one_directory(tmp_path: Path) -> None:
     directory = tmp_path / "responses"
     seeded = DiskTier(directory)
     for index, key in enumerate(KEYS):
         seeded.put(key, make_value(index, SEED_WRITER, 0))
-    context = multiprocessing.get_context("spawn")
-    start = context.Barrier(WRITERS)
-    results = context.Queue()
-    workers = [
-        context.Process(target=_mixed_worker, args=(ROOT, str(directory), writer, start, results))
-        for writer in range(WRITERS)
-    ]
-    for worker in workers:
-        worker.start()
-    reports = [results.get(timeout=120) for _ in workers]
-    for worker in workers:
-        worker.join(30)
-        assert worker.exitcode == 0
+    reports = _race(_mixed_worker, directory)
 
     written = {(index, SEED_WRITER, 0) for index in range(len(KEYS))}
     reads: list[tuple[int, int, int] | None] = []
@@ -219,19 +227,7 @@ def _filling_worker(
 
 def test_racing_writers_keep_both_bounds_and_an_exact_record(tmp_path: Path) -> None:
     directory = tmp_path / "responses"
-    context = multiprocessing.get_context("spawn")
-    start = context.Barrier(WRITERS)
-    results = context.Queue()
-    workers = [
-        context.Process(target=_filling_worker, args=(ROOT, str(directory), writer, start, results))
-        for writer in range(WRITERS)
-    ]
-    for worker in workers:
-        worker.start()
-    reports = [results.get(timeout=120) for _ in workers]
-    for worker in workers:
-        worker.join(30)
-        assert worker.exitcode == 0
+    reports = _race(_filling_worker, directory)
     assert [problems for _, problems, _ in sorted(reports)] == [[]] * WRITERS
     files = shard_files(directory)
     on_disk = sum(path.stat().st_size for path in files)
