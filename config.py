@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     memory_weight_recency: float = Field(default=1.0, ge=0)
     memory_weight_importance: float = Field(default=1.0, ge=0)
     memory_weight_relevance: float = Field(default=1.0, ge=0)
+    # Recency and importance count in full for the candidates most similar to the
+    # query, fading to nothing at this much cosine similarity below the best: they
+    # order memories that are about as relevant, and never lift an off-topic recent
+    # one over the one that answers (0 = no gate, plain Generative Agents).
+    memory_relevance_margin: float = Field(default=0.03, ge=0, le=2)
     # Roughly how many tokens of memories a chat prompt carries (4 characters a token).
     memory_prompt_tokens: int = Field(default=400, ge=16)
     # Search results cached per (npc, player, query); every write to an NPC's

@@ -93,7 +93,8 @@ async def run_memory(args: argparse.Namespace, services: Services, out: TextIO =
     for rank, scored in enumerate(found, 1):
         print(
             f"{rank}. {scored.score:.2f} (recency {scored.recency:.2f}, importance "
-            f"{scored.importance:.2f}, relevance {scored.relevance:.2f}) {scored.text}",
+            f"{scored.importance:.2f}, relevance {scored.relevance:.2f}, gate {scored.gate:.2f}) "
+            f"{scored.text}",
             file=out,
         )
     return EXIT_OK

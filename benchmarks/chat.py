@@ -480,16 +480,16 @@ async def _quality(
 
 
 def retrieval_quality(conversations: int = 20) -> list[Row]:
-    def policy(weights: Weights, candidates: int = 50) -> RetrievalPolicy:
-        return RetrievalPolicy(candidates=candidates, weights=weights)
+    def policy(weights: Weights, margin: float, candidates: int = 50) -> RetrievalPolicy:
+        return RetrievalPolicy(candidates=candidates, weights=weights, relevance_margin=margin)
 
     variants = [
-        ("ours, defaults (weights 1/1/1, 50 candidates)", policy(Weights(1, 1, 1))),
-        ("  weights 1/1/1, 10 candidates", policy(Weights(1, 1, 1), 10)),
-        ("  recency 0.5, importance 1, relevance 1", policy(Weights(0.5, 1, 1))),
-        ("  recency 0, importance 1, relevance 1", policy(Weights(0, 1, 1))),
-        ("  recency 1, importance 0, relevance 1", policy(Weights(1, 0, 1))),
-        ("  recency 0.25, importance 0.5, relevance 1", policy(Weights(0.25, 0.5, 1))),
+        ("ours, defaults (weights 1/1/1, margin 0.03)", RetrievalPolicy()),
+        ("  margin 0.05", policy(Weights(1, 1, 1), 0.05)),
+        ("  margin 0.1", policy(Weights(1, 1, 1), 0.1)),
+        ("  margin 0.2", policy(Weights(1, 1, 1), 0.2)),
+        ("  margin 0.03, weights 0.5/1/1", policy(Weights(0.5, 1, 1), 0.03)),
+        ("  no gate (plain Generative Agents)", policy(Weights(1, 1, 1), 0.0)),
     ]
     return asyncio.run(_quality(build_conversations(conversations), variants))
 

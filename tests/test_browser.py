@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from app.wiring import Services
+from tests.fake_openai import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.server]
 
@@ -47,7 +48,7 @@ def app_page(services: Services) -> Iterator[Any]:
     executable = _chromium()
     from app.ui.app import serve, shutdown
 
-    demo = serve(services, host="127.0.0.1")
+    demo = serve(services, host="127.0.0.1", port=free_port())
     try:
         with playwright_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)

@@ -11,6 +11,7 @@ from app.ui.chat_tab import NEW, ChatHandlers
 from app.wiring import Services
 from tests import casts
 from tests.conftest import MakeServices, make_settings
+from tests.fake_openai import free_port
 
 
 async def _services_with_npc(tmp_path: Path, make_services: MakeServices) -> tuple[Services, str]:
@@ -69,7 +70,7 @@ def test_chat_streams_over_the_api(tmp_path: Path) -> None:
     from app.ui.app import serve, shutdown
 
     services = Services(make_settings(tmp_path, library_autosave=True))
-    demo = serve(services, host="127.0.0.1")
+    demo = serve(services, host="127.0.0.1", port=free_port())
     try:
         client = Client(demo.local_url, verbose=False)
         *_, (_, cast, _, _) = client.submit(

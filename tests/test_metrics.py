@@ -16,7 +16,7 @@ from app.metrics import Metrics, percentile
 from app.models import World
 from app.wiring import Services
 from tests import casts
-from tests.fake_openai import Action, FakeOpenAIServer
+from tests.fake_openai import Action, FakeOpenAIServer, free_port
 from tests.npc_fixtures import valid_profile
 
 WORLD = World(name="Saltmere", era="Medieval", time_period="1340", detail="A fishing village.")
@@ -160,7 +160,7 @@ def test_metrics_endpoint_and_stats_api_on_the_running_app(
 
     from app.ui.app import serve, shutdown
 
-    demo = serve(openai_services, host="127.0.0.1")
+    demo = serve(openai_services, host="127.0.0.1", port=free_port())
     try:
         client = Client(demo.local_url, verbose=False)
         world = openai_services.worlds.names()[0]

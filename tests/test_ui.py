@@ -16,7 +16,7 @@ from app.ui.generate_tab import NO_WORLD, GenerateHandlers
 from app.ui.personalities_tab import PersonalityHandlers
 from app.wiring import Services
 from tests.conftest import MakeServices, make_settings
-from tests.fake_openai import FakeOpenAIServer
+from tests.fake_openai import FakeOpenAIServer, free_port
 from tests.gated import GateBackend
 
 
@@ -242,7 +242,7 @@ def test_launched_app_streams_every_card_over_the_api(tmp_path: Path) -> None:
     from app.ui.app import serve, shutdown
 
     services = Services(make_settings(tmp_path, library_autosave=True))
-    demo = serve(services, host="127.0.0.1")
+    demo = serve(services, host="127.0.0.1", port=free_port())
     try:
         client = Client(demo.local_url, verbose=False)
         world = services.worlds.names()[0]

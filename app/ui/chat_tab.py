@@ -25,7 +25,7 @@ from app.services.memory import MemoryService
 from app.ui.downloads import offer
 from app.ui.errors import required_npc_id, user_errors, warn
 
-MEMORY_COLUMNS = ["memory", "recency", "importance", "relevance", "score"]
+MEMORY_COLUMNS = ["memory", "recency", "importance", "relevance", "gate", "score"]
 NEW = "(new conversation)"
 ChatOutputs = tuple[list[dict[str, str]], dict[str, Any], list[list[Any]], str, str]
 
