@@ -8,10 +8,10 @@ are honoured; the project's own ``NPC_FORGE_OPENAI_*`` variables override them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
@@ -157,6 +157,31 @@ class Settings(BaseSettings):
     default_temperature: float = Field(default=0.9, ge=0, le=2)
 
     log_level: str = "INFO"
+
+    # Sign-in and quotas (shared links, teams). Accounts: "user:password[:role]",
+    # roles admin and designer; NPC_FORGE_AUTH takes several, space-separated.
+    auth: Annotated[tuple[str, ...], NoDecode] = ()
+    auth_file: Path | None = None
+    auth_hash_iterations: int = Field(default=600_000, ge=1000)
+    # Backends a designer may pick (an admin may pick any): the owner's API key is
+    # not spent by whoever has the link unless the owner says so.
+    designer_backends: Annotated[tuple[str, ...], NoDecode] = ("procedural",)
+    # Per user (signed-in name, or client address without sign-in); 0 = no limit.
+    quota_npcs_per_hour: int = Field(default=300, ge=0)
+    quota_chat_per_minute: int = Field(default=30, ge=0)
+    quota_jobs_running: int = Field(default=1, ge=1)
+    quota_jobs_queued: int = Field(default=1, ge=0)
+    # Uploads larger than this are refused before they are stored.
+    upload_max_mb: float = Field(default=10.0, gt=0)
+
+    @field_validator("auth", "designer_backends", mode="before")
+    @classmethod
+    def _split_words(cls, value: Any) -> Any:
+        """The environment gives one string: entries separated by whitespace (a
+        password may hold a comma, so commas do not separate)."""
+        if isinstance(value, str):
+            return tuple(value.split())
+        return value
 
 
 # Defaults by backend kind: a remote API takes many requests at once, an

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,6 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, help="port (default: GRADIO_SERVER_PORT or 7860)")
     ui.add_argument("--share", action="store_true", help="also create a public Gradio share link")
     ui.add_argument("--backend", help="default backend in the UI (auto, procedural, openai)")
+    ui.add_argument(
+        "--auth",
+        action="append",
+        default=None,
+        metavar="USER:PASS[:ROLE]",
+        help="an account that may sign in (repeatable; role admin or designer, the default)",
+    )
+    ui.add_argument(
+        "--auth-file", help="accounts, one user:password[:role] per line (see hash-password)"
+    )
+    ui.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="allow --share or a public --host without sign-in (anyone with the link gets in)",
+    )
+    commands.add_parser(
+        "hash-password",
+        help="read a password (not echoed) and print its hash for an auth file",
+    )
 
     gen = commands.add_parser(
         "generate",
@@ -128,12 +148,23 @@ def _settings(args: argparse.Namespace) -> Settings:
         requests_per_minute=getattr(args, "rpm", None),
         openai_model=getattr(args, "model", None),
         openai_base_url=getattr(args, "base_url", None),
+        auth=tuple(args.auth) if getattr(args, "auth", None) else None,
+        auth_file=getattr(args, "auth_file", None),
     )
 
 
 def _secrets(settings: Settings) -> list[str]:
+    """What the log redactor hides: the API key and plain passwords given on the
+    command line or in the environment."""
+    from app.services.accounts import parse_account
+
     key = settings.openai_api_key
-    return [key.get_secret_value()] if key is not None else []
+    secrets = [key.get_secret_value()] if key is not None else []
+    for entry in settings.auth:
+        # A malformed entry is refused with its message when the accounts are read.
+        with contextlib.suppress(NPCForgeError):
+            secrets.append(parse_account(entry, "auth").password)
+    return secrets
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app.cli_stats import print_stats
 
             return print_stats(args.url, as_json=args.json, out=sys.stdout)
+        if command == "hash-password":
+            return _hash_password(settings, sys.stdout)
         if command == "backends":
             return _list_backends(settings, sys.stdout)
         if command == "worlds":
@@ -189,7 +222,21 @@ def _run_ui(args: argparse.Namespace, settings: Settings) -> int:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         share=getattr(args, "share", False),
+        no_auth=getattr(args, "no_auth", False),
     )
+    return EXIT_OK
+
+
+def _hash_password(settings: Settings, out: TextIO) -> int:
+    import getpass
+
+    from app.services.accounts import hash_password
+
+    password = getpass.getpass("Password: ")
+    if not password or password != getpass.getpass("Again: "):
+        print("error: the two passwords differ (or are empty); nothing printed", file=sys.stderr)
+        return EXIT_USAGE
+    print(hash_password(password, iterations=settings.auth_hash_iterations), file=out)
     return EXIT_OK
 
 

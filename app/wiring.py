@@ -26,6 +26,8 @@ from app.cache.memory import MemoryTier
 from app.cache.response import ResponseCache
 from app.cache.stats import StatsRegistry
 from app.metrics import Metrics
+from app.services.accounts import Accounts
+from app.services.admission import Admission
 from app.services.cast import CastLimits, CastService
 from app.services.chat import ChatLimits, ChatService
 from app.services.conversations import ConversationStore
@@ -34,6 +36,7 @@ from app.services.extraction import MemoryWriter
 from app.services.library import Library
 from app.services.memory import MemoryService
 from app.services.observability import ObservabilityService
+from app.services.quotas import QuotaCollector, Quotas
 from app.services.refine import RefineService
 from app.services.worlds import WorldService
 from app.store.client import SharedClient
@@ -166,7 +169,15 @@ class Services:
             recall=self.memory,
             writer=self.memory_writer,
         )
-        self.observability = ObservabilityService(self.stats, self.metrics, self.backends)
+        self.accounts = Accounts.from_settings(settings)
+        self.quotas = Quotas.from_settings(settings)
+        self.metrics.registry.register(QuotaCollector(self.quotas))
+        self.admission = Admission(
+            self.accounts, self.quotas, self.backends, settings.designer_backends
+        )
+        self.observability = ObservabilityService(
+            self.stats, self.metrics, self.backends, self.quotas
+        )
 
     async def _npc_name(self, npc_id: str) -> str:
         """The name extraction prompts use for an NPC."""

@@ -144,10 +144,10 @@ def test_backends_and_worlds_commands(capsys: pytest.CaptureFixture[str]) -> Non
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        ([], {"host": None, "port": None, "share": False}),
+        ([], {"host": None, "port": None, "share": False, "no_auth": False}),
         (
-            ["ui", "--host", "0.0.0.0", "--port", "8001", "--share"],
-            {"host": "0.0.0.0", "port": 8001, "share": True},
+            ["ui", "--host", "0.0.0.0", "--port", "8001", "--share", "--no-auth"],
+            {"host": "0.0.0.0", "port": 8001, "share": True, "no_auth": True},
         ),
     ],
 )
@@ -275,3 +275,12 @@ def test_memory_import_search_and_clear(tmp_path: Path) -> None:
     assert "Forgot 2 memories" in cleared.stdout
     again = run_cli("memory", "search", "--npc", "npc-maud", "--query", "sister", env=env)
     assert "No memories yet." in again.stdout
+
+
+def test_ui_refuses_to_be_shared_without_sign_in_in_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "NPC_FORGE_DATA_DIR": str(tmp_path / "data"), "HOME": str(tmp_path)}
+    env.pop("NPC_FORGE_AUTH", None)
+    result = run_cli("ui", "--share", env=env)
+    err = result.stderr.strip()
+    assert result.returncode != 0 and err.count("\n") == 0
+    assert "Refusing to start" in err and "--auth USER:PASS" in err and "--no-auth" in err

@@ -9,6 +9,7 @@ from typing import Any
 from app.backends.pool import BackendPool
 from app.cache.stats import StatsRegistry
 from app.metrics import Metrics, percentile
+from app.services.quotas import Quotas
 
 LATENCY_COLUMNS = (
     "backend", "operation", "count", "p50_ms", "p95_ms", "p99_ms", "ttft_p50_ms", "ttft_p95_ms",
@@ -26,10 +27,17 @@ def _finite(value: float) -> float | None:
 class ObservabilityService:
     """Cache, latency and concurrency figures, read from where they are kept."""
 
-    def __init__(self, stats: StatsRegistry, metrics: Metrics, backends: BackendPool) -> None:
+    def __init__(
+        self,
+        stats: StatsRegistry,
+        metrics: Metrics,
+        backends: BackendPool,
+        quotas: Quotas | None = None,
+    ) -> None:
         self.stats = stats
         self.metrics = metrics
         self.backends = backends
+        self.quotas = quotas
 
     def cache_rows(self) -> list[dict[str, Any]]:
         return [stats.as_dict() for stats in self.stats.snapshot()]
@@ -95,7 +103,12 @@ class ObservabilityService:
             "latency": self.latency_rows(),
             "concurrency": self.concurrency_rows(),
             "last_batch": self.last_batch,
+            "quotas": self.quota_rows(),
         }
+
+    def quota_rows(self) -> list[dict[str, Any]]:
+        """Each user's use of their quotas (none without quotas)."""
+        return self.quotas.rows() if self.quotas is not None else []
 
     def prometheus(self) -> bytes:
         """The metrics in Prometheus' text format (reads files: call it in a thread)."""

@@ -19,8 +19,24 @@ def create_app(services: Services) -> gr.Blocks:
 
 
 def launch(
-    services: Services, *, host: str | None = None, port: int | None = None, share: bool = False
+    services: Services,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    share: bool = False,
+    no_auth: bool = False,
 ) -> None:
+    import os
+
+    from app.services.accounts import check_exposure
+
+    # Before Gradio is imported: a refusal is immediate.
+    check_exposure(
+        host=host or os.environ.get("GRADIO_SERVER_NAME"),
+        share=share,
+        accounts=services.accounts,
+        no_auth=no_auth,
+    )
     from app.ui.app import launch as serve
 
-    serve(services, host=host, port=port, share=share)
+    serve(services, host=host, port=port, share=share, no_auth=no_auth)

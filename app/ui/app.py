@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from app import __version__
+from app.services.accounts import check_exposure
 from app.ui.chat_tab import build_chat
 from app.ui.generate_tab import build_generate
 from app.ui.library_tab import build_library
@@ -57,7 +59,7 @@ def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
         gr.Markdown(f"# NPC Forge <small>v{__version__}</small>")
         with gr.Tabs():
             with gr.Tab("Generate", id="generate"):
-                build_generate(services.cast, services.worlds, exports)
+                build_generate(services.cast, services.worlds, exports, services.admission)
             with gr.Tab("Library", id="library"):
                 build_library(
                     services.library,
@@ -67,7 +69,9 @@ def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
                     default_temperature=services.refine.default_temperature,
                 )
             with gr.Tab("Chat", id="chat"):
-                build_chat(services.chat, services.library, services.memory, exports)
+                build_chat(
+                    services.chat, services.library, services.memory, exports, services.admission
+                )
             with gr.Tab("Personalities", id="personalities") as personalities_tab:
                 build_personalities(services.assets.personalities, personalities_tab)
             with gr.Tab("Stats", id="stats") as stats_tab:
@@ -101,8 +105,12 @@ def serve(
         "server_port": port,
         "share": share,
         "prevent_thread_lock": True,
+        "max_file_size": int(services.settings.upload_max_mb * 1024 * 1024),
         **launch_options(services),
     }
+    if services.accounts.enabled:
+        options["auth"] = services.accounts.check
+        options["auth_message"] = "Sign in to NPC Forge with the account you were given."
     _inside_an_event_loop(lambda: demo.launch(**options))
     add_routes(demo.app, services.observability)
     loop = server_loop(demo)
@@ -129,8 +137,22 @@ def shutdown(services: Services, demo: gr.Blocks) -> None:
     demo.close()
 
 
-def launch(services: Services, *, host: str | None, port: int | None, share: bool) -> None:
-    """Serve until interrupted; None host/port read GRADIO_SERVER_NAME/PORT."""
+def launch(
+    services: Services,
+    *,
+    host: str | None,
+    port: int | None,
+    share: bool,
+    no_auth: bool = False,
+) -> None:
+    """Serve until interrupted; None host/port read GRADIO_SERVER_NAME/PORT.
+    Refuses (ConfigError) to serve other machines without sign-in unless ``no_auth``."""
+    check_exposure(
+        host=host or os.environ.get("GRADIO_SERVER_NAME"),
+        share=share,
+        accounts=services.accounts,
+        no_auth=no_auth,
+    )
     watcher = services.watch_assets()
     demo = serve(services, host=host, port=port, share=share)
     try:

@@ -115,8 +115,13 @@ class CastView:
             ],
         }
 
+    @property
+    def produced(self) -> int:
+        """How many NPCs of the cast are ready."""
+        return sum(1 for npc in self.npcs if npc is not None)
+
     def status(self) -> str:
-        ok = sum(1 for npc in self.npcs if npc is not None)
+        ok = self.produced
         failed = len(self.failed_positions)
         lead = "Stopped: " if self.stopped else ""
         parts = [f"{lead}**{ok}/{self.total}** NPCs ready from `{self.plan.backend}`"]

@@ -11,6 +11,7 @@ import gradio as gr
 import orjson
 
 from app.errors import InputError
+from app.services.admission import Admission
 from app.services.chat import ChatService, ChatUpdate, memory_text
 from app.services.chat_exports import (
     as_memory_lines,
@@ -24,6 +25,7 @@ from app.services.library import Library
 from app.services.memory import MemoryService
 from app.ui.downloads import offer
 from app.ui.errors import required_npc_id, user_errors, warn
+from app.ui.identity import caller_of
 
 MEMORY_COLUMNS = ["memory", "recency", "importance", "relevance", "gate", "score"]
 NEW = "(new conversation)"
@@ -57,12 +59,27 @@ class ChatHandlers:
     """Plain methods, tested directly; the tab wires them to components."""
 
     def __init__(
-        self, chat: ChatService, library: Library, memory: MemoryService, export_dir: Path
+        self,
+        chat: ChatService,
+        library: Library,
+        memory: MemoryService,
+        export_dir: Path,
+        admission: Admission | None = None,
     ) -> None:
         self.chat = chat
         self.library = library
         self.memory = memory
         self.export_dir = export_dir
+        self.admission = admission  # None: every caller is trusted (direct calls)
+
+    def _admit(self, request: gr.Request | None, backend: str | None) -> str | None:
+        """Count the message against the caller's quota; the backend they may use."""
+        if self.admission is None:
+            return backend
+        caller = caller_of(self.admission, request)
+        chosen = self.admission.backend_for(caller, backend)
+        self.admission.chat_message(caller)
+        return chosen
 
     async def find(self, query: str | None) -> tuple[dict[str, Any], str]:
         """NPCs for the picker: closest in meaning to the query, or the first ones."""
@@ -112,20 +129,27 @@ class ChatHandlers:
         player: str | None,
         message: str | None,
         backend: str | None = None,
+        request: gr.Request | None = None,
     ) -> AsyncIterator[ChatOutputs]:
         """Say something; the reply streams into the chat."""
         conversation = None if conversation_id in (None, "", NEW) else conversation_id
+        backend = self._admit(request, backend)
         async for update in self.chat.send(
             _npc_id(npc_id), conversation, message or "", player=player, backend=backend
         ):
             yield await self._outputs(update)
 
     async def regenerate(
-        self, npc_id: str | None, conversation_id: str | None, backend: str | None = None
+        self,
+        npc_id: str | None,
+        conversation_id: str | None,
+        backend: str | None = None,
+        request: gr.Request | None = None,
     ) -> AsyncIterator[ChatOutputs]:
         """Answer the last message again."""
         if conversation_id in (None, "", NEW):
             raise InputError("Start a conversation first: say something.")
+        backend = self._admit(request, backend)
         async for update in self.chat.regenerate(
             _npc_id(npc_id), str(conversation_id), backend=backend
         ):
@@ -188,9 +212,13 @@ class ChatHandlers:
 
 
 def build_chat(
-    chat: ChatService, library: Library, memory: MemoryService, export_dir: Path
+    chat: ChatService,
+    library: Library,
+    memory: MemoryService,
+    export_dir: Path,
+    admission: Admission | None = None,
 ) -> None:
-    handlers = ChatHandlers(chat, library, memory, export_dir)
+    handlers = ChatHandlers(chat, library, memory, export_dir, admission)
     backend_choices = ["auto", *chat.backends.names()]
     with gr.Row():
         query = gr.Textbox(label="Find an NPC", placeholder="grumpy baker, or a name", scale=3)

@@ -6,17 +6,20 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from app.services.admission import Admission, Caller, CastTicket
 from app.services.cast import CastService
 from app.services.planning import CastRequest, parse_name_lines, parse_whole_number
 from app.services.worlds import WorldService
 from app.ui.cast_view import CastView
 from app.ui.downloads import offer
 from app.ui.errors import user_errors, warn
+from app.ui.identity import caller_of
 from app.ui.render import EMPTY_CAST
 from utils.jsonio import dumps
 
@@ -27,10 +30,28 @@ Outputs = tuple[str, dict[str, Any], str | None, str, CastView]
 class GenerateHandlers:
     """The tab's event handlers, plain methods that tests call directly."""
 
-    def __init__(self, cast: CastService, worlds: WorldService, export_dir: Path) -> None:
+    def __init__(
+        self,
+        cast: CastService,
+        worlds: WorldService,
+        export_dir: Path,
+        admission: Admission | None = None,
+    ) -> None:
         self.cast = cast
         self.worlds = worlds
         self.export_dir = export_dir
+        self.admission = admission  # None: every caller is trusted (direct calls)
+
+    @asynccontextmanager
+    async def _admitted(
+        self, caller: Caller | None, count: int, backend: str | None
+    ) -> AsyncIterator[CastTicket]:
+        """The caller's quota, job slot and backend rules around one run."""
+        if self.admission is None or caller is None:
+            yield CastTicket(Caller("local", "admin"), count, backend)
+            return
+        async with self.admission.cast(caller, count, backend) as ticket:
+            yield ticket
 
     def world_choices(self) -> list[str]:
         return [NO_WORLD, *self.worlds.names()]
@@ -111,6 +132,7 @@ class GenerateHandlers:
         temperature: float | None,
         seed: float | int | str | None,
         use_cache: bool = True,
+        caller: Caller | None = None,
     ) -> AsyncIterator[Outputs]:
         """Generate a cast; yields (cards, cast JSON, file, status, state) as NPCs finish.
 
@@ -120,13 +142,16 @@ class GenerateHandlers:
         request = await asyncio.to_thread(
             self.request, world_choice, world_file, setting, count, names, traits, temperature, seed
         )
-        plan = await self.cast.plan(request, backend=backend)
-        view = CastView(plan)
-        async for outputs in self._stream(view, range(view.total), bool(use_cache)):
-            yield outputs
+        async with self._admitted(caller, request.count, backend) as ticket:
+            plan = await self.cast.plan(request, backend=ticket.backend)
+            view = CastView(plan)
+            async for outputs in self._stream(view, range(view.total), bool(use_cache)):
+                ticket.produced = view.produced
+                yield outputs
+            ticket.produced = view.produced
 
     async def retry_failed(
-        self, view: CastView | None, backend: str | None
+        self, view: CastView | None, backend: str | None, caller: Caller | None = None
     ) -> AsyncIterator[Outputs]:
         """Generate the failed positions of the last cast again; the rest is kept."""
         if view is None or not view.failed_positions:
@@ -134,14 +159,19 @@ class GenerateHandlers:
             if view is not None:
                 yield self._outputs(view)
             return
-        if backend and self.cast.backends.get(backend).name != view.plan.backend:
-            guarded = self.cast.backends.get(backend)
-            view.plan = dataclasses.replace(
-                view.plan, backend=guarded.name, requested_backend=backend
-            )
-        positions = view.clear_failures()
-        async for outputs in self._stream(view, positions, use_cache=True):
-            yield outputs
+        async with self._admitted(caller, len(view.failed_positions), backend) as ticket:
+            backend = ticket.backend
+            if backend and self.cast.backends.get(backend).name != view.plan.backend:
+                guarded = self.cast.backends.get(backend)
+                view.plan = dataclasses.replace(
+                    view.plan, backend=guarded.name, requested_backend=backend
+                )
+            before = view.produced
+            positions = view.clear_failures()
+            async for outputs in self._stream(view, positions, use_cache=True):
+                ticket.produced = view.produced - before
+                yield outputs
+            ticket.produced = view.produced - before
 
     @staticmethod
     def stop(view: CastView | None) -> None:
@@ -150,9 +180,11 @@ class GenerateHandlers:
             view.run.stop()
 
 
-def build_generate(cast: CastService, worlds: WorldService, export_dir: Path) -> None:
+def build_generate(
+    cast: CastService, worlds: WorldService, export_dir: Path, admission: Admission
+) -> None:
     """Lay out the Generate tab inside the current Blocks."""
-    handlers = GenerateHandlers(cast, worlds, export_dir)
+    handlers = GenerateHandlers(cast, worlds, export_dir, admission)
     limits = cast.limits
     choices = handlers.world_choices()
     backend_choices = ["auto", *cast.backends.names()]
@@ -218,18 +250,21 @@ def build_generate(cast: CastService, worlds: WorldService, export_dir: Path) ->
         temperature: float,
         seed: str | None,
         use_cache: bool = True,
+        request: gr.Request | None = None,
     ) -> AsyncIterator[Outputs]:
         """Generate a cast of NPCs: cards, the cast as JSON, a JSON file, a status line."""
         async for outputs in handlers.generate_npcs(
             world, world_file, setting, count, names, traits, backend, temperature, seed,
-            use_cache=use_cache,
+            use_cache=use_cache, caller=caller_of(admission, request),
         ):  # fmt: skip
             yield outputs
 
     @user_errors
-    async def retry_failed(view: CastView | None, backend: str | None) -> AsyncIterator[Outputs]:
+    async def retry_failed(
+        view: CastView | None, backend: str | None, request: gr.Request | None = None
+    ) -> AsyncIterator[Outputs]:
         """Generate the failed NPCs of the last cast again."""
-        async for outputs in handlers.retry_failed(view, backend):
+        async for outputs in handlers.retry_failed(view, backend, caller_of(admission, request)):
             yield outputs
 
     outputs = [cards, cast_json, download, status, state]

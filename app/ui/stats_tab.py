@@ -18,6 +18,7 @@ from app.services.observability import (
 from app.ui.errors import user_errors
 
 STAGES = ["queue", "backend", "parse", "repair"]
+QUOTA_COLUMNS = ["user", "npcs last hour", "chat last minute", "jobs running", "jobs waiting"]
 REFRESH_SECONDS = 5.0
 
 
@@ -42,6 +43,9 @@ class StatsHandlers:
 
     def concurrency(self) -> pd.DataFrame:
         return _table(self.observability.concurrency_rows(), CONCURRENCY_COLUMNS)
+
+    def quotas(self) -> pd.DataFrame:
+        return _table(self.observability.quota_rows(), QUOTA_COLUMNS)
 
     def latency_over_time(self) -> pd.DataFrame:
         rows = self.observability.latency_series()
@@ -78,6 +82,7 @@ class StatsHandlers:
             self.caches(),
             self.latency(),
             self.concurrency(),
+            self.quotas(),
             self.latency_over_time(),
             self.histogram(),
             self.breakdown(),
@@ -95,6 +100,7 @@ def build_stats(observability: ObservabilityService, tab: gr.Tab | None = None) 
     caches = gr.Dataframe(label="Caches", interactive=False)
     latency = gr.Dataframe(label="Backend latency (recent calls)", interactive=False)
     concurrency = gr.Dataframe(label="Concurrency", interactive=False)
+    quotas = gr.Dataframe(label="Quotas per user (current windows)", interactive=False)
     with gr.Row():
         over_time = gr.LinePlot(
             handlers.latency_over_time(), x="time", y="latency_ms", color="series",
@@ -108,7 +114,7 @@ def build_stats(observability: ObservabilityService, tab: gr.Tab | None = None) 
         handlers.breakdown(), x="npc", y="ms", color="stage",
         title="Last cast: time per NPC by stage", height=320, sort=None,
     )  # fmt: skip
-    outputs = [caches, latency, concurrency, over_time, histogram, breakdown]
+    outputs = [caches, latency, concurrency, quotas, over_time, histogram, breakdown]
     refresh_all = user_errors(handlers.refresh)
     timer = gr.Timer(REFRESH_SECONDS)
     timer.tick(refresh_all, None, outputs, api_visibility="private", show_progress="hidden")
@@ -117,7 +123,7 @@ def build_stats(observability: ObservabilityService, tab: gr.Tab | None = None) 
         tab.select(refresh_all, None, outputs, api_visibility="private")
 
     def stats() -> dict[str, Any]:
-        """Every cache, latency and concurrency figure as JSON (what the tab shows)."""
+        """Every cache, latency, concurrency and quota figure as JSON (what the tab shows)."""
         return observability.snapshot()
 
     gr.api(stats, api_name="stats")

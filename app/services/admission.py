@@ -1,0 +1,91 @@
+"""What a caller may do: which backend, how much, how many jobs at once.
+
+The UI asks this service before a cast or a chat message; the CLI runs as the
+machine's owner and does not. Without sign-in everyone is an admin on their
+own machine (the app refuses to be shared without sign-in), and quotas count
+per client address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from app.backends.pool import BackendPool
+from app.errors import InputError
+from app.services.accounts import Accounts, Role
+from app.services.quotas import Quotas
+
+AUTO = ("", "auto")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    name: str  # the signed-in user, or the client's address without sign-in
+    role: Role
+
+
+@dataclass(slots=True)
+class CastTicket:
+    """A cast admitted: ``produced`` NPCs stay charged, the rest is given back."""
+
+    caller: Caller
+    charged: int
+    backend: str | None
+    produced: int = field(default=0)
+
+
+class Admission:
+    def __init__(
+        self,
+        accounts: Accounts,
+        quotas: Quotas,
+        backends: BackendPool,
+        designer_backends: tuple[str, ...],
+    ) -> None:
+        self.accounts = accounts
+        self.quotas = quotas
+        self.backends = backends
+        self.designer_backends = designer_backends
+
+    def caller(self, username: str | None, address: str | None) -> Caller:
+        if self.accounts.enabled and username:
+            return Caller(username, self.accounts.role(username))
+        return Caller(address or "local", self.accounts.role(None))
+
+    def backend_for(self, caller: Caller, requested: str | None) -> str | None:
+        """The backend this caller's request runs on: what was asked for when the
+        role allows it; for "auto", the first allowed one when auto's pick is not."""
+        if caller.role == "admin" or not self.designer_backends:
+            return requested
+        allowed = self.designer_backends
+        if (requested or "").strip().lower() in AUTO:
+            return requested if self.backends.resolve(requested) in allowed else allowed[0]
+        if self.backends.resolve(requested) not in allowed:
+            raise InputError(
+                f"Your account may use the backends {', '.join(allowed)}; pick one of them "
+                "under Advanced > Backend (an admin can allow more with "
+                "NPC_FORGE_DESIGNER_BACKENDS)."
+            )
+        return requested
+
+    @asynccontextmanager
+    async def cast(
+        self, caller: Caller, count: int, backend: str | None
+    ) -> AsyncIterator[CastTicket]:
+        """Admit a cast of ``count`` NPCs: the backend checked, a job slot held
+        (waiting in the caller's short line), the NPCs charged; on leaving, what
+        was not produced is given back."""
+        chosen = self.backend_for(caller, backend)
+        async with self.quotas.job(caller.name):
+            self.quotas.charge("npcs", caller.name, count)
+            ticket = CastTicket(caller, count, chosen)
+            try:
+                yield ticket
+            finally:
+                self.quotas.refund("npcs", caller.name, count - min(count, ticket.produced))
+
+    def chat_message(self, caller: Caller) -> None:
+        """Count one chat message, or refuse it with when to try again."""
+        self.quotas.charge("chat", caller.name)
