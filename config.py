@@ -173,6 +173,9 @@ class Settings(BaseSettings):
     quota_jobs_queued: int = Field(default=1, ge=0)
     # Uploads larger than this are refused before they are stored.
     upload_max_mb: float = Field(default=10.0, gt=0)
+    # Download files and Gradio's copies of uploads and downloads are removed
+    # after this many seconds.
+    download_keep_s: float = Field(default=3600.0, gt=0)
 
     @field_validator("auth", "designer_backends", mode="before")
     @classmethod

@@ -19,7 +19,7 @@ from app.services.admission import Caller
 from app.services.quotas import QuotaExceededError, QuotaLimits, Quotas
 from app.ui.generate_tab import GenerateHandlers
 from tests.conftest import MakeServices, make_settings
-from tests.fake_openai import free_port
+from tests.fake_openai import FakeOpenAIServer, free_port
 
 
 # -- accounts -----------------------------------------------------------------------
@@ -241,3 +241,56 @@ def test_sign_in_is_required_and_quotas_answer_over_the_api(tmp_path: Path) -> N
         assert users == {"ann", "bob"}
     finally:
         shutdown(services, demo)
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_a_cast_whose_client_went_away_is_cancelled_and_its_slot_freed(
+    tmp_path: Path, openai_server: FakeOpenAIServer
+) -> None:
+    import time
+
+    import httpx
+
+    from app.ui.app import serve, shutdown
+    from app.wiring import Services
+
+    openai_server.set_latency(0.2)
+    settings = make_settings(
+        tmp_path, backend="openai", openai_base_url=openai_server.base_url,
+        openai_api_key="sk-t", max_concurrency=1, cache_enabled=False,
+    )  # fmt: skip
+    services = Services(settings)
+    demo = serve(services, host="127.0.0.1", port=free_port())
+    url = demo.local_url.rstrip("/")
+    try:
+        data = ["Saltmere", None, "", 40, "", [], "openai", 0.9, "4", False]
+        posted = httpx.post(f"{url}/gradio_api/call/generate_npcs", json={"data": data})
+        stream = f"{url}/gradio_api/call/generate_npcs/{posted.json()['event_id']}"
+        with httpx.stream("GET", stream, timeout=30) as events:
+            for line in events.iter_lines():
+                if line.startswith("data") and "**1/40**" in line:
+                    break  # the first NPC is out: the browser goes away
+        deadline = time.monotonic() + 30  # waits for the server, asserts no timing
+        while services.quotas.rows()[0]["jobs running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert services.quotas.rows()[0]["jobs running"] == 0
+        assert len(openai_server.requests) < 40  # 40 x 0.2 s had it run on
+        # What was not made is given back; what was made stays counted.
+        assert 1 <= services.quotas.used("npcs", "127.0.0.1") < 40
+    finally:
+        shutdown(services, demo)
+
+
+async def test_each_download_has_its_own_folder_and_old_ones_are_removed(tmp_path: Path) -> None:
+    import os
+
+    from app.ui.downloads import offer
+
+    first = Path(await offer(tmp_path, "cast-", "npc-cast-4.json", b"{}"))
+    second = Path(await offer(tmp_path, "cast-", "npc-cast-4.json", b"[]"))
+    assert first != second and first.read_bytes() == b"{}"  # same seed, two users
+    old = first.parent.stat().st_mtime - 7200
+    os.utime(first.parent, (old, old))
+    third = Path(await offer(tmp_path, "cast-", "x.json", b"1", keep_s=3600))
+    assert not first.exists() and second.exists() and third.exists()

@@ -55,7 +55,13 @@ def create_app(services: Services, export_dir: Path | None = None) -> gr.Blocks:
 
 def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
     exports = export_dir or Path(tempfile.gettempdir()) / "npc-forge-exports"
-    with gr.Blocks(title="NPC Forge", analytics_enabled=False) as demo:
+    keep = int(services.settings.download_keep_s)
+    with gr.Blocks(
+        title="NPC Forge",
+        analytics_enabled=False,
+        # Gradio's copies of uploads and downloads: checked every 10 min, kept `keep` s.
+        delete_cache=(min(600, keep), keep),
+    ) as demo:
         gr.Markdown(f"# NPC Forge <small>v{__version__}</small>")
         with gr.Tabs():
             with gr.Tab("Generate", id="generate"):
