@@ -130,3 +130,27 @@ def test_chat_in_the_browser(tmp_path: Path) -> None:
             timeout=15_000
         )
         page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
+
+
+def test_sign_in_then_generate_and_see_the_quota_in_the_browser(tmp_path: Path) -> None:
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, auth=("ann:pw-ann",), quota_npcs_per_hour=7)
+    with app_page(Services(settings)) as page:
+        page.get_by_label("username").fill("ann")
+        page.get_by_label("password").fill("wrong")
+        page.get_by_role("button", name="Login").click()
+        page.get_by_text("Incorrect").first.wait_for(timeout=15_000)
+        page.get_by_label("username").fill("ann")  # the failed try reloaded the form
+        page.get_by_label("password").fill("pw-ann")
+        page.get_by_role("button", name="Login").click()
+        generate = page.get_by_role("button", name="Generate", exact=True)
+        generate.wait_for(timeout=30_000)
+        generate.click()
+        page.get_by_text("5/5").first.wait_for(timeout=30_000)
+        generate.click()  # 5 more would pass 7 an hour: refused, saying when to retry
+        page.get_by_text("Quota reached: 7 NPCs per hour").first.wait_for(timeout=15_000)
+        page.screenshot(path=str(tmp_path / "quota.png"), full_page=True)
+        page.get_by_role("tab", name="Stats").click()
+        page.get_by_text("5 / 7").first.wait_for(state="attached", timeout=15_000)
+        page.screenshot(path=str(tmp_path / "stats.png"), full_page=True)
