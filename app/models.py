@@ -115,6 +115,14 @@ class Relationship(BaseModel):
         return value
 
 
+def owned_id(npc_id: str, owner: str | None) -> str:
+    """An NPC's id for one owner: two users making the same request get two
+    NPCs, never one that the second write takes from the first."""
+    if not owner:
+        return npc_id
+    return f"{npc_id}-{hashlib.sha256(owner.encode()).hexdigest()[:8]}"
+
+
 class NPC(NPCProfile):
     """A generated character with its provenance."""
 
@@ -129,6 +137,20 @@ class NPC(NPCProfile):
     timing: StageTimings | None = None
     tags: list[str] = Field(default_factory=list, description="free labels for the library")
     relationships: list[Relationship] = Field(default_factory=list)
+    # Who made it, when people sign in; None = the team's (made without sign-in).
+    owner: str | None = Field(default=None, description="the signed-in user who made it")
+
+    def owned_by(self, owner: str | None) -> NPC:
+        """This NPC as ``owner``'s: the owner set, its id and its ties' ids made theirs."""
+        if not owner:
+            return self
+        ties = [
+            r.model_copy(update={"target_id": owned_id(r.target_id, owner)})
+            for r in self.relationships
+        ]
+        return self.model_copy(
+            update={"owner": owner, "id": owned_id(self.id, owner), "relationships": ties}
+        )
 
 
 _UNSUPPORTED_SCHEMA_KEYS = frozenset(

@@ -236,7 +236,22 @@ def test_sign_in_is_required_and_quotas_answer_over_the_api(tmp_path: Path) -> N
         with pytest.raises(Exception, match="Quota reached: 1 chat messages per minute"):
             ann.predict(npc_id, "", "Ada", "And again?", "auto", api_name="/chat")
         bob = Client(demo.local_url, auth=("bob", "pw-bob"), verbose=False)
-        bob.predict(npc_id, "", "Bo", "Hello there, who are you?", "auto", api_name="/chat")
+        # Ann's NPC is hers: Bob can neither find it nor talk to it, read its memory
+        # or delete it; to him it does not exist.
+        _, found = bob.predict("", api_name="/chat_find")
+        assert found == "No NPC in the library yet."
+        for call, args in [
+            ("/chat", (npc_id, "", "Bo", "Hello there, who are you?", "auto")),
+            ("/memory_search", (npc_id, "secret", "")),
+        ]:
+            with pytest.raises(Exception, match=f"No NPC with id '{npc_id}'"):
+                bob.predict(*args, api_name=call)
+        *_, (_, theirs, _, _) = bob.submit(
+            "Saltmere", None, "", 1, "Maud Flour", [], "auto", 0.9, "4", True,
+            api_name="/generate_npcs",
+        )  # fmt: skip
+        assert theirs["npcs"][0]["id"] != npc_id  # the same request: his own NPC
+        assert theirs["npcs"][0]["owner"] == "bob"
         users = {row["user"] for row in bob.predict(api_name="/stats")["quotas"]}
         assert users == {"ann", "bob"}
     finally:
@@ -294,3 +309,82 @@ async def test_each_download_has_its_own_folder_and_old_ones_are_removed(tmp_pat
     os.utime(first.parent, (old, old))
     third = Path(await offer(tmp_path, "cast-", "x.json", b"1", keep_s=3600))
     assert not first.exists() and second.exists() and third.exists()
+
+
+# -- whose NPCs ---------------------------------------------------------------------
+async def test_a_designer_sees_their_own_and_the_teams_npcs_and_changes_only_their_own(
+    tmp_path: Path, make_services: MakeServices
+) -> None:
+    from app.services.library import Viewer
+
+    services = make_services(make_settings(tmp_path))
+    world = services.worlds.resolve("saltmere", None).world
+    from tests import casts
+
+    team, ann_npc, bob_npc = [
+        o.npc for o in await casts.outcomes(services, world, 3, seed=11) if o.npc is not None
+    ]
+    ann_npc, bob_npc = ann_npc.owned_by("ann"), bob_npc.owned_by("bob")
+    await services.library.save([team, ann_npc, bob_npc])
+    ann = services.library.as_seen_by(Viewer("ann", sees_all=False))
+    seen = {npc.id for npc in await ann.list_npcs()}
+    assert seen == {team.id, ann_npc.id}
+    assert {hit.npc.id for hit in await ann.search(bob_npc.name, k=10)} <= seen
+    with pytest.raises(InputError, match=f"No NPC with id '{bob_npc.id}'"):
+        await ann.get(bob_npc.id)
+    with pytest.raises(InputError, match="read-only for you"):
+        await ann.edit_field(team.id, "occupation", "baker")
+    edited = await ann.edit_field(ann_npc.id, "occupation", "baker")
+    assert edited.owner == "ann" and edited.id == ann_npc.id
+    await ann.delete(ann_npc.id)
+    assert await services.library.count() == 2  # the admin's view: everyone's
+
+
+def test_the_same_request_for_two_users_gives_two_npcs_with_their_own_ties() -> None:
+    from app.models import NPC, Relationship
+    from tests.npc_fixtures import valid_profile
+
+    npc = NPC.model_validate(
+        {
+            **valid_profile(),
+            "id": "npc-1",
+            "world": "W",
+            "backend": "procedural:v1",
+            "seed": 1,
+            "relationships": [
+                Relationship(
+                    target_id="npc-2", target_name="Bo", type="friend", description="x", weight=0.5
+                )
+            ],
+        }
+    )
+    ann, bob = npc.owned_by("ann"), npc.owned_by("bob")
+    assert len({npc.id, ann.id, bob.id}) == 3 and ann.owner == "ann"
+    assert ann.relationships[0].target_id == npc.owned_by("ann").relationships[0].target_id
+    assert ann.relationships[0].target_id != bob.relationships[0].target_id
+    assert npc.owned_by(None) is npc
+
+
+def test_npcs_saved_before_owners_existed_become_the_teams_once(tmp_path: Path) -> None:
+    from app.models import NPC
+    from app.store.client import open_client
+    from app.store.embeddings import MiniLMEmbeddings
+    from app.store.npc_store import COLLECTION, NPCStore, metadata
+    from tests.npc_fixtures import valid_profile
+
+    client = open_client(make_settings(tmp_path))
+    npc = NPC.model_validate(
+        {**valid_profile(), "id": "npc-old", "world": "W", "backend": "procedural:v1", "seed": 1}
+    )
+    old = client.get_or_create_collection(
+        COLLECTION,
+        embedding_function=MiniLMEmbeddings(),  # type: ignore[arg-type]
+        metadata={"hnsw:space": "cosine"},
+    )
+    meta = metadata(npc, 0.0)
+    del meta["owner"]  # as an older NPC Forge wrote it
+    old.add(ids=[npc.id], embeddings=[[0.1] * 384], metadatas=[meta], documents=["x"])
+    store = NPCStore(client)
+    assert [n.id for n in store.list_npcs(owners=("ann", ""))] == ["npc-old"]
+    assert store.list_npcs(owners=("bob",)) == []
+    assert store.worlds(("ann", "")) == ["W"] and store.worlds(("bob",)) == []

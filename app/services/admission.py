@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from app.backends.pool import BackendPool
 from app.errors import InputError
 from app.services.accounts import Accounts, Role
+from app.services.library import Viewer
 from app.services.quotas import Quotas
 
 AUTO = ("", "auto")
@@ -85,6 +86,15 @@ class Admission:
                 yield ticket
             finally:
                 self.quotas.refund("npcs", caller.name, count - min(count, ticket.produced))
+
+    def owner(self, caller: Caller) -> str | None:
+        """Whose the NPCs this caller makes are: theirs when people sign in."""
+        return caller.name if self.accounts.enabled else None
+
+    def viewer(self, caller: Caller) -> Viewer:
+        """How this caller sees the library: everything for an admin (and for
+        everyone when nobody signs in), their own and the team's for a designer."""
+        return Viewer(caller.name, sees_all=caller.role == "admin")
 
     def chat_message(self, caller: Caller) -> None:
         """Count one chat message, or refuse it with when to try again."""

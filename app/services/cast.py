@@ -21,7 +21,7 @@ from types import TracebackType
 from app.backends.pool import BackendPool
 from app.cache.response import ResponseCache
 from app.metrics import Metrics
-from app.models import NPC, NPCSpec, World
+from app.models import NPC, NPCSpec, World, owned_id
 from app.personality import PersonalityData
 from app.services.generation import CastGenerator, NPCOutcome
 from app.services.library import Library
@@ -49,6 +49,7 @@ class CastPlan:
     backend: str  # the guarded backend's name, e.g. procedural:v1
     requested_backend: str | None
     save: bool
+    owner: str | None = None  # the signed-in user the NPCs are made for
 
     @property
     def cast_seed(self) -> int:
@@ -59,7 +60,7 @@ class CastPlan:
         return [
             index
             for index, spec in enumerate(self.specs)
-            if spec.npc_id(self.backend) not in finished_ids
+            if owned_id(spec.npc_id(self.backend), self.owner) not in finished_ids
         ]
 
 
@@ -163,6 +164,8 @@ class CastRun:
         async with contextlib.aclosing(until_set(self._stop, source)) as stream:
             async for outcome in stream:
                 outcome.index = self.positions[outcome.index]
+                if outcome.npc is not None:
+                    outcome.npc = outcome.npc.owned_by(self.plan.owner)
                 if outcome.npc is not None and self._saver is not None:
                     self._saver.add(outcome.npc, self._background)
                 yield outcome
@@ -219,7 +222,12 @@ class CastService:
             return set()
 
     async def plan(
-        self, request: CastRequest, *, backend: str | None = None, save: bool | None = None
+        self,
+        request: CastRequest,
+        *,
+        backend: str | None = None,
+        save: bool | None = None,
+        owner: str | None = None,
     ) -> CastPlan:
         """Validate a request (raises InputError / ConfigError with what to change)."""
         save = self.autosave if save is None else save
@@ -239,7 +247,7 @@ class CastService:
             self.personalities(),
             max_npcs=self.limits.max_npcs,
         )
-        return CastPlan(specs, request.world, guarded.name, backend, save)
+        return CastPlan(specs, request.world, guarded.name, backend, save, owner)
 
     def run(
         self, plan: CastPlan, positions: Sequence[int] | None = None, *, use_cache: bool = True

@@ -2,6 +2,11 @@
 
 The store is built on first use (importing chromadb costs a second), and its
 synchronous calls run in a thread so the UI's event loop never blocks.
+
+Each NPC records who made it (``owner``; None = the team's). A library seen
+by a designer (``as_seen_by``) finds and opens only their own NPCs and the
+team's, and changes only their own; another user's NPC is "not found", as if
+it did not exist. Admins, the CLI and an app without sign-in see everything.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import asyncio
 import re
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -59,31 +65,82 @@ def field_text(npc: NPC, field: str) -> str:
     return str(value)
 
 
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Whose NPCs a view of the library shows and may change."""
+
+    name: str
+    sees_all: bool  # an admin, the CLI, or anyone when nobody signs in
+
+    @property
+    def owners(self) -> tuple[str, ...] | None:
+        """The owners whose NPCs this viewer finds ("" = the team's); None = all."""
+        return None if self.sees_all else (self.name, "")
+
+    def sees(self, npc: NPC) -> bool:
+        return self.sees_all or npc.owner in (None, "", self.name)
+
+    def may_change(self, npc: NPC) -> bool:
+        return self.sees_all or npc.owner == self.name
+
+
+EVERYONE = Viewer("", sees_all=True)
+
+
+class _LazyStore:
+    """The store, built once on first use and shared by every view."""
+
+    def __init__(self, factory: Callable[[], NPCStore]) -> None:
+        self._factory = factory
+        self._store: NPCStore | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> NPCStore:
+        with self._lock:
+            if self._store is None:
+                self._store = self._factory()
+            return self._store
+
+
 class Library:
-    """Use cases over the NPC store."""
+    """Use cases over the NPC store, as one viewer sees it."""
 
     def __init__(
         self,
         store_factory: Callable[[], NPCStore],
         personalities: Callable[[], PersonalityData],
+        viewer: Viewer = EVERYONE,
     ) -> None:
-        self._store_factory = store_factory
+        self._lazy = _LazyStore(store_factory)
         self._personalities = personalities
-        self._store: NPCStore | None = None
-        self._lock = threading.Lock()
+        self.viewer = viewer
+
+    def as_seen_by(self, viewer: Viewer) -> Library:
+        """The same library, showing and changing what ``viewer`` may."""
+        view = Library.__new__(Library)
+        view._lazy, view._personalities, view.viewer = self._lazy, self._personalities, viewer
+        return view
 
     @property
     def store(self) -> NPCStore:
-        with self._lock:
-            if self._store is None:
-                self._store = self._store_factory()
-            return self._store
+        return self._lazy.get()
+
+    def changeable(self, npc: NPC) -> NPC:
+        """``npc``, when this viewer may change it; InputError saying why not."""
+        if not self.viewer.may_change(npc):
+            raise InputError(
+                f"{npc.name} belongs to the team (or another user) and is read-only for you; "
+                "export it and import the copy to make it yours."
+            )
+        return npc
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def save(self, npcs: Sequence[NPC]) -> None:
         """Keep NPCs (one batched write)."""
+        for npc in npcs:
+            self.changeable(npc)
         if npcs:
             await self._run(lambda: self.store.upsert(npcs))
 
@@ -107,13 +164,15 @@ class Library:
         if not 1 <= k <= MAX_RESULTS:
             raise InputError(f"The number of results must be between 1 and {MAX_RESULTS}; got {k}.")
         hits: list[SearchHit] = await self._run(
-            lambda: self.store.search(query, k=k, world=world or None, tag=tag or None)
+            lambda: self.store.search(
+                query, k=k, world=world or None, tag=tag or None, owners=self.viewer.owners
+            )
         )
         return hits
 
     async def get(self, npc_id: str) -> NPC:
         npc: NPC | None = await self._run(lambda: self.store.get(npc_id))
-        if npc is None:
+        if npc is None or not self.viewer.sees(npc):
             raise InputError(
                 f"No NPC with id {npc_id!r} in the library; search or list to find it."
             )
@@ -121,18 +180,20 @@ class Library:
 
     async def get_many(self, ids: Sequence[str]) -> list[NPC]:
         found: list[NPC] = await self._run(lambda: self.store.get_many(ids))
-        return found
+        return [npc for npc in found if self.viewer.sees(npc)]
 
     async def list_npcs(
         self, *, world: str | None = None, tag: str | None = None, limit: int = 200
     ) -> list[NPC]:
         found: list[NPC] = await self._run(
-            lambda: self.store.list_npcs(world=world or None, tag=tag or None, limit=limit)
+            lambda: self.store.list_npcs(
+                world=world or None, tag=tag or None, limit=limit, owners=self.viewer.owners
+            )
         )
         return found
 
     async def worlds(self) -> list[str]:
-        found: list[str] = await self._run(lambda: self.store.worlds())
+        found: list[str] = await self._run(lambda: self.store.worlds(self.viewer.owners))
         return found
 
     async def used_names(self, world: str, *, except_cast_seed: int | None = None) -> set[str]:
@@ -143,8 +204,11 @@ class Library:
         return found
 
     async def _linked(self, npc: NPC) -> list[NPC]:
-        """NPCs of the same world with a relationship pointing at ``npc``."""
-        others = await self.list_npcs(world=npc.world, limit=MAX_WORLD_NPCS)
+        """NPCs of the same world with a relationship pointing at ``npc``, whoever's
+        they are (a deleted or renamed NPC must not dangle in anyone's ties)."""
+        others: list[NPC] = await self._run(
+            lambda: self.store.list_npcs(world=npc.world, limit=MAX_WORLD_NPCS)
+        )
         return [
             other
             for other in others
@@ -153,20 +217,21 @@ class Library:
 
     async def delete(self, npc_id: str) -> NPC:
         """Remove an NPC and every relationship pointing at it."""
-        npc = await self.get(npc_id)
+        npc = self.changeable(await self.get(npc_id))
         updated = [
             other.model_copy(
                 update={"relationships": [r for r in other.relationships if r.target_id != npc_id]}
             )
             for other in await self._linked(npc)
         ]
-        await self.save(updated)
+        await self._run(lambda: self.store.upsert(updated))  # ties follow, whoever's
         await self._run(lambda: self.store.delete([npc_id]))
         return npc
 
     async def replace(self, npc: NPC) -> NPC:
         """Store a new version of an NPC; others' relationships follow a new name."""
-        old = await self.get(npc.id)
+        old = self.changeable(await self.get(npc.id))
+        npc = npc.model_copy(update={"owner": old.owner})  # an edit never moves it
         updated = [npc]
         if old.name != npc.name:
             for other in await self._linked(old):
@@ -175,7 +240,7 @@ class Library:
                     for r in other.relationships
                 ]
                 updated.append(other.model_copy(update={"relationships": relationships}))
-        await self.save(updated)
+        await self._run(lambda: self.store.upsert(updated))  # ties follow, whoever's
         return npc
 
     async def edit_field(self, npc_id: str, field: str, text: str) -> NPC:

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from config import Settings
 
 COLLECTION = "npcs"
+OWNER = "owner"
+# Set on the collection once every record carries an owner (records written
+# before owners existed get "" = the team's, once).
+OWNERS_MARK = "npc_forge_owners"
 MAX_RESULTS = 50
 # Chroma refuses larger add batches (~5461 here).
 ADD_BATCH = 4000
@@ -56,15 +60,23 @@ def metadata(npc: NPC, created: float) -> dict[str, Any]:
         meta["cast_seed"] = npc.cast_seed
     if npc.tags:  # Chroma rejects empty lists
         meta["tags"] = list(npc.tags)
+    meta[OWNER] = npc.owner or ""  # "" = the team's: filters need a value to match
     return meta
 
 
-def where_filter(world: str | None = None, tag: str | None = None) -> dict[str, Any] | None:
+def where_filter(
+    world: str | None = None,
+    tag: str | None = None,
+    owners: Sequence[str] | None = None,
+) -> dict[str, Any] | None:
+    """Chroma's ``where`` for these filters; ``owners`` None = anyone's."""
     clauses: list[dict[str, Any]] = []
     if world:
         clauses.append({"world": world})
     if tag:
         clauses.append({"tags": {"$contains": tag}})
+    if owners is not None:
+        clauses.append({OWNER: {"$in": list(owners)}})
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
@@ -95,13 +107,29 @@ class NPCStore:
         from app.store.embeddings import MiniLMEmbeddings
 
         self.client = client
-        self._worlds: list[str] | None = None  # distinct worlds, reset on every write
+        # (world, owner) of every record, reset on every write
+        self._worlds: list[tuple[str, str]] | None = None
         self.embedder = embedder if embedder is not None else MiniLMEmbeddings(threads=threads)
         self.collection: Collection = client.get_or_create_collection(
             name=collection,
             embedding_function=self.embedder,  # type: ignore[arg-type]
             metadata={"hnsw:space": "cosine"},
         )
+        self._give_every_record_an_owner()
+
+    def _give_every_record_an_owner(self) -> None:
+        if (self.collection.metadata or {}).get(OWNERS_MARK):
+            return
+        found = self.collection.get(include=["metadatas"])
+        missing = [
+            (record_id, {**(meta or {}), OWNER: ""})
+            for record_id, meta in zip(found["ids"], found["metadatas"] or (), strict=True)
+            if OWNER not in (meta or {})
+        ]
+        for chunk in _chunks(missing, ADD_BATCH):
+            self.collection.update(ids=[i for i, _ in chunk], metadatas=[m for _, m in chunk])
+        metadata = {k: v for k, v in (self.collection.metadata or {}).items() if k != "hnsw:space"}
+        self.collection.modify(metadata={**metadata, OWNERS_MARK: True})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NPCStore:
@@ -148,15 +176,30 @@ class NPCStore:
         return [by_id[npc_id] for npc_id in ids if npc_id in by_id]
 
     def list_npcs(
-        self, *, world: str | None = None, tag: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        *,
+        world: str | None = None,
+        tag: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        owners: Sequence[str] | None = None,
     ) -> list[NPC]:
         result = self.collection.get(
-            where=where_filter(world, tag), limit=limit, offset=offset, include=["metadatas"]
+            where=where_filter(world, tag, owners),
+            limit=limit,
+            offset=offset,
+            include=["metadatas"],
         )
         return sorted(self._npcs(result["metadatas"]), key=lambda npc: npc.name)
 
     def search(
-        self, query: str, *, k: int = 5, world: str | None = None, tag: str | None = None
+        self,
+        query: str,
+        *,
+        k: int = 5,
+        world: str | None = None,
+        tag: str | None = None,
+        owners: Sequence[str] | None = None,
     ) -> list[SearchHit]:
         """The ``k`` NPCs closest in meaning to ``query`` (k is capped at MAX_RESULTS)."""
         count = self.count()
@@ -165,7 +208,7 @@ class NPCStore:
         result = self.collection.query(
             query_texts=[query],
             n_results=min(max(k, 1), MAX_RESULTS, count),
-            where=where_filter(world, tag),
+            where=where_filter(world, tag, owners),
             include=["metadatas", "distances"],
         )
         metadatas = (result["metadatas"] or [[]])[0]
@@ -178,12 +221,14 @@ class NPCStore:
     def count(self) -> int:
         return self.collection.count()
 
-    def worlds(self) -> list[str]:
+    def worlds(self, owners: Sequence[str] | None = None) -> list[str]:
         """Distinct worlds in the library (remembered until the next write here)."""
         if self._worlds is None:
             result = self.collection.get(include=["metadatas"])
-            self._worlds = sorted({str(meta["world"]) for meta in result["metadatas"] or ()})
-        return self._worlds
+            self._worlds = [
+                (str(meta["world"]), str(meta.get(OWNER, ""))) for meta in result["metadatas"] or ()
+            ]
+        return sorted({w for w, owner in self._worlds if owners is None or owner in owners})
 
     def names_in_world(self, world: str, *, except_cast_seed: int | None = None) -> set[str]:
         """Names used in a world, leaving out one cast's own (so regenerating a

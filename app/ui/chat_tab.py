@@ -81,21 +81,34 @@ class ChatHandlers:
         self.admission.chat_message(caller)
         return chosen
 
-    async def find(self, query: str | None) -> tuple[dict[str, Any], str]:
+    def _library(self, request: gr.Request | None) -> Library:
+        """The library as the caller sees it (their own NPCs and the team's)."""
+        if self.admission is None:
+            return self.library
+        return self.library.as_seen_by(self.admission.viewer(caller_of(self.admission, request)))
+
+    async def _npc(self, npc_id: str | None, request: gr.Request | None) -> str:
+        """The picked NPC's id, once the caller may see it ("not found" otherwise)."""
+        return (await self._library(request).get(_npc_id(npc_id))).id
+
+    async def find(
+        self, query: str | None, request: gr.Request | None = None
+    ) -> tuple[dict[str, Any], str]:
         """NPCs for the picker: closest in meaning to the query, or the first ones."""
+        library = self._library(request)
         if query and query.strip():
-            npcs = [hit.npc for hit in await self.library.search(query, k=20)]
+            npcs = [hit.npc for hit in await library.search(query, k=20)]
         else:
-            npcs = await self.library.list_npcs(limit=50)
+            npcs = await library.list_npcs(limit=50)
         choices = [(f"{npc.name} · {npc.occupation} ({npc.world})", npc.id) for npc in npcs]
         status = f"{len(npcs)} NPCs found." if npcs else "No NPC in the library yet."
         return gr.update(choices=choices, value=choices[0][1] if choices else None), status
 
-    async def open_npc(self, npc_id: str | None) -> ChatOutputs:
+    async def open_npc(self, npc_id: str | None, request: gr.Request | None = None) -> ChatOutputs:
         """The NPC's latest conversation (or none yet), and its list."""
         if not npc_id:
             return [], gr.update(choices=[NEW], value=NEW), [], "", ""
-        npc = await self.library.get(_npc_id(npc_id))
+        npc = await self._library(request).get(_npc_id(npc_id))
         conversations = await self.chat.conversations(npc.id)
         choices = [(NEW, NEW), *(_choice(c) for c in conversations)]
         latest = conversations[0] if conversations else None
@@ -104,10 +117,14 @@ class ChatHandlers:
         status = f"Talking to **{npc.name}**, {npc.occupation}."
         return shown, gr.update(choices=choices, value=value), [], status, ""
 
-    async def open_conversation(self, npc_id: str | None, conversation_id: str | None) -> Any:
+    async def open_conversation(
+        self, npc_id: str | None, conversation_id: str | None, request: gr.Request | None = None
+    ) -> Any:
         if not npc_id or not conversation_id or conversation_id == NEW:
             return []
-        return _bubbles(await self.chat.conversation(_npc_id(npc_id), conversation_id))
+        return _bubbles(
+            await self.chat.conversation(await self._npc(npc_id, request), conversation_id)
+        )
 
     async def _outputs(self, update: ChatUpdate) -> ChatOutputs:
         conversation = update.conversation
@@ -133,9 +150,10 @@ class ChatHandlers:
     ) -> AsyncIterator[ChatOutputs]:
         """Say something; the reply streams into the chat."""
         conversation = None if conversation_id in (None, "", NEW) else conversation_id
+        npc = await self._npc(npc_id, request)
         backend = self._admit(request, backend)
         async for update in self.chat.send(
-            _npc_id(npc_id), conversation, message or "", player=player, backend=backend
+            npc, conversation, message or "", player=player, backend=backend
         ):
             yield await self._outputs(update)
 
@@ -149,22 +167,29 @@ class ChatHandlers:
         """Answer the last message again."""
         if conversation_id in (None, "", NEW):
             raise InputError("Start a conversation first: say something.")
+        npc = await self._npc(npc_id, request)
         backend = self._admit(request, backend)
-        async for update in self.chat.regenerate(
-            _npc_id(npc_id), str(conversation_id), backend=backend
-        ):
+        async for update in self.chat.regenerate(npc, str(conversation_id), backend=backend):
             yield await self._outputs(update)
 
-    async def new_conversation(self, npc_id: str | None, player: str | None) -> ChatOutputs:
-        conversation = await self.chat.new_conversation(_npc_id(npc_id), player)
+    async def new_conversation(
+        self, npc_id: str | None, player: str | None, request: gr.Request | None = None
+    ) -> ChatOutputs:
+        conversation = await self.chat.new_conversation(await self._npc(npc_id, request), player)
         choice = gr.update(choices=[(NEW, NEW), _choice(conversation)], value=conversation.id)
         return [], choice, [], "A new conversation: the NPC still remembers the old ones.", ""
 
-    async def export(self, npc_id: str | None, conversation_id: str | None, fmt: str) -> str:
+    async def export(
+        self,
+        npc_id: str | None,
+        conversation_id: str | None,
+        fmt: str,
+        request: gr.Request | None = None,
+    ) -> str:
         """The conversation as Markdown or as a SillyTavern chat (.jsonl)."""
         if conversation_id in (None, "", NEW):
             raise InputError("Pick a conversation to export first.")
-        npc = await self.library.get(_npc_id(npc_id))
+        npc = await self._library(request).get(_npc_id(npc_id))
         conversation = await self.chat.conversation(npc.id, str(conversation_id))
         if fmt == "SillyTavern chat (JSONL)":
             data, suffix = conversation_sillytavern(conversation, npc.name), ".jsonl"
@@ -176,19 +201,25 @@ class ChatHandlers:
 
     # -- memory ------------------------------------------------------------------------
     async def memory_search(
-        self, npc_id: str | None, query: str | None, player: str | None
+        self,
+        npc_id: str | None,
+        query: str | None,
+        player: str | None,
+        request: gr.Request | None = None,
     ) -> tuple[list[list[Any]], str]:
         """What the NPC remembers that fits a query, ranked as a reply would use it."""
-        npc = _npc_id(npc_id)
+        npc = await self._npc(npc_id, request)
         if not query or not query.strip():
             raise InputError("Type what to look for in the NPC's memory.")
         found = await self.memory.retrieve(npc, query, player=player or None, touch=False)
         count = await self.memory.count(npc)
         return _memory_rows(found), f"{len(found)} of {count:,} memories shown."
 
-    async def memory_import(self, npc_id: str | None, file: str | None) -> str:
+    async def memory_import(
+        self, npc_id: str | None, file: str | None, request: gr.Request | None = None
+    ) -> str:
         """A SillyTavern chat (.jsonl) into the NPC's memory, one memory per message."""
-        npc = _npc_id(npc_id)
+        npc = await self._npc(npc_id, request)
         if not file:
             raise InputError("Choose a SillyTavern chat file (.jsonl) to import.")
         path = Path(file)
@@ -202,9 +233,12 @@ class ChatHandlers:
             warn(problem)
         return report.summary()
 
-    async def memory_clear(self, npc_id: str | None, sure: bool) -> tuple[str, bool]:
+    async def memory_clear(
+        self, npc_id: str | None, sure: bool, request: gr.Request | None = None
+    ) -> tuple[str, bool]:
         """Forget everything the NPC remembers (conversations stay)."""
-        npc = _npc_id(npc_id)
+        library = self._library(request)
+        npc = library.changeable(await library.get(_npc_id(npc_id))).id
         if not sure:
             raise InputError("Tick 'Yes, forget everything' first: this cannot be undone.")
         removed = await self.memory.clear(npc)

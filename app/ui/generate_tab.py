@@ -143,7 +143,8 @@ class GenerateHandlers:
             self.request, world_choice, world_file, setting, count, names, traits, temperature, seed
         )
         async with self._admitted(caller, request.count, backend) as ticket:
-            plan = await self.cast.plan(request, backend=ticket.backend)
+            owner = self.admission.owner(ticket.caller) if self.admission else None
+            plan = await self.cast.plan(request, backend=ticket.backend, owner=owner)
             view = CastView(plan)
             async for outputs in self._stream(view, range(view.total), bool(use_cache)):
                 ticket.produced = view.produced
