@@ -126,6 +126,11 @@ def owned_id(npc_id: str, owner: str | None) -> str:
 class NPC(NPCProfile):
     """A generated character with its provenance."""
 
+    # Generated NPCs always have an age (NPCProfile is validated first); a card
+    # imported from another tool may not state one, and a guess would show as fact.
+    age: int | None = Field(  # type: ignore[assignment]  # widened on purpose, see above
+        default=None, ge=0, le=100_000, description="Age in years, if known"
+    )
     id: str = Field(description="Stable id: the same request gives the same id")
     world: str = Field(description="Name of the world the NPC belongs to")
     backend: str = Field(description="Backend name, e.g. procedural:v1 or openai:gpt-4o-mini")
@@ -151,6 +156,10 @@ class NPC(NPCProfile):
         return self.model_copy(
             update={"owner": owner, "id": owned_id(self.id, owner), "relationships": ties}
         )
+
+    def age_text(self, suffix: str = "") -> str:
+        """``47`` (plus ``suffix``, e.g. `` years old``), or ``age unknown``."""
+        return "age unknown" if self.age is None else f"{self.age}{suffix}"
 
 
 _UNSUPPORTED_SCHEMA_KEYS = frozenset(

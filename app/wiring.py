@@ -28,6 +28,7 @@ from app.cache.stats import StatsRegistry
 from app.metrics import Metrics
 from app.services.accounts import Accounts
 from app.services.admission import Admission
+from app.services.card_store import CardStore
 from app.services.cast import CastLimits, CastService
 from app.services.chat import ChatLimits, ChatService
 from app.services.conversations import ConversationStore
@@ -154,7 +155,9 @@ class Services:
             self.assets.personalities,
             default_temperature=settings.default_temperature,
         )
-        self.exports = ExportService(self.library, self.worlds)
+        self.exports = ExportService(
+            self.library, self.worlds, CardStore(Path(settings.data_dir) / "cards")
+        )
         self.chat = ChatService(
             backends=self.backends,
             library=self.library,

@@ -1,187 +1,226 @@
-"""Character Cards V2/V3 and the other exports: round trips and bad files."""
+"""Character Cards out: every format valid against the spec schemas, V3 fields,
+lorebooks whose entries trigger on their own subjects, cards made here round-trip."""
 
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import json
 import zipfile
+from typing import Any
 
 import pytest
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
-from app.errors import InputError
 from app.models import NPC, Relationship, World
-from app.services.cards import SPEC_V2, card_png, card_to_npc, npc_to_card, read_card
-from app.services.exports import (
-    CSV_FIELDS,
-    cards_zip,
-    cast_markdown,
-    npc_markdown,
-    npcs_csv,
-    npcs_json,
-    npcs_jsonl,
-    safe_filename,
-)
+from app.services.card_import import read_card
+from app.services.card_mapping import map_card
+from app.services.card_schemas import SPEC_V2, SPEC_V3, card_problems
+from app.services.cards import npc_to_card, npc_to_card_v3, to_v2
+from app.services.exports import EXPORT_FORMATS, ExportInput, build_export
+from app.services.lorebook import character_book, sillytavern_world_info, world_book
+from app.services.png_chunks import text_chunks
 from tests.npc_fixtures import valid_profile
 
+NOW = 1_764_547_200.0
 WORLD = World(
     name="Saltmere",
     era="Medieval fishing village",
     time_period="1340",
-    detail={"society": "Fishers and a greedy reeve.", "economy": "Herring and salt."},
+    detail={
+        "society": "Fishers answer to Reeve Aldous, who keeps the tithe barns locked.",
+        "economy": "Herring and salt go south by cart; the salt pans flood each spring.",
+        "religion": "A chapel of Saint Brannoc stands on the cliff; fishers pray for calm seas.",
+    },
 )
 
 
-def _npc(name: str = "Maud", **extra: object) -> NPC:
-    values = {"id": f"npc-{name.lower()}", **valid_profile(name), **extra}
+def _npc(name: str = "Maud Tanner", **extra: Any) -> NPC:
+    values = {"id": f"npc-{name.split()[0].lower()}", **valid_profile(name), **extra}
     return NPC(**values, world="Saltmere", backend="procedural:v1", seed=7)
 
 
 @pytest.fixture
 def maud() -> NPC:
     tie = Relationship(
-        target_id="npc-bran", target_name="Bran", type="lover", weight=0.8, secret=True,
+        target_id="npc-bran", target_name="Bran Hollow", type="lover", weight=0.8, secret=True,
         description="They meet at the cove.",
     )  # fmt: skip
-    return _npc("Maud", tags=["baker"], relationships=[tie])
+    return _npc(tags=["baker"], relationships=[tie])
 
 
-def test_card_v2_shape(maud: NPC) -> None:
-    card = npc_to_card(maud, WORLD, extra_extensions={"depth_prompt": {"depth": 4}})
-    assert card["spec"] == SPEC_V2 and card["spec_version"] == "2.0"
-    data = card["data"]
-    for key in (
-        "name", "description", "personality", "scenario", "first_mes", "mes_example",
-        "creator_notes", "system_prompt", "post_history_instructions", "alternate_greetings",
-        "tags", "creator", "character_version", "extensions",
-    ):  # fmt: skip
-        assert key in data, key
-    assert data["first_mes"] == maud.sample_lines[0]
-    assert data["alternate_greetings"] == maud.sample_lines[1:]
-    assert data["extensions"]["depth_prompt"] == {"depth": 4}  # unknown keys are kept
-    entries = data["character_book"]["entries"]
-    assert {e["name"] for e in entries} >= {"Saltmere: society", "Saltmere: economy", "Maud → Bran"}
-    lover = next(e for e in entries if e["name"] == "Maud → Bran")
-    assert lover["keys"] == ["Bran"] and "Nobody else knows" in lover["content"]
+def _decoded_chunks(png: bytes) -> dict[str, Any]:
+    return {k: json.loads(base64.b64decode(v)) for k, v in text_chunks(png)}
 
 
-def test_json_card_round_trip(maud: NPC) -> None:
-    data = json.dumps(npc_to_card(maud, WORLD)).encode()
-    assert card_to_npc(read_card(data, "maud.json")) == maud
+def _cards_of(fmt: str, npcs: list[NPC]) -> list[dict[str, Any]]:
+    """Every card inside one export (JSON, PNG chunks, zip members)."""
+    data = build_export(ExportInput(npcs, WORLD, now=NOW), fmt).data
+    files = [data]
+    if data.startswith(b"PK"):
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        files = [archive.read(name) for name in archive.namelist()]
+    cards: list[dict[str, Any]] = []
+    for file in files:
+        if file.startswith(b"\x89PNG"):
+            cards += _decoded_chunks(file).values()
+        else:
+            cards.append(json.loads(file))
+    return cards
 
 
-def test_png_card_round_trip(maud: NPC) -> None:
-    png = card_png(npc_to_card(maud, WORLD), maud)
-    assert png.startswith(b"\x89PNG")
-    with Image.open(io.BytesIO(png)) as image:
-        assert image.size == (400, 600) and "chara" in image.text  # type: ignore[attr-defined]
-    assert card_to_npc(read_card(png, "maud.png")) == maud
+CARD_FORMATS = [fmt for fmt in EXPORT_FORMATS if fmt.startswith("Character Card")]
 
 
-def test_v3_chunk_wins_over_v2() -> None:
-    v2 = {"spec": SPEC_V2, "spec_version": "2.0", "data": {"name": "Old", "first_mes": "Hi."}}
-    v3 = {
-        "spec": "chara_card_v3",
-        "spec_version": "3.0",
-        "data": {"name": "New", "first_mes": "Hello."},
-    }
-    info = PngInfo()
-    info.add_text("chara", base64.b64encode(json.dumps(v2).encode()).decode())
-    info.add_text("ccv3", base64.b64encode(json.dumps(v3).encode()).decode())
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buffer, format="PNG", pnginfo=info)
-    assert read_card(buffer.getvalue(), "v3.png")["data"]["name"] == "New"
+@pytest.mark.parametrize("fmt", CARD_FORMATS)
+@pytest.mark.parametrize("count", [1, 2])
+def test_every_card_export_is_spec_valid(fmt: str, count: int, maud: NPC) -> None:
+    npcs = [maud, _npc("Bran Hollow")][:count]
+    cards = _cards_of(fmt, npcs)
+    assert len(cards) == count * (2 if "V3 (PNG)" in fmt else 1)
+    for card in cards:
+        assert card_problems(card) == []
+        assert card["data"]["character_book"]["extensions"] == {}
+    specs = {card["spec"] for card in cards}
+    assert specs == (
+        {SPEC_V2, SPEC_V3} if "V3 (PNG)" in fmt else {SPEC_V3 if "V3" in fmt else SPEC_V2}
+    )
 
 
-def test_foreign_card_becomes_a_valid_npc() -> None:
-    card = {
-        "spec": SPEC_V2,
-        "spec_version": "2.0",
-        "data": {
-            "name": "Seraphine",
-            "description": "A tall witch in grey.\n\nShe left the coven after the fire.",
-            "personality": "Sly, patient; proud",
-            "scenario": "She wants the coven's grimoire back.",
-            "first_mes": "You smell of smoke.",
-            "mes_example": "<START>\n{{user}}: Hi\n{{char}}: Do not waste my evening.",
-            "tags": ["witch"],
-        },
-    }
-    npc = card_to_npc(read_card(json.dumps(card).encode(), "s.json"))
-    assert npc.name == "Seraphine" and npc.occupation == "witch"
-    assert npc.personality_traits == ["sly", "patient", "proud"]
-    assert npc.sample_lines == ["You smell of smoke.", "Do not waste my evening."]
-    assert npc.appearance == "A tall witch in grey." and "coven" in npc.backstory
-    assert npc.motivation == "She wants the coven's grimoire back."
-
-
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        (b"hello there", "neither a PNG card nor card JSON"),
-        (b'{"spec": "something_else", "data": {"name": "X"}}', "not a Character Card V2/V3"),
-        (b'{"spec": "chara_card_v2", "data": {"name": "  "}}', "no character name"),
-        (b"\x89PNG\r\n\x1a\nbroken", "not a readable PNG"),
-    ],
-)
-def test_bad_cards_are_clear_errors(data: bytes, message: str) -> None:
-    with pytest.raises(InputError, match=message) as caught:
-        read_card(data, "upload.bin")
-    assert str(caught.value).startswith("upload.bin: ")
-
-
-def test_png_without_card_and_bad_base64() -> None:
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
-    with pytest.raises(InputError, match="no character card found"):
-        read_card(buffer.getvalue(), "plain.png")
-    info = PngInfo()
-    info.add_text("chara", "%%% not base64 %%%")
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buffer, format="PNG", pnginfo=info)
-    with pytest.raises(InputError, match="not base64-encoded JSON"):
-        read_card(buffer.getvalue(), "bad.png")
-    with pytest.raises(InputError, match="at most"):
-        read_card(b"{" + b" " * (21 * 1024 * 1024), "huge.json")
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("../../etc/passwd", "etc_passwd.json"),
-        ("Ærø Vale", "Aero_Vale.json"),
-        ("", "npc.json"),
-        ("...", "npc.json"),
-        ("a/b\\c:d", "a_b_c_d.json"),
-        ("x" * 300, "x" * 80 + ".json"),
-    ],
-)
-def test_safe_filename(text: str, expected: str) -> None:
-    assert safe_filename(text, ".json") == expected
-
-
-def test_csv_json_jsonl_markdown(maud: NPC) -> None:
-    tricky = _npc("Bran", backstory='He said "no", then left,\nfor good.')
-    rows = list(csv.DictReader(io.StringIO(npcs_csv([maud, tricky]))))
-    assert list(rows[0]) == list(CSV_FIELDS) and len(rows) == 2
-    assert rows[1]["backstory"] == 'He said "no", then left,\nfor good.'
-    assert rows[0]["relationships"] == "lover→Bran (+0.80)"
-    assert json.loads(npcs_json([maud]))[0]["name"] == "Maud"
-    assert [json.loads(line)["id"] for line in npcs_jsonl([maud, tricky]).splitlines()] == [
-        "npc-maud",
-        "npc-bran",
+def test_the_schema_catches_what_strict_validators_catch(maud: NPC) -> None:
+    card = npc_to_card(maud, WORLD)
+    del card["data"]["character_book"]["extensions"]
+    card["data"]["tags"] = "baker, fisher"
+    del card["data"]["character_book"]["entries"][0]["insertion_order"]
+    assert card_problems(card) == [
+        "data.character_book.entries.0: 'insertion_order' is a required property",
+        "data.character_book: 'extensions' is a required property",
+        "data.tags: 'baker, fisher' is not of type 'array'",
     ]
-    sheet = npc_markdown(_npc("Odo", secret="<script>x</script>", backstory="# not a heading"))
-    assert "## Backstory\n\\# not a heading" in sheet and "<script>" not in sheet
-    assert cast_markdown([maud, tricky], "Saltmere").count("\n---\n") == 2
+    v3 = npc_to_card_v3(maud, WORLD, now=NOW)
+    del v3["data"]["group_only_greetings"]
+    del v3["data"]["character_book"]["entries"][0]["use_regex"]
+    assert len(card_problems(v3)) == 2
 
 
-def test_cards_zip_has_unique_names(maud: NPC) -> None:
-    twin = _npc("Maud", id="npc-maud-2")
-    archive = zipfile.ZipFile(io.BytesIO(cards_zip([maud, twin], WORLD)))
-    names = archive.namelist()
-    assert names == ["Maud.png", "Maud_2.png"]
-    assert card_to_npc(read_card(archive.read("Maud_2.png"), "Maud_2.png")).id == "npc-maud-2"
+def test_v3_fields(maud: NPC) -> None:
+    card = _cards_of("Character Card V3 (JSON)", [maud])[0]
+    data = card["data"]
+    assert card["spec_version"] == "3.0" and data["nickname"] == "Maud"
+    assert data["creator_notes_multilingual"] == {"en": data["creator_notes"]}
+    assert data["source"] == ["npc-forge:npc-maud"] and data["group_only_greetings"] == []
+    assert data["creation_date"] == data["modification_date"] == int(NOW)
+    (icon,) = data["assets"]
+    assert icon["type"] == "icon" and icon["name"] == "main" and icon["ext"] == "png"
+    portrait = base64.b64decode(icon["uri"].removeprefix("data:image/png;base64,"))
+    assert Image.open(io.BytesIO(portrait)).size == (400, 600)
+    png = build_export(ExportInput([maud], WORLD, now=NOW), "Character Card V3 (PNG)").data
+    chunks = _decoded_chunks(png)
+    assert set(chunks) == {"chara", "ccv3"}
+    assert chunks["ccv3"]["data"]["assets"][0]["uri"] == "ccdefault:"  # the PNG is the portrait
+    assert chunks["chara"] == to_v2(chunks["ccv3"])
+
+
+@pytest.mark.parametrize("fmt", CARD_FORMATS)
+def test_cards_made_here_come_back_exactly(fmt: str, maud: NPC) -> None:
+    data = build_export(ExportInput([maud], WORLD, now=NOW), fmt).data
+    read = read_card(data, "maud")
+    assert map_card(read.card, "maud").npc == maud and read.notes == []
+
+
+def test_card_fields_from_an_npc(maud: NPC) -> None:
+    data = npc_to_card(maud, WORLD)["data"]
+    assert data["first_mes"] == maud.sample_lines[0]
+    assert data["alternate_greetings"] == []  # sample lines are not greetings
+    assert all(line in data["mes_example"] for line in maud.sample_lines[1:])
+    assert data["description"].startswith(f"Maud Tanner, {maud.occupation}, 47 years old")
+    assert maud.secret in data["system_prompt"]
+    unknown_age = npc_to_card(maud.model_copy(update={"age": None}), WORLD)["data"]
+    assert "years old" not in unknown_age["description"]
+
+
+def test_each_lorebook_entry_has_its_own_keys(maud: NPC) -> None:
+    book = character_book(maud, WORLD)
+    assert book is not None
+    entries = {entry["name"]: entry for entry in book["entries"]}
+    setting = entries["Saltmere: setting"]
+    assert setting["constant"] and setting["insertion_order"] == 0
+    sections = [entries[f"Saltmere: {name}"] for name in ("society", "economy", "religion")]
+    keys = [set(map(str.lower, entry["keys"])) for entry in sections]
+    assert not keys[0] & keys[1] and not keys[1] & keys[2] and not keys[0] & keys[2]
+    # Names first; "fishers" is in two sections, so it is no key of either.
+    assert sections[0]["keys"][:3] == ["society", "Reeve Aldous", "answer"]
+    assert sections[2]["keys"][:2] == ["religion", "Saint Brannoc"]
+    assert "medieval" not in set().union(*keys)  # the era pulls in no section
+    tie = entries["Maud Tanner → Bran Hollow"]
+    assert tie["keys"] == ["Bran Hollow", "Bran"] and "Nobody else knows" in tie["content"]
+    assert tie["position"] == "after_char" and tie["priority"] > sections[0]["priority"]
+    assert tie["insertion_order"] > max(entry["insertion_order"] for entry in sections)
+    assert len({entry["id"] for entry in book["entries"]}) == len(book["entries"])
+
+
+# Written from SillyTavern's World Info entry definition (the fields its importer reads).
+ST_WORLD_INFO_SCHEMA = {
+    "type": "object",
+    "required": ["entries"],
+    "properties": {
+        "entries": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["uid", "key", "keysecondary", "comment", "content", "constant",
+                             "selective", "order", "position", "disable"],
+                "properties": {
+                    "uid": {"type": "integer"}, "key": {"type": "array", "items": {"type": "string"}},
+                    "keysecondary": {"type": "array", "items": {"type": "string"}},
+                    "comment": {"type": "string"}, "content": {"type": "string"},
+                    "constant": {"type": "boolean"}, "selective": {"type": "boolean"},
+                    "order": {"type": "number"}, "position": {"enum": [0, 1, 2, 3, 4, 5, 6]},
+                    "disable": {"type": "boolean"},
+                },
+            },
+        }
+    },
+}  # fmt: skip
+
+
+def test_world_lorebook_export(maud: NPC) -> None:
+    from jsonschema import validate
+
+    bran = _npc("Bran Hollow", relationships=[
+        Relationship(target_id="npc-maud", target_name="Maud Tanner", type="lover", weight=0.7)
+    ])  # fmt: skip
+    exported = build_export(ExportInput([maud, bran], WORLD), "SillyTavern World Info (JSON)")
+    assert exported.filename == "Saltmere.lorebook.json"
+    info = json.loads(exported.data)
+    validate(info, ST_WORLD_INFO_SCHEMA)
+    entries = list(info["entries"].values())
+    assert [e["uid"] for e in entries] == list(range(len(entries)))
+    ties = [e for e in entries if "→" in e["comment"]]
+    assert [(e["key"], e["keysecondary"], e["selective"]) for e in ties] == [
+        (["Maud Tanner", "Maud"], ["Bran Hollow", "Bran"], True),
+        (["Bran Hollow", "Bran"], ["Maud Tanner", "Maud"], True),
+    ]
+    assert {e["position"] for e in ties} == {1} and entries[0]["constant"]
+    assert len({tuple(e["key"]) for e in entries}) == len(entries)  # no two share their keys
+    assert sillytavern_world_info(world_book(WORLD, []))["entries"]["0"]["order"] == 0
+
+
+def test_world_zip_of_cards_with_unicode_names() -> None:
+    cast = [_npc("Zoë 李小龍"), _npc("Игорь Петров"), _npc("Игорь Петров", id="npc-2")]
+    for fmt, suffix in (
+        ("Character Card V2 (JSON)", ".card.json"),
+        ("Character Card V3 (PNG)", ".png"),
+    ):
+        exported = build_export(ExportInput(cast, WORLD, now=NOW), fmt)
+        assert exported.filename == "Saltmere.cards.zip" and exported.count == 3
+        archive = zipfile.ZipFile(io.BytesIO(exported.data))
+        assert archive.namelist() == [
+            f"Zoë_李小龍{suffix}",
+            f"Игорь_Петров{suffix}",
+            f"Игорь_Петров_2{suffix}",
+        ]
+        for name in archive.namelist():
+            assert read_card(archive.read(name), name).card["data"]["name"] in {
+                n.name for n in cast
+            }

@@ -13,6 +13,7 @@ from app.cli import main
 from app.errors import InputError
 from app.models import NPC, Relationship, World
 from app.ui.generate_tab import GenerateHandlers
+from app.ui.library_cards import CardHandlers
 from app.ui.library_tab import LibraryHandlers
 from app.wiring import Services
 from config import Settings
@@ -241,15 +242,16 @@ async def test_library_handlers_search_export_import(
 ) -> None:
     await library_services.library.save(people)
     s = library_services
-    handlers = LibraryHandlers(s.library, s.refine, s.exports, s.settings.data_dir / "exports")
+    handlers = LibraryHandlers(s.library, s.refine)
+    cards = CardHandlers(s.exports, s.settings.data_dir / "exports")
     rows, choices, status = await handlers.search("baker of bread", 2, None, "")
     assert rows[0][1] == "Maud Flour" and choices["value"] == people[1].id and "2 closest" in status
     card, value = await handlers.open(people[1].id, "backstory")
     assert "Maud Flour" in card and "honey cakes" in value
-    path, _ = await handlers.export(people[1].id, "this NPC", "Character Card V2 (PNG)")
+    path, _ = await cards.export(people[1].id, "this NPC", "Character Card V2 (PNG)")
     assert path.endswith(".png")
     await handlers.delete(people[1].id)
-    message = await handlers.import_cards([path])
+    message = await cards.import_cards([path])
     assert "Imported 1 card" in message
     assert (await library_services.library.get(people[1].id)).name == "Maud Flour"
 

@@ -1,120 +1,197 @@
-"""SillyTavern Character Cards: V2 out (JSON and PNG), V2 and V3 in.
+"""Character Cards out: V2 and V3, as JSON or as PNG.
 
 A PNG card is an image with the card JSON, base64-encoded, in a ``tEXt``
-chunk named ``chara`` (V3 tools add ``ccv3``, which wins when both exist).
-The whole NPC rides along in ``data.extensions.npc_forge``, so a card made
-here imports back without loss; cards from other tools are mapped onto the
-NPC fields as well as they allow.
+chunk: ``chara`` for V2; a V3 PNG has ``ccv3`` and a V2 ``chara`` beside it,
+as SillyTavern writes them. A card made here carries the whole NPC in
+``data.extensions.npc_forge``, so it imports back without loss. An NPC that
+came from someone else's card goes out as that card (``card_store``), with
+only the fields edited since written in. Every card written is checked
+against the schemas in ``card_schemas``.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
+import copy
 import hashlib
 import io
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
-from app.errors import InputError
 from app.models import NPC, World
+from app.services.card_mapping import EXTENSION, apply_edits
+from app.services.card_schemas import SPEC_V2, SPEC_V3, card_problems
+from app.services.card_store import KeptCard
+from app.services.lorebook import character_book
+from app.services.png_chunks import with_text_chunks
 
-SPEC_V2 = "chara_card_v2"
-SPEC_V3 = "chara_card_v3"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MAX_CARD_BYTES = 20 * 1024 * 1024
 CARD_SIZE = (400, 600)
-EXTENSION = "npc_forge"
+CREATOR = "NPC Forge"
+DEFAULT_ICON = {"type": "icon", "uri": "ccdefault:", "name": "main", "ext": "png"}
+# V3 fields a V2 card does not have, with the value a converted card gets.
+V3_ONLY = ("assets", "nickname", "creator_notes_multilingual", "source", "group_only_greetings",
+           "creation_date", "modification_date")  # fmt: skip
 
 
-def _book_entry(entry_id: int, name: str, keys: list[str], content: str) -> dict[str, Any]:
-    return {
-        "keys": keys,
-        "content": content,
-        "extensions": {},
-        "enabled": True,
-        "insertion_order": entry_id,
-        "case_sensitive": False,
-        "name": name,
-        "priority": 10,
-        "id": entry_id,
-        "comment": name,
-        "selective": False,
-        "secondary_keys": [],
-        "constant": False,
-        "position": "before_char",
-    }
+class CardSpecError(AssertionError):
+    """A card this code built breaks its spec: a bug here, never the user's."""
 
 
-def _keywords(text: str) -> list[str]:
-    return [word for word in re.findall(r"[A-Za-z][A-Za-z'-]{3,}", text)][:6]
-
-
-def character_book(npc: NPC, world: World | None) -> dict[str, Any] | None:
-    """World sections and relationships as lorebook entries."""
-    entries: list[dict[str, Any]] = []
-    if world is not None:
-        sections = world.detail if isinstance(world.detail, dict) else {"overview": world.detail}
-        for section, text in sections.items():
-            if text:
-                keys = [section.replace("_", " "), *_keywords(world.era)]
-                entries.append(_book_entry(len(entries), f"{world.name}: {section}", keys, text))
-    for tie in npc.relationships:
-        content = f"{npc.name} and {tie.target_name}: {tie.type} ({tie.weight:+.2f})"
-        content += f", {tie.description}" if tie.description else ""
-        content += ". Nobody else knows of it." if tie.secret else "."
-        entries.append(
-            _book_entry(len(entries), f"{npc.name} → {tie.target_name}", [tie.target_name], content)
-        )
-    if not entries:
-        return None
-    return {"name": f"{npc.name} ({npc.world})", "entries": entries}
+def checked(card: dict[str, Any]) -> dict[str, Any]:
+    problems = card_problems(card)
+    if problems:
+        raise CardSpecError(f"{card.get('spec')} card breaks its spec: {'; '.join(problems)}")
+    return card
 
 
 def npc_to_card(
-    npc: NPC,
-    world: World | None = None,
-    names_by_id: Mapping[str, str] | None = None,
-    extra_extensions: Mapping[str, Any] | None = None,
+    npc: NPC, world: World | None = None, extra_extensions: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The NPC as a Character Card V2 (``names_by_id`` is accepted for callers
-    that know other NPCs' current names; relationships carry theirs)."""
+    """The NPC as a Character Card V2."""
     lines = npc.sample_lines
     scenario = (
         f"{npc.name} lives in {world.name}: {world.era}, {world.time_period}."
         if world is not None
         else f"{npc.name} lives in {npc.world}."
     )
+    age = f", {npc.age_text(' years old')}" if npc.age is not None else ""
     data: dict[str, Any] = {
         "name": npc.name,
-        "description": "\n\n".join([npc.appearance, npc.backstory, f"Wants: {npc.motivation}"]),
+        "description": "\n\n".join(
+            [
+                f"{npc.name}, {npc.occupation}{age} ({npc.gender}).",
+                npc.appearance,
+                npc.backstory,
+                f"Wants: {npc.motivation}",
+            ]
+        ),
         "personality": f"{', '.join(npc.personality_traits)}. Speech: {npc.speech_style}",
         "scenario": scenario,
         "first_mes": lines[0],
-        "mes_example": "\n".join(f"<START>\n{{{{char}}}}: {line}" for line in lines),
+        "mes_example": "\n".join(f"<START>\n{{{{char}}}}: {line}" for line in lines[1:]),
         "creator_notes": f"Generated by NPC Forge with {npc.backend} (seed {npc.seed}).",
         "system_prompt": (
-            f"You are {npc.name}, a {npc.occupation}. Stay in character; speak as described. "
+            f"You are {npc.name}, {npc.occupation}. Stay in character; speak as described. "
             f"Never reveal your secret unless the story earns it: {npc.secret}"
         ),
         "post_history_instructions": "",
-        "alternate_greetings": list(lines[1:]),
-        "tags": [*npc.tags, npc.world, npc.occupation],
-        "creator": "NPC Forge",
+        "alternate_greetings": [],
+        "tags": list(dict.fromkeys([*npc.tags, npc.world, npc.occupation])),
+        "creator": CREATOR,
         "character_version": "1",
         "extensions": {**dict(extra_extensions or {}), EXTENSION: npc.model_dump(mode="json")},
     }
     book = character_book(npc, world)
     if book is not None:
         data["character_book"] = book
-    return {"spec": SPEC_V2, "spec_version": "2.0", "data": data}
+    return checked({"spec": SPEC_V2, "spec_version": "2.0", "data": data})
 
 
-def _portrait(name: str) -> Any:
+def _book_v3(book: Mapping[str, Any]) -> dict[str, Any]:
+    entries = [
+        {"use_regex": False, "constant": False, **entry, "extensions": entry.get("extensions", {})}
+        for entry in book.get("entries") or []
+    ]
+    return {**book, "extensions": book.get("extensions", {}), "entries": entries}
+
+
+def to_v3(card: Mapping[str, Any], *, now: float, **new: Any) -> dict[str, Any]:
+    """A V2 card as V3: the V3 fields added (``new`` overrides them), nothing dropped."""
+    data = copy.deepcopy(dict(card["data"]))
+    data.setdefault("group_only_greetings", [])
+    data["modification_date"] = int(now)
+    if "character_book" in data:
+        data["character_book"] = _book_v3(data["character_book"])
+    data.update(new)
+    return checked({"spec": SPEC_V3, "spec_version": "3.0", "data": data})
+
+
+def to_v2(card: Mapping[str, Any]) -> dict[str, Any]:
+    """A V3 card as V2. The V3-only fields stay in ``data``: V2 readers ignore
+    unknown keys, and they are the card's (V2 asks that none be destroyed)."""
+    return checked({"spec": SPEC_V2, "spec_version": "2.0", "data": copy.deepcopy(card["data"])})
+
+
+def _nickname(name: str) -> dict[str, str]:
+    parts = name.split()
+    return {"nickname": parts[0]} if len(parts) > 1 else {}
+
+
+def npc_to_card_v3(
+    npc: NPC, world: World | None, *, now: float, portrait_uri: str = "ccdefault:"
+) -> dict[str, Any]:
+    """The NPC as a Character Card V3 (``portrait_uri``: the icon, ``ccdefault:``
+    for a PNG card, which is its own portrait)."""
+    v2 = npc_to_card(npc, world)
+    notes = v2["data"]["creator_notes"]
+    return to_v3(
+        v2,
+        now=now,
+        **_nickname(npc.name),
+        creator_notes_multilingual={"en": notes},
+        source=[f"npc-forge:{npc.id}"],
+        creation_date=int(now),
+        assets=[{**DEFAULT_ICON, "uri": portrait_uri}],
+    )
+
+
+# -- an NPC's card, made here or kept from an import -------------------------------------
+def kept_card(kept: KeptCard, npc: NPC, spec: str, *, now: float) -> dict[str, Any]:
+    """The imported card in ``spec``: as it came when unedited, else with the edits in."""
+    source = kept.card
+    if spec == SPEC_V2 and kept.v2 is not None:
+        source = kept.v2
+    edited = not kept.unedited(npc)
+    card = apply_edits(source, kept.imported, npc) if edited else copy.deepcopy(source)
+    if card["spec"] == spec:
+        if edited and spec == SPEC_V3:
+            card["data"]["modification_date"] = int(now)
+        return checked(card)
+    return to_v3(card, now=now) if spec == SPEC_V3 else to_v2(card)
+
+
+def card_for(
+    npc: NPC, world: World | None, spec: str, *, kept: KeptCard | None, now: float
+) -> dict[str, Any]:
+    """The NPC's card in ``spec`` (JSON export: a V3 portrait travels as a data URL)."""
+    if kept is not None:
+        return kept_card(kept, npc, spec, now=now)
+    if spec == SPEC_V2:
+        return npc_to_card(npc, world)
+    return npc_to_card_v3(npc, world, now=now, portrait_uri=_data_url(portrait_png(npc.name)))
+
+
+def _chunk(card: Mapping[str, Any]) -> str:
+    return base64.b64encode(json.dumps(card, ensure_ascii=False).encode()).decode()
+
+
+def card_png_for(
+    npc: NPC, world: World | None, spec: str, *, kept: KeptCard | None, now: float
+) -> bytes:
+    """The NPC's PNG card: V2 has ``chara``; V3 has ``ccv3`` and a V2 ``chara``.
+    The art is the imported PNG's when there was one, else a generated portrait."""
+    if kept is not None:
+        v2 = kept_card(kept, npc, SPEC_V2, now=now)
+        v3 = kept_card(kept, npc, SPEC_V3, now=now) if spec == SPEC_V3 else None
+    elif spec == SPEC_V2:
+        v2, v3 = npc_to_card(npc, world), None
+    else:
+        v3 = npc_to_card_v3(npc, world, now=now)
+        v2 = to_v2(v3)
+    texts = {"chara": _chunk(v2)}
+    if v3 is not None:
+        texts["ccv3"] = _chunk(v3)
+    art = kept.png if kept is not None and kept.png is not None else portrait_png(npc.name)
+    return with_text_chunks(art, texts)
+
+
+def _data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def portrait_png(name: str) -> bytes:
+    """A placeholder portrait: the initials on a colour taken from the name."""
     from PIL import Image, ImageDraw, ImageFont
 
     digest = hashlib.blake2b(name.encode(), digest_size=3).digest()
@@ -125,144 +202,13 @@ def _portrait(name: str) -> Any:
     width = CARD_SIZE[0]
     draw.ellipse([width / 2 - 110, 140, width / 2 + 110, 360], fill=(245, 240, 230))
     draw.text(
-        (width / 2, 250),
-        initials,
-        fill=background,
-        font=ImageFont.load_default(size=110),
+        (width / 2, 250), initials, fill=background, font=ImageFont.load_default(size=110),
         anchor="mm",
-    )
+    )  # fmt: skip
     draw.text(
-        (width / 2, 460),
-        name[:40],
-        fill=(250, 250, 250),
-        font=ImageFont.load_default(size=28),
+        (width / 2, 460), name[:40], fill=(250, 250, 250), font=ImageFont.load_default(size=28),
         anchor="mm",
-    )
-    return image
-
-
-def card_png(card: Mapping[str, Any], npc: NPC | None = None) -> bytes:
-    """A PNG with a generated portrait and the card in a ``chara`` text chunk."""
-    from PIL.PngImagePlugin import PngInfo
-
-    name = str(card.get("data", {}).get("name") or (npc.name if npc else "NPC"))
-    info = PngInfo()
-    info.add_text("chara", base64.b64encode(json.dumps(card).encode()).decode())
+    )  # fmt: skip
     buffer = io.BytesIO()
-    _portrait(name).save(buffer, format="PNG", pnginfo=info)
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _decode_chunk(text: str, filename: str) -> Any:
-    try:
-        return json.loads(base64.b64decode(text, validate=False))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise InputError(f"{filename}: the card chunk is not base64-encoded JSON.") from None
-
-
-def _png_card(data: bytes, filename: str) -> Any:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            chunks = dict(getattr(image, "text", {}) or image.info)
-    except Image.DecompressionBombError:
-        raise InputError(f"{filename}: the image is too large to be a card.") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{filename}: not a readable PNG ({exc}).") from None
-    for chunk in ("ccv3", "chara"):
-        if chunk in chunks:
-            return _decode_chunk(str(chunks[chunk]), filename)
-    raise InputError(
-        f"{filename}: no character card found in this PNG (no 'chara' or 'ccv3' text chunk). "
-        "Export it from SillyTavern as a PNG card, or upload the card's .json."
-    )
-
-
-def read_card(data: bytes, filename: str = "card") -> dict[str, Any]:
-    """A card from JSON or PNG bytes, checked to be a V2 or V3 card."""
-    if len(data) > MAX_CARD_BYTES:
-        raise InputError(f"{filename}: {len(data):,} bytes; cards are at most {MAX_CARD_BYTES:,}.")
-    if data.startswith(PNG_SIGNATURE):
-        card = _png_card(data, filename)
-    else:
-        try:
-            card = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            raise InputError(
-                f"{filename}: neither a PNG card nor card JSON. Upload a Character Card V2/V3 "
-                "(.png or .json)."
-            ) from None
-    if not isinstance(card, dict) or card.get("spec") not in (SPEC_V2, SPEC_V3):
-        raise InputError(
-            f'{filename}: not a Character Card V2/V3 (expected "spec": "{SPEC_V2}" or "{SPEC_V3}").'
-        )
-    inner = card.get("data")
-    if (
-        not isinstance(inner, dict)
-        or not isinstance(inner.get("name"), str)
-        or not inner["name"].strip()
-    ):
-        raise InputError(f"{filename}: the card has no character name (data.name).")
-    return card
-
-
-def _split_traits(personality: str) -> list[str]:
-    head = personality.split(".")[0]
-    traits = [t.strip().lower() for t in re.split(r"[,;/]", head) if t.strip()]
-    return [t for t in traits if 0 < len(t.split()) <= 3][:6] or ["mysterious"]
-
-
-def _example_lines(mes_example: str) -> list[str]:
-    return [
-        line.split(":", 1)[1].strip()
-        for line in mes_example.splitlines()
-        if line.strip().lower().startswith("{{char}}:") and line.split(":", 1)[1].strip()
-    ]
-
-
-def card_to_npc(
-    card: Mapping[str, Any], *, world: str = "Imported", backend: str = "import:card"
-) -> NPC:
-    """The NPC in a card: exact when made here, mapped from a foreign card otherwise."""
-    data: Mapping[str, Any] = card["data"]
-    ours = (data.get("extensions") or {}).get(EXTENSION)
-    if isinstance(ours, dict):
-        try:
-            return NPC.model_validate(ours)
-        except ValidationError:
-            pass  # edited by hand elsewhere: fall back to the card's own fields
-    name = str(data["name"]).strip()
-    description = str(data.get("description") or "").strip()
-    paragraphs = [p.strip() for p in description.split("\n\n") if p.strip()] or [f"{name}."]
-    personality = str(data.get("personality") or "")
-    lines = [
-        str(data.get("first_mes") or "").strip(),
-        *map(str, data.get("alternate_greetings") or []),
-    ]
-    lines += _example_lines(str(data.get("mes_example") or ""))
-    lines = list(dict.fromkeys(line.strip() for line in lines if line and line.strip()))[:4]
-    while len(lines) < 2:
-        lines.append(f"I am {name}." if not lines else "...")
-    tags = [str(tag) for tag in data.get("tags") or []]
-    scenario = str(data.get("scenario") or "").strip()
-    speech = personality.split("Speech:", 1)[1].strip() if "Speech:" in personality else ""
-    return NPC(
-        name=name,
-        age=30,
-        gender="unknown",
-        occupation=tags[0] if tags else "unknown",
-        appearance=paragraphs[0],
-        personality_traits=_split_traits(personality),
-        backstory="\n\n".join(paragraphs[1:]) or paragraphs[0],
-        motivation=scenario or "unknown",
-        secret="unknown",
-        speech_style=speech or "as in the example messages",
-        sample_lines=lines,
-        id="npc-" + hashlib.blake2b(f"{name}|{description}".encode(), digest_size=8).hexdigest(),
-        world=world,
-        backend=backend,
-        seed=0,
-        tags=tags,
-    )

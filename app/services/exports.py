@@ -1,6 +1,8 @@
-"""Exports of NPCs: JSON, JSON Lines, CSV, Markdown, and a zip of PNG cards.
+"""Exports of NPCs (JSON, JSON Lines, CSV, Markdown, Character Cards V2/V3 as
+JSON or PNG, a world as a zip of cards or as SillyTavern World Info) and the
+import of cards.
 
-Pure functions returning bytes or text; the UI writes them to files.
+The builders are pure functions returning bytes; the UI writes them to files.
 """
 
 from __future__ import annotations
@@ -9,16 +11,19 @@ import asyncio
 import csv
 import io
 import re
+import time
 import unicodedata
 import zipfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import orjson
 
 from app.errors import InputError, NPCForgeError
 from app.models import NPC, World
+from app.services.card_schemas import SPEC_V2, SPEC_V3
+from app.services.card_store import CardStore, KeptCard
 from utils.jsonio import dumps
 
 if TYPE_CHECKING:
@@ -30,21 +35,47 @@ CSV_FIELDS = (
     "motivation", "secret", "speech_style", "sample_lines", "world", "backend", "seed", "tags",
     "relationships",
 )  # fmt: skip
-MAX_STEM = 80
-# Letters NFKD does not split into a base letter and accents.
-TRANSLITERATE = str.maketrans(
-    {"Æ": "Ae", "æ": "ae", "Ø": "O", "ø": "o", "ß": "ss", "Œ": "Oe", "œ": "oe", "Þ": "Th",
-     "þ": "th", "Ð": "D", "ð": "d", "Ł": "L", "ł": "l"}
-)  # fmt: skip
+# A cell a spreadsheet would run as a formula starts with one of these (OWASP).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# File names: at most this many UTF-8 bytes before the suffix (file systems allow 255).
+MAX_STEM_BYTES = 120
+# Characters no file system takes in a name, and names Windows reserves.
+_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
+_RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
 
 
 def safe_filename(text: str, suffix: str, default: str = "npc") -> str:
-    """An ASCII file name with no path parts: ``../Ærø Vale`` -> ``Aero_Vale``."""
-    plain = unicodedata.normalize("NFKD", text.translate(TRANSLITERATE))
-    ascii_text = plain.encode("ascii", "ignore").decode()
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_text.replace(" ", "_"))
-    stem = re.sub(r"\.{2,}", "_", stem).strip("._-")[:MAX_STEM].strip("._-")
+    """A file name safe on every OS that keeps the name's letters in any script:
+    ``Zoë 李小龍`` -> ``Zoë_李小龍``, ``../etc/passwd`` -> ``etc_passwd``."""
+    stem = unicodedata.normalize("NFC", text)
+    stem = "".join(ch for ch in stem if unicodedata.category(ch)[0] != "C" or ch == " ")
+    stem = _FORBIDDEN.sub("_", stem)
+    stem = re.sub(r"\s+", "_", stem)
+    stem = re.sub(r"\.{2,}", "_", stem)
+    stem = re.sub(r"_{2,}", "_", stem).strip("._- ")
+    encoded = stem.encode()[:MAX_STEM_BYTES]
+    stem = encoded.decode(errors="ignore").strip("._- ")
+    if _RESERVED.fullmatch(stem):
+        stem = f"_{stem}"
     return f"{stem or default}{suffix}"
+
+
+def unique_name(name: str, used: set[str]) -> str:
+    """``name``, or ``stem_2.suffix``, ... when the zip already has it (any case)."""
+    stem, dot, suffix = name.partition(".")
+    candidate, counter = name, 2
+    while candidate.lower() in used:
+        candidate = f"{stem}_{counter}{dot}{suffix}"
+        counter += 1
+    used.add(candidate.lower())
+    return candidate
+
+
+def csv_safe(value: object) -> object:
+    """A text cell a spreadsheet shows as text, never runs as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _dump(npc: NPC) -> dict[str, object]:
@@ -69,11 +100,12 @@ def npcs_csv(npcs: Sequence[NPC]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
     writer.writeheader()
     for npc in npcs:
-        row: dict[str, object] = {field: getattr(npc, field) for field in CSV_FIELDS}
-        for field in ("personality_traits", "sample_lines", "tags"):
-            row[field] = "; ".join(getattr(npc, field))
+        row: dict[str, object] = {name: getattr(npc, name) for name in CSV_FIELDS}
+        row["age"] = "" if npc.age is None else npc.age
+        for name in ("personality_traits", "sample_lines", "tags"):
+            row[name] = "; ".join(getattr(npc, name))
         row["relationships"] = _relationships_text(npc)
-        writer.writerow(row)
+        writer.writerow({name: csv_safe(value) for name, value in row.items()})
     return buffer.getvalue()
 
 
@@ -88,7 +120,7 @@ def npc_markdown(npc: NPC) -> str:
     lines = [
         f"# {_md(npc.name)}",
         "",
-        f"*{_md(npc.occupation)} · {npc.age} · {_md(npc.gender)} · {_md(npc.world)}*",
+        f"*{_md(npc.occupation)} · {npc.age_text()} · {_md(npc.gender)} · {_md(npc.world)}*",
         "",
         f"**Personality:** {_md(', '.join(npc.personality_traits))}",
         "",
@@ -126,31 +158,15 @@ def cast_markdown(npcs: Sequence[NPC], title: str) -> str:
     return f"# {_md(title)}\n\n{len(npcs)} characters.\n\n---\n\n{sheets}"
 
 
-def cards_zip(npcs: Sequence[NPC], world: World | None) -> bytes:
-    """One PNG Character Card per NPC; names made unique within the zip."""
-    from app.services.cards import card_png, npc_to_card
-
-    names_by_id = {npc.id: npc.name for npc in npcs}
-    buffer = io.BytesIO()
-    used: set[str] = set()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for npc in npcs:
-            name = safe_filename(npc.name, ".png")
-            counter = 2
-            while name in used:
-                name = safe_filename(f"{npc.name}_{counter}", ".png")
-                counter += 1
-            used.add(name)
-            archive.writestr(name, card_png(npc_to_card(npc, world, names_by_id), npc))
-    return buffer.getvalue()
-
-
 @dataclass(frozen=True, slots=True)
-class ImportReport:
-    """What an import of card files kept, and why the others were refused."""
+class ExportInput:
+    """What an export is made of: the NPCs, their world, the cards kept from
+    imports (by NPC id) and the time the export is made (V3 dates)."""
 
-    imported: list[NPC]
-    problems: list[str]
+    npcs: Sequence[NPC]
+    world: World
+    kept: Mapping[str, KeptCard] = field(default_factory=dict)
+    now: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,81 +178,157 @@ class ExportFile:
     count: int
 
 
-def _card_json(npcs: Sequence[NPC], world: World) -> tuple[bytes, str]:
-    from app.services.cards import npc_to_card
+def _card_bytes(given: ExportInput, npc: NPC, spec: str, png: bool) -> bytes:
+    from app.services.cards import card_for, card_png_for
 
-    if len(npcs) == 1:
-        return dumps(npc_to_card(npcs[0], world), pretty=True), ".card.json"
-    return dumps([npc_to_card(npc, world) for npc in npcs], pretty=True), ".cards.json"
-
-
-def _card_png(npcs: Sequence[NPC], world: World) -> tuple[bytes, str]:
-    from app.services.cards import card_png, npc_to_card
-
-    if len(npcs) == 1:
-        return card_png(npc_to_card(npcs[0], world), npcs[0]), ".png"
-    return cards_zip(npcs, world), ".cards.zip"
+    kept = given.kept.get(npc.id)
+    if png:
+        return card_png_for(npc, given.world, spec, kept=kept, now=given.now)
+    return dumps(card_for(npc, given.world, spec, kept=kept, now=given.now), pretty=True)
 
 
-def _markdown(npcs: Sequence[NPC], world: World) -> tuple[bytes, str]:
+def cards_zip(given: ExportInput, spec: str, *, png: bool) -> bytes:
+    """One card file per NPC; names made unique within the zip."""
+    suffix = ".png" if png else ".card.json"
+    buffer = io.BytesIO()
+    used: set[str] = set()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for npc in given.npcs:
+            name = unique_name(safe_filename(npc.name, suffix), used)
+            archive.writestr(name, _card_bytes(given, npc, spec, png))
+    return buffer.getvalue()
+
+
+def _cards(spec: str, *, png: bool) -> Builder:
+    def build(given: ExportInput) -> tuple[bytes, str]:
+        if len(given.npcs) == 1:
+            suffix = ".png" if png else ".card.json"
+            return _card_bytes(given, given.npcs[0], spec, png), suffix
+        return cards_zip(given, spec, png=png), ".cards.zip"
+
+    return build
+
+
+def world_info(given: ExportInput) -> tuple[bytes, str]:
+    """The world's sections and the NPCs' relationships as SillyTavern World Info."""
+    from app.services.lorebook import sillytavern_world_info, world_book
+
+    book = world_book(given.world, given.npcs)
+    return dumps(sillytavern_world_info(book), pretty=True), ".lorebook.json"
+
+
+def _markdown(given: ExportInput) -> tuple[bytes, str]:
+    npcs = given.npcs
     text = npc_markdown(npcs[0]) if len(npcs) == 1 else cast_markdown(npcs, npcs[0].world)
     return text.encode(), ".md"
 
 
-Builder = Callable[[Sequence[NPC], World], tuple[bytes, str]]
+Builder = Callable[[ExportInput], tuple[bytes, str]]
 # Label (as the UI and the API name it) -> how to build it.
 EXPORT_FORMATS: dict[str, Builder] = {
-    "JSON": lambda npcs, world: (npcs_json(npcs), ".json"),
-    "JSON Lines": lambda npcs, world: (npcs_jsonl(npcs), ".jsonl"),
-    "CSV": lambda npcs, world: (npcs_csv(npcs).encode(), ".csv"),
+    "JSON": lambda given: (npcs_json(given.npcs), ".json"),
+    "JSON Lines": lambda given: (npcs_jsonl(given.npcs), ".jsonl"),
+    "CSV": lambda given: (npcs_csv(given.npcs).encode(), ".csv"),
     "Markdown": _markdown,
-    "Character Card V2 (JSON)": _card_json,
-    "Character Card V2 (PNG)": _card_png,
+    "Character Card V2 (JSON)": _cards(SPEC_V2, png=False),
+    "Character Card V2 (PNG)": _cards(SPEC_V2, png=True),
+    "Character Card V3 (JSON)": _cards(SPEC_V3, png=False),
+    "Character Card V3 (PNG)": _cards(SPEC_V3, png=True),
+    "SillyTavern World Info (JSON)": world_info,
 }
 SCOPES = ("this NPC", "its whole world")
 
 
-def build_export(npcs: Sequence[NPC], world: World, fmt: str) -> ExportFile:
-    """Bytes of ``npcs`` in a format (CPU work: run it in a thread)."""
+def build_export(given: ExportInput, fmt: str) -> ExportFile:
+    """Bytes of the NPCs in a format (CPU work: run it in a thread)."""
     builder = EXPORT_FORMATS.get(fmt)
     if builder is None:
         raise InputError(f"Unknown export format {fmt!r}; pick one of {', '.join(EXPORT_FORMATS)}.")
-    data, suffix = builder(npcs, world)
-    stem = npcs[0].name if len(npcs) == 1 else npcs[0].world
+    data, suffix = builder(given)
+    npcs = given.npcs
+    stem = (
+        npcs[0].name if len(npcs) == 1 and fmt != "SillyTavern World Info (JSON)" else npcs[0].world
+    )
     return ExportFile(safe_filename(stem, suffix), data, len(npcs))
 
 
-class ExportService:
-    """Exports of library NPCs, one NPC or its whole world."""
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What an import of card files kept, what it mended or could not carry
+    (notes), and why the refused files were refused (problems)."""
 
-    def __init__(self, library: Library, worlds: WorldService) -> None:
+    imported: list[NPC]
+    problems: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+class ExportService:
+    """Exports of library NPCs (one NPC or its whole world) and card imports."""
+
+    def __init__(
+        self,
+        library: Library,
+        worlds: WorldService,
+        cards: CardStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.library = library
         self.worlds = worlds
+        self.cards = cards
+        self.clock = clock
 
     async def export(self, npc_id: str, scope: str, fmt: str) -> ExportFile:
         if scope not in SCOPES:
             raise InputError(f"Export {scope!r}? Pick one of: {', '.join(SCOPES)}.")
+        if fmt not in EXPORT_FORMATS:
+            raise InputError(
+                f"Unknown export format {fmt!r}; pick one of {', '.join(EXPORT_FORMATS)}."
+            )
         npcs = (
             [await self.library.get(npc_id)]
             if scope == SCOPES[0]
             else await self.library.world_npcs(npc_id)
         )
-        world = await asyncio.to_thread(self.worlds.world_for, npcs[0].world)
-        return await asyncio.to_thread(build_export, npcs, world, fmt)
 
-    async def import_cards(self, files: Sequence[tuple[str, bytes]]) -> ImportReport:
-        """Character Cards V2/V3 (JSON or PNG) into the library; one bad file
-        never costs the others, and each problem names its file."""
-        from app.services.cards import card_to_npc, read_card
+        def build() -> ExportFile:
+            kept = {npc.id: card for npc in npcs if (card := self.cards.get(npc.id)) is not None}
+            world = self.worlds.world_for(npcs[0].world)
+            return build_export(ExportInput(npcs, world, kept, self.clock()), fmt)
 
-        imported, problems = [], []
+        return await asyncio.to_thread(build)
+
+    def _read(self, files: Sequence[tuple[str, bytes]]) -> ImportReport:
+        from app.services.card_import import read_card
+        from app.services.card_mapping import map_card
+
+        imported: dict[str, tuple[NPC, KeptCard, str]] = {}
+        problems: list[str] = []
+        notes: list[str] = []
         for name, data in files:
             try:
-                imported.append(card_to_npc(read_card(data, name)))
+                read = read_card(data, name)
+                mapped = map_card(read.card, name)
             except NPCForgeError as exc:
                 problems.append(str(exc))
+                continue
             except (ValueError, TypeError, KeyError, RecursionError) as exc:
                 # A card this code did not foresee: refuse it, keep the others.
-                problems.append(f"{name}: not a card this version can read ({type(exc).__name__}).")
-        await self.library.save(imported)
-        return ImportReport(imported, problems)
+                reason = str(exc) if isinstance(exc, ValueError) else type(exc).__name__
+                problems.append(f"{name}: not a card NPC Forge can read ({reason}).")
+                continue
+            npc = mapped.npc
+            if npc.id in imported:
+                notes.append(f"{name}: the same card as {imported[npc.id][2]}; imported once.")
+                continue
+            notes += read.notes + mapped.notes
+            imported[npc.id] = (npc, KeptCard(read.card, npc, read.v2, read.png), name)
+        for _npc, kept, _name in imported.values():
+            self.cards.put(kept)
+        return ImportReport([npc for npc, _kept, _name in imported.values()], problems, notes)
+
+    async def import_cards(self, files: Sequence[tuple[str, bytes]]) -> ImportReport:
+        """Character Cards V1/V2/V3 (JSON or PNG) into the library, each kept whole
+        beside its NPC; one bad file never costs the others, each problem names its file."""
+        report = await asyncio.to_thread(self._read, files)
+        await self.library.save(report.imported)
+        return report

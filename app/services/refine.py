@@ -59,6 +59,8 @@ class Refiner:
         seed = _new_seed(seed)
         request = field_request(npc, field, world, seed=seed, temperature=temperature)
         base = npc.model_dump(include=set(PROFILE_FIELDS))
+        if base["age"] is None:  # an imported card stated none; only `field` is kept below
+            base["age"] = 0
 
         def parse(reply: JSONReply) -> NPCProfile:
             if not isinstance(reply.data, dict) or field not in reply.data:
@@ -84,7 +86,10 @@ class Refiner:
         locked_fields = tuple(field for field in PROFILE_FIELDS if field in locked)
         seed = _new_seed(seed)
         request = regenerate_request(npc, locked_fields, world, seed=seed, temperature=temperature)
-        kept = npc.model_dump(include=set(locked_fields))
+        # A locked unknown age (an imported card stated none) stays unknown.
+        kept = {
+            k: v for k, v in npc.model_dump(include=set(locked_fields)).items() if v is not None
+        }
 
         def parse(reply: JSONReply) -> NPCProfile:
             if not isinstance(reply.data, dict):
@@ -96,6 +101,7 @@ class Refiner:
         return npc.model_copy(
             update={
                 **profile.model_dump(),
+                **({"age": None} if "age" in locked_fields and npc.age is None else {}),
                 "seed": seed,
                 "backend": self.guarded.name,
                 "repaired": repaired,

@@ -39,7 +39,7 @@ def profile_text(npc: NPC) -> str:
     cut is the tail of the backstory, not the occupation or the secret.
     """
     return (
-        f"{npc.name}, {npc.occupation}, {npc.age}, {npc.gender}. "
+        f"{npc.name}, {npc.occupation}, {npc.age_text()}, {npc.gender}. "
         f"Personality: {', '.join(npc.personality_traits)}. "
         f"Motivation: {npc.motivation} Secret: {npc.secret} Speech: {npc.speech_style} "
         f"Appearance: {npc.appearance} Backstory: {npc.backstory}"

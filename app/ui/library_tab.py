@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from app.errors import InputError
 from app.models import NPC, PROFILE_FIELDS, RELATIONSHIP_TYPES
-from app.services.exports import EXPORT_FORMATS, SCOPES, ExportService
+from app.services.exports import ExportService
 from app.services.graph import relationship_graph
 from app.services.library import EDITABLE_FIELDS, MAX_RESULTS, Library, field_text
 from app.services.refine import RefineService
 from app.services.ties import TIE_COLUMNS, tie_rows
-from app.ui.downloads import offer
-from app.ui.errors import required_npc_id, user_errors, warn
+from app.ui.errors import required_npc_id, user_errors
+from app.ui.library_cards import build_card_io
 from app.ui.render import npc_card
 
 ALL_WORLDS = "(all worlds)"
@@ -45,13 +43,9 @@ def _rows_of(table: Any) -> list[list[Any]]:
 class LibraryHandlers:
     """Plain methods, tested directly; the tab wires them to components."""
 
-    def __init__(
-        self, library: Library, refine: RefineService, exports: ExportService, export_dir: Path
-    ) -> None:
+    def __init__(self, library: Library, refine: RefineService) -> None:
         self.library = library
         self.refine = refine
-        self.exports = exports
-        self.export_dir = export_dir
 
     # -- finding ---------------------------------------------------------------------
     async def world_choices(self) -> list[str]:
@@ -138,29 +132,6 @@ class LibraryHandlers:
         npc = await self.library.delete(_required(npc_id))
         return "<p>Deleted.</p>", f"Deleted {npc.name} and every relationship pointing at them."
 
-    # -- export / import -------------------------------------------------------------
-    async def export(self, npc_id: str | None, scope: str, fmt: str) -> tuple[str, str]:
-        """Write the chosen NPC (or its whole world) in a format; returns the file."""
-        exported = await self.exports.export(_required(npc_id), scope, fmt)
-        path = await offer(self.export_dir, "export-", exported.filename, exported.data)
-        plural = "s" if exported.count != 1 else ""
-        return path, f"Exported {exported.count} NPC{plural} as {fmt}."
-
-    async def import_cards(self, files: Sequence[str] | None) -> str:
-        """Character Cards V2/V3 (JSON or PNG) into the library."""
-        if not files:
-            raise InputError("Choose one or more card files (.json or .png) to import.")
-        paths = [Path(name) for name in files]
-        contents = await asyncio.to_thread(lambda: [(p.name, p.read_bytes()) for p in paths])
-        report = await self.exports.import_cards(contents)
-        if report.problems and not report.imported:
-            raise InputError("; ".join(report.problems))
-        for problem in report.problems:
-            warn(problem)
-        count = len(report.imported)
-        names = ", ".join(npc.name for npc in report.imported)
-        return f"Imported {count} card{'s' if count != 1 else ''}: {names}."
-
     # -- relationships -----------------------------------------------------------------
     async def show_relationships(self, npc_id: str | None) -> tuple[Any, list[list[Any]]]:
         if not npc_id:
@@ -196,7 +167,7 @@ def build_library(
     *,
     default_temperature: float,
 ) -> None:
-    handlers = LibraryHandlers(library, refine, exports, export_dir)
+    handlers = LibraryHandlers(library, refine)
     backend_choices = ["auto", *refine.backends.names()]
     with gr.Row():
         query = gr.Textbox(
@@ -235,16 +206,7 @@ def build_library(
                         0, 2, value=default_temperature, step=0.05, label="Creativity"
                     )
                 delete = gr.Button("Delete NPC", variant="stop")
-            with gr.Accordion("Export", open=False):
-                scope = gr.Radio(list(SCOPES), value=SCOPES[0], label="What")
-                fmt = gr.Dropdown(list(EXPORT_FORMATS), value="JSON", label="Format")
-                export = gr.Button("Export")
-                exported = gr.File(label="Download", interactive=False)
-            with gr.Accordion("Import Character Cards (V2/V3, JSON or PNG)", open=False):
-                uploads = gr.File(
-                    file_count="multiple", file_types=[".json", ".png"], type="filepath"
-                )
-                do_import = gr.Button("Import")
+            build_card_io(exports, export_dir, chosen, status)
     with gr.Accordion("Relationships of this NPC's world", open=False):
         with gr.Row():
             relate = gr.Button("Generate relationships")
@@ -279,10 +241,6 @@ def build_library(
         api_name="library_regenerate",
     )  # fmt: skip
     delete.click(h(handlers.delete), [chosen], [card, status], api_name="library_delete")
-    export.click(
-        h(handlers.export), [chosen, scope, fmt], [exported, status], api_name="library_export"
-    )
-    do_import.click(h(handlers.import_cards), [uploads], [status], api_name="library_import")
     relate.click(
         h(handlers.generate_relationships), [chosen, backend, temperature], [graph, ties, status],
         api_name="relationships_generate",

@@ -36,7 +36,8 @@ def npc_card(npc: NPC, position: int) -> str:
         f'<article class="npc-card" data-npc-id="{escape(npc.id)}" style="order:{position}">'
         f'<header><span class="npc-pos">#{position}</span>'
         f"<h3>{escape(npc.name)}</h3>{badges}</header>"
-        f'<p class="npc-meta">{escape(npc.occupation)} · {npc.age} · {escape(npc.gender)}</p>'
+        f'<p class="npc-meta">{escape(npc.occupation)} · {npc.age_text()} · '
+        f"{escape(npc.gender)}</p>"
         f'<p class="npc-traits">{_chips(npc.personality_traits)}</p>'
         f"<p><b>Appearance.</b> {escape(npc.appearance)}</p>"
         f"<p><b>Backstory.</b> {escape(npc.backstory)}</p>"
