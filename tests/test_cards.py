@@ -171,7 +171,8 @@ ST_WORLD_INFO_SCHEMA = {
                 "required": ["uid", "key", "keysecondary", "comment", "content", "constant",
                              "selective", "order", "position", "disable"],
                 "properties": {
-                    "uid": {"type": "integer"}, "key": {"type": "array", "items": {"type": "string"}},
+                    "uid": {"type": "integer"},
+                    "key": {"type": "array", "items": {"type": "string"}},
                     "keysecondary": {"type": "array", "items": {"type": "string"}},
                     "comment": {"type": "string"}, "content": {"type": "string"},
                     "constant": {"type": "boolean"}, "selective": {"type": "boolean"},

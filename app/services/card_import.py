@@ -19,7 +19,13 @@ from typing import Any
 
 from app.errors import InputError
 from app.services.card_mapping import text_field
-from app.services.card_schemas import SPEC_V2, SPEC_V3, V2_DATA_FIELDS, V3_DATA_FIELDS
+from app.services.card_schemas import (
+    SPEC_V2,
+    SPEC_V3,
+    V2_DATA_FIELDS,
+    V3_DATA_FIELDS,
+    card_errors,
+)
 from app.services.png_chunks import PNG_SIGNATURE, text_chunks
 
 MAX_CARD_BYTES = 20 * 1024 * 1024
@@ -29,6 +35,8 @@ V1_FIELDS = ("name", "description", "personality", "scenario", "first_mes", "mes
 # written "fantasy, elf"; one greeting is one greeting, commas and all.
 COMMA_LISTS = {"tags", "source", "keys"}
 WHOLE_LISTS = {"alternate_greetings", "group_only_greetings"}
+SET_ASIDE = "npc_forge_set_aside"
+MAX_SET_ASIDE = 200
 KNOWN_ASSET_URIS = ("ccdefault:", "data:", "https://", "http://")
 
 
@@ -123,7 +131,7 @@ def _as_list(key: str, value: Any, notes: list[str], filename: str) -> list[str]
     return [text_field(value)]
 
 
-def _mend_book(book: Any, filename: str, notes: list[str]) -> dict[str, Any] | None:
+def _mend_book(book: Any, filename: str, notes: list[str], *, v3: bool) -> dict[str, Any] | None:
     if not isinstance(book, dict):
         notes.append(f"{filename}: character_book was not an object; left out.")
         return None
@@ -140,6 +148,8 @@ def _mend_book(book: Any, filename: str, notes: list[str]) -> dict[str, Any] | N
             "enabled": bool(entry.get("enabled", True)),
             "insertion_order": entry.get("insertion_order", 0),
         }
+        if v3:
+            fixed.setdefault("use_regex", False)
         if "secondary_keys" in entry:
             fixed["secondary_keys"] = _as_list("keys", entry["secondary_keys"], [], filename)
         entries.append(fixed)
@@ -167,12 +177,37 @@ def _mend(card: dict[str, Any], filename: str, notes: list[str]) -> dict[str, An
             if key in data:
                 data[key] = _as_list(key, data[key], notes, filename)
     if "character_book" in data:
-        book = _mend_book(data["character_book"], filename, notes)
+        book = _mend_book(data["character_book"], filename, notes, v3=card["spec"] == SPEC_V3)
         if book is None:
             del data["character_book"]
         else:
             data["character_book"] = book
-    return {**card, "spec_version": "3.0" if card["spec"] == SPEC_V3 else "2.0", "data": data}
+    mended = {**card, "spec_version": "3.0" if card["spec"] == SPEC_V3 else "2.0", "data": data}
+    return _set_aside(mended, filename, notes)
+
+
+def _set_aside(card: dict[str, Any], filename: str, notes: list[str]) -> dict[str, Any]:
+    """Values the spec cannot take where they are (a V3 string lorebook id in a V2
+    card, a date written as text) moved, whole, into ``extensions.npc_forge_set_aside``
+    under their path, so the card is valid and nothing is destroyed."""
+    for _attempt in range(MAX_SET_ASIDE):
+        errors = [path for path, _message in card_errors(card) if len(path) >= 2]
+        if not errors:
+            break
+        path = errors[0]
+        parent: Any = card
+        for part in path[:-1]:
+            parent = parent[part]
+        value = parent.pop(path[-1]) if isinstance(parent, dict) else None
+        if value is None:
+            break  # nothing to move (a missing field): left as it is
+        aside = card["data"]["extensions"].setdefault(SET_ASIDE, {})
+        aside[".".join(map(str, path[1:]))] = value
+        notes.append(
+            f"{filename}: {'.'.join(map(str, path))} is not what the spec allows there; "
+            f"kept in extensions.{SET_ASIDE}."
+        )
+    return card
 
 
 def _checked_card(card: Any, filename: str, notes: list[str]) -> dict[str, Any]:

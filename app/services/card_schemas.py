@@ -139,14 +139,17 @@ def _validator(spec: str) -> Any:
     return Draft202012Validator(card_schema(spec))
 
 
+def card_errors(card: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """What the card breaks of its spec: (path to the value, message) pairs."""
+    spec = card.get("spec")
+    if spec not in (SPEC_V2, SPEC_V3):
+        return [(("spec",), f"{spec!r} is neither {SPEC_V2!r} nor {SPEC_V3!r}")]
+    return [(tuple(e.absolute_path), e.message) for e in _validator(spec).iter_errors(card)]
+
+
 def card_problems(card: Mapping[str, Any]) -> list[str]:
     """What the card breaks of its spec, as ``data.character_book.extensions: ...``
     lines (empty when valid)."""
-    spec = card.get("spec")
-    if spec not in (SPEC_V2, SPEC_V3):
-        return [f"spec: {spec!r} is neither {SPEC_V2!r} nor {SPEC_V3!r}"]
-    problems = []
-    for error in _validator(spec).iter_errors(card):
-        where = ".".join(str(part) for part in error.absolute_path) or "(card)"
-        problems.append(f"{where}: {error.message}")
-    return sorted(problems)
+    return sorted(
+        f"{'.'.join(map(str, path)) or '(card)'}: {message}" for path, message in card_errors(card)
+    )

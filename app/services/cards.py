@@ -28,6 +28,7 @@ from app.services.png_chunks import with_text_chunks
 
 CARD_SIZE = (400, 600)
 CREATOR = "NPC Forge"
+V3_ID = "chara_card_v3_id"  # where a V3 text lorebook id goes in a V2 card
 DEFAULT_ICON = {"type": "icon", "uri": "ccdefault:", "name": "main", "ext": "png"}
 # V3 fields a V2 card does not have, with the value a converted card gets.
 V3_ONLY = ("assets", "nickname", "creator_notes_multilingual", "source", "group_only_greetings",
@@ -109,8 +110,13 @@ def to_v3(card: Mapping[str, Any], *, now: float, **new: Any) -> dict[str, Any]:
 
 def to_v2(card: Mapping[str, Any]) -> dict[str, Any]:
     """A V3 card as V2. The V3-only fields stay in ``data``: V2 readers ignore
-    unknown keys, and they are the card's (V2 asks that none be destroyed)."""
-    return checked({"spec": SPEC_V2, "spec_version": "2.0", "data": copy.deepcopy(card["data"])})
+    unknown keys, and they are the card's (V2 asks that none be destroyed). A
+    lorebook id V2 cannot take (V3 allows text) moves to the entry's extensions."""
+    data = copy.deepcopy(dict(card["data"]))
+    for entry in (data.get("character_book") or {}).get("entries") or []:
+        if "id" in entry and not isinstance(entry["id"], int | float):
+            entry["extensions"] = {**entry.get("extensions", {}), V3_ID: entry.pop("id")}
+    return checked({"spec": SPEC_V2, "spec_version": "2.0", "data": data})
 
 
 def _nickname(name: str) -> dict[str, str]:

@@ -161,12 +161,18 @@ def cast_markdown(npcs: Sequence[NPC], title: str) -> str:
 @dataclass(frozen=True, slots=True)
 class ExportInput:
     """What an export is made of: the NPCs, their world, the cards kept from
-    imports (by NPC id) and the time the export is made (V3 dates)."""
+    imports (by NPC id), the time the export is made (V3 dates), and whether it
+    is the whole world (a zip and the world's name even for a world of one)."""
 
     npcs: Sequence[NPC]
     world: World
     kept: Mapping[str, KeptCard] = field(default_factory=dict)
     now: float = 0.0
+    whole_world: bool = False
+
+    @property
+    def one(self) -> bool:
+        return len(self.npcs) == 1 and not self.whole_world
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +207,7 @@ def cards_zip(given: ExportInput, spec: str, *, png: bool) -> bytes:
 
 def _cards(spec: str, *, png: bool) -> Builder:
     def build(given: ExportInput) -> tuple[bytes, str]:
-        if len(given.npcs) == 1:
+        if given.one:
             suffix = ".png" if png else ".card.json"
             return _card_bytes(given, given.npcs[0], spec, png), suffix
         return cards_zip(given, spec, png=png), ".cards.zip"
@@ -219,7 +225,7 @@ def world_info(given: ExportInput) -> tuple[bytes, str]:
 
 def _markdown(given: ExportInput) -> tuple[bytes, str]:
     npcs = given.npcs
-    text = npc_markdown(npcs[0]) if len(npcs) == 1 else cast_markdown(npcs, npcs[0].world)
+    text = npc_markdown(npcs[0]) if given.one else cast_markdown(npcs, npcs[0].world)
     return text.encode(), ".md"
 
 
@@ -293,7 +299,8 @@ class ExportService:
         def build() -> ExportFile:
             kept = {npc.id: card for npc in npcs if (card := self.cards.get(npc.id)) is not None}
             world = self.worlds.world_for(npcs[0].world)
-            return build_export(ExportInput(npcs, world, kept, self.clock()), fmt)
+            given = ExportInput(npcs, world, kept, self.clock(), whole_world=scope == SCOPES[1])
+            return build_export(given, fmt)
 
         return await asyncio.to_thread(build)
 
