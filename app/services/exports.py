@@ -48,7 +48,7 @@ def safe_filename(text: str, suffix: str, default: str = "npc") -> str:
     """A file name safe on every OS that keeps the name's letters in any script:
     ``Zoë 李小龍`` -> ``Zoë_李小龍``, ``../etc/passwd`` -> ``etc_passwd``."""
     stem = unicodedata.normalize("NFC", text)
-    stem = "".join(ch for ch in stem if unicodedata.category(ch)[0] != "C" or ch == " ")
+    stem = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in stem)
     stem = _FORBIDDEN.sub("_", stem)
     stem = re.sub(r"\s+", "_", stem)
     stem = re.sub(r"\.{2,}", "_", stem)
@@ -252,9 +252,8 @@ def build_export(given: ExportInput, fmt: str) -> ExportFile:
         raise InputError(f"Unknown export format {fmt!r}; pick one of {', '.join(EXPORT_FORMATS)}.")
     data, suffix = builder(given)
     npcs = given.npcs
-    stem = (
-        npcs[0].name if len(npcs) == 1 and fmt != "SillyTavern World Info (JSON)" else npcs[0].world
-    )
+    one = given.one and builder is not world_info  # a lorebook is the world's
+    stem = npcs[0].name if one else npcs[0].world
     return ExportFile(safe_filename(stem, suffix), data, len(npcs))
 
 
