@@ -1,4 +1,4 @@
-"""Command line: ``ui`` (default), ``generate``, ``chat``, ``cache``, ``stats``, and more.
+"""Command line: ``ui`` (default), ``generate``, ``chat``, ``cards``, ``cache``, and more.
 
 Kept light on purpose: ``--help`` and a procedural ``generate`` never import
 gradio or the OpenAI SDK; those load only for the commands that use them.
@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_memory_parser(commands)
 
+    from app.cli_cards import add_cards_parser
+
+    add_cards_parser(commands)
+
     cache = commands.add_parser("cache", help="show or clear the response cache")
     cache.add_argument("action", choices=["stats", "clear"])
 
@@ -191,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app.cli_memory import run_memory
 
             return asyncio.run(_with_services(run_memory, args, settings))
+        if command == "cards":
+            from app.cli_cards import run_cards
+
+            return asyncio.run(_with_services(run_cards, args, settings))
         if command == "cache":
             return _cache_command(args.action, settings, sys.stdout)
         if command == "stats":

@@ -282,3 +282,17 @@ def read_card(data: bytes, filename: str = "card") -> ReadCard:
         v2, png = None, None
     notes += asset_notes(card, filename, png=png is not None)
     return ReadCard(card, v2, png, notes)
+
+
+def raw_card(data: bytes, filename: str = "card") -> Any:
+    """The card exactly as the file holds it (a PNG's ``ccv3`` chunk, else its
+    ``chara``), not mended: what a strict validator sees."""
+    if not data.startswith(PNG_SIGNATURE):
+        return _parse_json(data.decode("utf-8-sig", "replace"), filename, "the file")
+    chunks: dict[str, str] = {}
+    for keyword, text in text_chunks(data, filename):
+        chunks.setdefault(keyword.lower(), text)
+    for keyword in ("ccv3", "chara"):
+        if keyword in chunks:
+            return _chunk_card(chunks[keyword], filename, keyword)
+    raise InputError(f"{filename}: no character card found in this PNG.")

@@ -56,7 +56,9 @@ def npc_to_card(
         if world is not None
         else f"{npc.name} lives in {npc.world}."
     )
-    age = f", {npc.age_text(' years old')}" if npc.age is not None else ""
+    # The age once: generated appearances often state it already.
+    stated = npc.age is None or f"{npc.age} years" in npc.appearance
+    age = "" if stated else f", {npc.age_text(' years old')}"
     data: dict[str, Any] = {
         "name": npc.name,
         "description": "\n\n".join(

@@ -36,7 +36,8 @@ STOPWORDS = frozenset(
     near never next often only other others over own rather same should since some
     still such than that their theirs them then there these they thing things this those
     though through thus together too under until upon very what when where whether which
-    while whom whose will with within without would your yours""",
+    while whom whose will with within without would your yours everyone everything
+    someone something nothing anyone whole works begun leaves takes gives comes goes""",
     )
 )
 
@@ -149,7 +150,8 @@ def world_entries(world: World, start: int = 0) -> list[dict[str, Any]]:
     ]
     sections = _sections(world)
     for index, (name, text) in enumerate(sections.items()):
-        others = [other for key, other in sections.items() if key != name]
+        # The world's own name is the setting's key, so no section's.
+        others = [world.name, *(other for key, other in sections.items() if key != name)]
         entries.append(
             book_entry(
                 start + len(entries),
