@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,17 @@ def openai_settings(tmp_path: Path, openai_server: FakeOpenAIServer) -> Settings
 @pytest.fixture
 def openai_services(openai_settings: Settings, make_services: MakeServices) -> Services:
     return make_services(openai_settings)
+
+
+@contextmanager
+def api_client(services: Services) -> Iterator[Any]:
+    """The app served on 127.0.0.1 and a gradio_client Client on it, closed after."""
+    from gradio_client import Client
+
+    from app.ui.app import serve, shutdown
+
+    demo = serve(services, host="127.0.0.1")
+    try:
+        yield Client(demo.local_url, verbose=False)
+    finally:
+        shutdown(services, demo)

@@ -14,7 +14,7 @@ from app.services.card_store import CardStore
 from app.services.exports import ExportService
 from app.ui.library_cards import CardHandlers, status_of_last_action
 from app.wiring import Services
-from tests.conftest import make_settings
+from tests.conftest import api_client, make_settings
 from tests.test_cards_import import CARDS, MemoryLibrary, Worlds
 
 
@@ -68,21 +68,11 @@ async def test_the_status_line_shows_a_failure_too(handlers: CardHandlers) -> No
 @pytest.mark.slow
 def test_export_and_import_over_the_api(tmp_path: Path) -> None:
     """As the README shows: export a card, import cards, through gradio_client."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
-    from app.ui.app import serve, shutdown
-
-    services = Services(make_settings(tmp_path, library_autosave=True))
-    demo = serve(services, host="127.0.0.1")
-    try:
-        client = Client(demo.local_url, verbose=False)
-        status = client.predict(
-            [
-                handle_file(str(CARDS / "odile_v2.json")),
-                handle_file(str(CARDS / "kestrel_v3.json")),
-            ],
-            api_name="/library_import",
-        )
+    with api_client(Services(make_settings(tmp_path, library_autosave=True))) as client:
+        files = [handle_file(str(CARDS / name)) for name in ("odile_v2.json", "kestrel_v3.json")]
+        status = client.predict(files, api_name="/library_import")
         assert status.startswith("Imported 2 cards: Odile Marchetti, Kestrel Vance.")
         rows, _, _ = client.predict("Imported", "", api_name="/library_list")
         odile = next(row[5] for row in rows["data"] if row[1] == "Odile Marchetti")
@@ -96,5 +86,3 @@ def test_export_and_import_over_the_api(tmp_path: Path) -> None:
         assert json.loads(Path(world).read_text())["entries"]
         with pytest.raises(Exception, match="YAML is not in the list of choices"):
             client.predict(odile, "this NPC", "YAML", api_name="/library_export")
-    finally:
-        shutdown(services, demo)
