@@ -37,4 +37,4 @@ def test_import_and_export_cards_in_the_browser(tmp_path: Path) -> None:
         export.click()
         page.get_by_text("Exported 1 NPC as JSON").wait_for(timeout=15_000)
         page.screenshot(path=str(tmp_path / "library-export.png"), full_page=True)
-        page.get_by_text("Kestrel_Vance.json", exact=True).wait_for(timeout=15_000)
+        page.locator('[aria-label="Kestrel_Vance.json"]').wait_for(timeout=15_000)
