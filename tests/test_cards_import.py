@@ -204,8 +204,10 @@ async def test_edits_change_only_what_was_edited(
         "extensions"
     ]
     assert extensions["npc_forge"]["secret"] == "She built the bomb."
-    assert {k: card[k] for k in original if k != "data"} == {  # the V1 mirror is kept as it was
-        k: original[k] for k in original if k != "data"
+    # The V1 mirror at the root follows the edited field, and only that one.
+    assert card["description"] == description
+    assert {k: card[k] for k in original if k not in ("data", "description")} == {
+        k: original[k] for k in original if k not in ("data", "description")
     }
     back = await import_one(service, "again.json", json.dumps(card).encode())
     assert back == edited
@@ -383,3 +385,40 @@ async def test_a_made_here_card_reimported_is_the_same_npc(service: ExportServic
     assert await export(service, npc, "Character Card V3 (PNG)") == data  # now kept: same bytes
     archive = await service.export(npc.id, "its whole world", "Character Card V2 (JSON)")
     assert zipfile.ZipFile(io.BytesIO(archive.data)).namelist() == ["Ada_Brisk.card.json"]
+
+
+async def test_an_edited_card_made_here_is_built_anew(
+    service: ExportService, library: MemoryLibrary
+) -> None:
+    from tests.npc_fixtures import valid_profile
+
+    npc = NPC(**valid_profile("Ada Brisk"), id="npc-ada", world="Saltmere", backend="p", seed=1)
+    library.npcs[npc.id] = npc
+    await import_one(service, "ada.json", await export(service, npc, "Character Card V2 (JSON)"))
+    edited = npc.model_copy(update={"appearance": "A short woman with a limp."})
+    library.npcs[npc.id] = edited
+    data = json.loads(await export(service, edited, "Character Card V2 (JSON)"))["data"]
+    header, appearance = data["description"].split("\n\n")[:2]
+    assert header.startswith("Ada Brisk, abbey cellarer") and appearance == edited.appearance
+
+
+async def test_a_json_list_of_cards_imports_each(service: ExportService) -> None:
+    """What NPC Forge wrote for a world before it wrote zips."""
+    cards = [fixture("odile_v2.json"), fixture("kestrel_v3.json"), {"spec": "nope"}]
+    report = await service.import_cards(
+        [("world.json", b"\xef\xbb\xbf" + json.dumps(cards).encode())]
+    )
+    assert [npc.name for npc in report.imported] == ["Odile Marchetti", "Kestrel Vance"]
+    assert report.problems == [
+        'world.json #3: not a Character Card V2/V3 (expected "spec": "chara_card_v2" or '
+        '"chara_card_v3").'
+    ]
+
+
+async def test_a_v3_icon_data_url_becomes_the_png_art(service: ExportService) -> None:
+    card = fixture("kestrel_v3.json")
+    art = art_png()
+    card["data"]["assets"][0]["uri"] = "data:image/png;base64," + base64.b64encode(art).decode()
+    npc = await import_one(service, "k.json", json.dumps(card).encode())
+    out = await export(service, npc, "Character Card V3 (PNG)")
+    assert image_chunks(out) == image_chunks(art) and chunk_cards(out)["ccv3"] == card

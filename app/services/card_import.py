@@ -296,3 +296,14 @@ def raw_card(data: bytes, filename: str = "card") -> Any:
         if keyword in chunks:
             return _chunk_card(chunks[keyword], filename, keyword)
     raise InputError(f"{filename}: no character card found in this PNG.")
+
+
+def card_files(data: bytes, filename: str) -> list[tuple[str, bytes]]:
+    """One (name, bytes) per card in a file: a JSON list of cards (what NPC Forge
+    exported for a world before it wrote zips) gives one per item, ``name #2``."""
+    if data.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] != b"[" or len(data) > MAX_CARD_BYTES:
+        return [(filename, data)]
+    items = _parse_json(data.decode("utf-8-sig", "replace"), filename, "the file")
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        return [(filename, data)]
+    return [(f"{filename} #{n}", json.dumps(item).encode()) for n, item in enumerate(items, 1)]

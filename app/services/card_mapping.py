@@ -360,4 +360,9 @@ def apply_edits(card: Mapping[str, Any], before: NPC, after: NPC) -> dict[str, A
         **dict(data.get("extensions") or {}),
         EXTENSION: after.model_dump(mode="json"),
     }
-    return {**card, "data": data}
+    edited = {**card, "data": data}
+    # A V1 mirror at the root (SillyTavern writes one) follows the fields it mirrors.
+    for key in ("name", "description", "personality", "first_mes", "tags"):
+        if key in card and card[key] == card["data"].get(key) and data.get(key) != card[key]:
+            edited[key] = data[key]
+    return edited

@@ -24,7 +24,7 @@ from app.services.card_mapping import EXTENSION, apply_edits
 from app.services.card_schemas import SPEC_V2, SPEC_V3, card_problems
 from app.services.card_store import KeptCard
 from app.services.lorebook import character_book
-from app.services.png_chunks import with_text_chunks
+from app.services.png_chunks import PNG_SIGNATURE, with_text_chunks
 
 CARD_SIZE = (400, 600)
 CREATOR = "NPC Forge"
@@ -159,10 +159,21 @@ def kept_card(kept: KeptCard, npc: NPC, spec: str, *, now: float) -> dict[str, A
     return to_v3(card, now=now) if spec == SPEC_V3 else to_v2(card)
 
 
+def _carried(kept: KeptCard | None, npc: NPC) -> KeptCard | None:
+    """The kept card to export, or None to build one from the NPC: a card NPC
+    Forge made is nothing but its NPC, so once edited it is built anew."""
+    if kept is None:
+        return None
+    data = kept.card.get("data", {})
+    made_here = data.get("creator") == CREATOR and EXTENSION in (data.get("extensions") or {})
+    return None if made_here and not kept.unedited(npc) else kept
+
+
 def card_for(
     npc: NPC, world: World | None, spec: str, *, kept: KeptCard | None, now: float
 ) -> dict[str, Any]:
     """The NPC's card in ``spec`` (JSON export: a V3 portrait travels as a data URL)."""
+    kept = _carried(kept, npc)
     if kept is not None:
         return kept_card(kept, npc, spec, now=now)
     if spec == SPEC_V2:
@@ -178,7 +189,8 @@ def card_png_for(
     npc: NPC, world: World | None, spec: str, *, kept: KeptCard | None, now: float
 ) -> bytes:
     """The NPC's PNG card: V2 has ``chara``; V3 has ``ccv3`` and a V2 ``chara``.
-    The art is the imported PNG's when there was one, else a generated portrait."""
+    The art is the imported card's when it had some, else a generated portrait."""
+    kept = _carried(kept, npc)
     if kept is not None:
         v2 = kept_card(kept, npc, SPEC_V2, now=now)
         v3 = kept_card(kept, npc, SPEC_V3, now=now) if spec == SPEC_V3 else None
@@ -190,8 +202,22 @@ def card_png_for(
     texts = {"chara": _chunk(v2)}
     if v3 is not None:
         texts["ccv3"] = _chunk(v3)
-    art = kept.png if kept is not None and kept.png is not None else portrait_png(npc.name)
-    return with_text_chunks(art, texts)
+    art = (kept.png or icon_png(kept.card)) if kept is not None else None
+    return with_text_chunks(art or portrait_png(npc.name), texts)
+
+
+def icon_png(card: Mapping[str, Any]) -> bytes | None:
+    """The PNG of a V3 card's main icon when the card carries it as a data URL."""
+    for asset in card.get("data", {}).get("assets") or []:
+        uri = str(asset.get("uri", "")) if isinstance(asset, dict) else ""
+        if asset.get("type") == "icon" and uri.startswith("data:image/png;base64,"):
+            try:
+                png = base64.b64decode(uri.partition(",")[2], validate=True)
+            except ValueError:
+                continue
+            if png.startswith(PNG_SIGNATURE):
+                return png
+    return None
 
 
 def _data_url(png: bytes) -> str:

@@ -310,7 +310,7 @@ class ExportService:
         imported: dict[str, tuple[NPC, KeptCard, str]] = {}
         problems: list[str] = []
         notes: list[str] = []
-        for name, data in files:
+        for name, data in self._each_card(files, problems):
             try:
                 read = read_card(data, name)
                 mapped = map_card(read.card, name)
@@ -331,6 +331,20 @@ class ExportService:
         for _npc, kept, _name in imported.values():
             self.cards.put(kept)
         return ImportReport([npc for npc, _kept, _name in imported.values()], problems, notes)
+
+    @staticmethod
+    def _each_card(
+        files: Sequence[tuple[str, bytes]], problems: list[str]
+    ) -> list[tuple[str, bytes]]:
+        from app.services.card_import import card_files
+
+        each = []
+        for name, data in files:
+            try:
+                each += card_files(data, name)
+            except NPCForgeError as exc:
+                problems.append(str(exc))
+        return each
 
     async def import_cards(self, files: Sequence[tuple[str, bytes]]) -> ImportReport:
         """Character Cards V1/V2/V3 (JSON or PNG) into the library, each kept whole
