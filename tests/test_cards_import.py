@@ -422,3 +422,20 @@ async def test_a_v3_icon_data_url_becomes_the_png_art(service: ExportService) ->
     npc = await import_one(service, "k.json", json.dumps(card).encode())
     out = await export(service, npc, "Character Card V3 (PNG)")
     assert image_chunks(out) == image_chunks(art) and chunk_cards(out)["ccv3"] == card
+
+
+async def test_values_the_spec_cannot_take_are_set_aside_not_lost(service: ExportService) -> None:
+    card = fixture("kestrel_v3.json")
+    card["data"]["creation_date"] = "2026-11-30"
+    card["data"]["assets"].append("not an asset")
+    card["data"]["character_book"]["scan_depth"] = None
+    report = await service.import_cards([("odd.json", json.dumps(card).encode())])
+    (npc,) = report.imported
+    exported = json.loads(await export(service, npc, "Character Card V3 (JSON)"))
+    assert card_problems(exported) == []
+    assert exported["data"]["extensions"]["npc_forge_set_aside"] == {
+        "creation_date": "2026-11-30",
+        "assets.4": "not an asset",
+        "character_book.scan_depth": None,
+    }
+    assert sum("npc_forge_set_aside" in note for note in report.notes) == 3

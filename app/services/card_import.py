@@ -198,9 +198,11 @@ def _set_aside(card: dict[str, Any], filename: str, notes: list[str]) -> dict[st
         parent: Any = card
         for part in path[:-1]:
             parent = parent[part]
-        value = parent.pop(path[-1]) if isinstance(parent, dict) else None
-        if value is None:
+        key = path[-1]
+        in_list = isinstance(parent, list) and isinstance(key, int) and key < len(parent)
+        if not (in_list or (isinstance(parent, dict) and key in parent)):
             break  # nothing to move (a missing field): left as it is
+        value = parent.pop(key)
         aside = card["data"]["extensions"].setdefault(SET_ASIDE, {})
         aside[".".join(map(str, path[1:]))] = value
         notes.append(
