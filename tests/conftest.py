@@ -13,7 +13,7 @@ import pytest
 from app.backends.registry import BackendRegistry
 from app.wiring import Services
 from config import PROJECT_DIR, Settings
-from tests.fake_openai import FakeOpenAIServer
+from tests.fake_openai import FakeOpenAIServer, free_port
 from tests.npc_fixtures import npc_responder
 
 ASSETS_DIR = PROJECT_DIR / "assets"
@@ -129,7 +129,7 @@ def api_client(services: Services) -> Iterator[Any]:
 
     from app.ui.app import serve, shutdown
 
-    demo = serve(services, host="127.0.0.1")
+    demo = serve(services, host="127.0.0.1", port=free_port())
     try:
         yield Client(demo.local_url, verbose=False)
     finally:
