@@ -161,6 +161,14 @@ class NPC(NPCProfile):
         """``47`` (plus ``suffix``, e.g. `` years old``), or ``age unknown``."""
         return "age unknown" if self.age is None else f"{self.age}{suffix}"
 
+    def identity(self) -> str:
+        """``Maud, baker, 47 years old (female)``, leaving out what is unknown
+        (an imported card may not say)."""
+        known = [part for part in (self.occupation,) if part != "unknown"]
+        known += [] if self.age is None else [self.age_text(" years old")]
+        gender = "" if self.gender == "unknown" else f" ({self.gender})"
+        return ", ".join([self.name, *known]) + gender
+
 
 _UNSUPPORTED_SCHEMA_KEYS = frozenset(
     {"title", "minLength", "maxLength", "minimum", "maximum", "minItems", "maxItems"}

@@ -439,3 +439,32 @@ async def test_values_the_spec_cannot_take_are_set_aside_not_lost(service: Expor
         "character_book.scan_depth": None,
     }
     assert sum("npc_forge_set_aside" in note for note in report.notes) == 3
+
+
+async def test_relationships_added_later_join_the_card_s_lorebook(
+    service: ExportService, library: MemoryLibrary
+) -> None:
+    from app.models import Relationship
+
+    npc = await import_one(service, "odile.json", (CARDS / "odile_v2.json").read_bytes())
+    tie = Relationship(target_id="npc-l", target_name="Lucien Marchetti", type="family", weight=0.4)
+    library.npcs[npc.id] = npc.model_copy(update={"relationships": [tie]})
+    book = json.loads(await export(service, library.npcs[npc.id], "Character Card V2 (JSON)"))[
+        "data"
+    ]["character_book"]
+    original = fixture("odile_v2.json")["data"]["character_book"]
+    assert book["entries"][:3] == original["entries"]  # the card's own entries, untouched
+    (added,) = book["entries"][3:]
+    assert added["keys"] == ["Lucien Marchetti", "Lucien"] and added["id"] == 3
+    assert {k: v for k, v in book.items() if k != "entries"} == {
+        k: v for k, v in original.items() if k != "entries"
+    }
+
+
+def test_identity_leaves_out_what_is_unknown() -> None:
+    from tests.npc_fixtures import valid_profile
+
+    npc = NPC(**valid_profile("Ada"), id="npc-a", world="W", backend="p", seed=1)
+    assert npc.identity() == "Ada, abbey cellarer, 47 years old (male)"
+    unknown = npc.model_copy(update={"age": None, "gender": "unknown", "occupation": "unknown"})
+    assert unknown.identity() == "Ada"

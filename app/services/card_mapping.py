@@ -339,6 +339,23 @@ def _description(data: Mapping[str, Any], before: NPC, after: NPC) -> str:
     return separator.join(part for part in (appearance, backstory) if part and part != UNKNOWN)
 
 
+TIE_MARK = {EXTENSION: "relationship"}  # marks the lorebook entries NPC Forge adds
+
+
+def _with_ties(book: Any, npc: NPC) -> dict[str, Any]:
+    """The card's lorebook with the NPC's relationships as entries (replacing the
+    ones added before); the card's own entries stay as they were."""
+    from app.services.lorebook import tie_entries
+
+    book = dict(book) if isinstance(book, dict) else {"extensions": {}, "entries": []}
+    own = [e for e in book.get("entries") or [] if (e.get("extensions") or {}) != TIE_MARK]
+    ids = [e["id"] for e in own if isinstance(e.get("id"), int)]
+    ties = tie_entries(npc, max(ids, default=-1) + 1)
+    for entry in ties:
+        entry["extensions"] = dict(TIE_MARK)
+    return {**book, "extensions": book.get("extensions") or {}, "entries": own + ties}
+
+
 def apply_edits(card: Mapping[str, Any], before: NPC, after: NPC) -> dict[str, Any]:
     """``card`` with the NPC edits made since import written into the fields they
     came from; everything else stays as the card had it. The whole edited NPC
@@ -356,6 +373,8 @@ def apply_edits(card: Mapping[str, Any], before: NPC, after: NPC) -> dict[str, A
             data["first_mes"] = after.sample_lines[0]
     if after.tags != before.tags:
         data["tags"] = list(after.tags)
+    if after.relationships != before.relationships:
+        data["character_book"] = _with_ties(data.get("character_book"), after)
     data["extensions"] = {
         **dict(data.get("extensions") or {}),
         EXTENSION: after.model_dump(mode="json"),

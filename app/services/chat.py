@@ -86,7 +86,7 @@ def persona(npc: NPC, world: World, memories: Sequence[Any]) -> str:
     )
     remembered = "\n".join(f"- {memory_text(memory)}" for memory in memories)
     parts = [
-        f"You are {npc.name}, {npc.occupation}, {npc.age_text(' years old')} ({npc.gender}). "
+        f"You are {npc.identity()}. "
         "Stay in character at all times and speak as this person would, in their own "
         "words. Never say you are an AI, a model or a program.",
         f"Personality: {', '.join(npc.personality_traits)}.",
