@@ -50,6 +50,12 @@ def npc_to_card(
     npc: NPC, world: World | None = None, extra_extensions: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The NPC as a Character Card V2."""
+    return checked(_v2_card(npc, world, extra_extensions))
+
+
+def _v2_card(
+    npc: NPC, world: World | None, extra_extensions: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     lines = npc.sample_lines
     scenario = (
         f"{npc.name} lives in {world.name}: {world.era}, {world.time_period}."
@@ -88,7 +94,7 @@ def npc_to_card(
     book = character_book(npc, world)
     if book is not None:
         data["character_book"] = book
-    return checked({"spec": SPEC_V2, "spec_version": "2.0", "data": data})
+    return {"spec": SPEC_V2, "spec_version": "2.0", "data": data}
 
 
 def _book_v3(book: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,13 +107,17 @@ def _book_v3(book: Mapping[str, Any]) -> dict[str, Any]:
 
 def to_v3(card: Mapping[str, Any], *, now: float, **new: Any) -> dict[str, Any]:
     """A V2 card as V3: the V3 fields added (``new`` overrides them), nothing dropped."""
+    return checked(_to_v3(card, now=now, **new))
+
+
+def _to_v3(card: Mapping[str, Any], *, now: float, **new: Any) -> dict[str, Any]:
     data = copy.deepcopy(dict(card["data"]))
     data.setdefault("group_only_greetings", [])
     data["modification_date"] = int(now)
     if "character_book" in data:
         data["character_book"] = _book_v3(data["character_book"])
     data.update(new)
-    return checked({"spec": SPEC_V3, "spec_version": "3.0", "data": data})
+    return {"spec": SPEC_V3, "spec_version": "3.0", "data": data}
 
 
 def to_v2(card: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,7 +141,7 @@ def npc_to_card_v3(
 ) -> dict[str, Any]:
     """The NPC as a Character Card V3 (``portrait_uri``: the icon, ``ccdefault:``
     for a PNG card, which is its own portrait)."""
-    v2 = npc_to_card(npc, world)
+    v2 = _v2_card(npc, world)  # checked once, as the V3 card it becomes
     notes = v2["data"]["creator_notes"]
     return to_v3(
         v2,
