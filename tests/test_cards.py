@@ -225,3 +225,9 @@ def test_world_zip_of_cards_with_unicode_names() -> None:
             assert read_card(archive.read(name), name).card["data"]["name"] in {
                 n.name for n in cast
             }
+
+
+def test_a_world_known_only_by_name_adds_no_lore() -> None:
+    stand_in = World(name="Imported", era="Imported", time_period="unspecified")
+    assert character_book(_npc(), stand_in) is None
+    assert world_book(stand_in, [])["entries"] == []

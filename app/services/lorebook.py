@@ -136,7 +136,11 @@ def _sections(world: World) -> dict[str, str]:
 
 
 def world_entries(world: World, start: int = 0) -> list[dict[str, Any]]:
-    """The setting (constant) and one entry per detail section, keyed by its subject."""
+    """The setting (constant) and one entry per detail section, keyed by its subject.
+    A world known only by its name (``Imported``) says nothing: no entries."""
+    sections = _sections(world)
+    if not sections and world.era == world.name:
+        return []
     entries = [
         book_entry(
             start,
@@ -148,7 +152,6 @@ def world_entries(world: World, start: int = 0) -> list[dict[str, Any]]:
             constant=True,
         )
     ]
-    sections = _sections(world)
     for index, (name, text) in enumerate(sections.items()):
         # The world's own name is the setting's key, so no section's.
         others = [world.name, *(other for key, other in sections.items() if key != name)]
