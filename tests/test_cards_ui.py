@@ -4,6 +4,7 @@ failure, and the API endpoints of a launched app."""
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any, cast
 
@@ -81,8 +82,9 @@ def test_export_and_import_over_the_api(tmp_path: Path) -> None:
         )
         assert path.endswith("Odile_Marchetti.png") and "as Character Card V3 (PNG)" in line
         world, _ = client.predict(
-            odile, "its whole world", "SillyTavern World Info (JSON)", api_name="/library_export"
+            odile, "its whole world", "Character Card V2 (JSON)", api_name="/library_export"
         )
-        assert json.loads(Path(world).read_text())["entries"]
+        names = zipfile.ZipFile(world).namelist()
+        assert world.endswith("Imported.cards.zip") and len(names) == 2
         with pytest.raises(Exception, match="YAML is not in the list of choices"):
             client.predict(odile, "this NPC", "YAML", api_name="/library_export")

@@ -62,6 +62,11 @@ class CardHandlers:
         return line
 
 
+def unchanged(count: int) -> tuple[Any, ...]:
+    """Outputs a failed action leaves as they were (all but the status line)."""
+    return tuple(gr.skip() for _ in range(count))
+
+
 def status_of_last_action(
     fn: Callable[..., Any], action: str, blank: tuple[Any, ...] = ()
 ) -> Callable[..., AsyncIterator[Any]]:

@@ -15,7 +15,7 @@ from app.services.library import EDITABLE_FIELDS, MAX_RESULTS, Library, field_te
 from app.services.refine import RefineService
 from app.services.ties import TIE_COLUMNS, tie_rows
 from app.ui.errors import required_npc_id, user_errors
-from app.ui.library_cards import build_card_io
+from app.ui.library_cards import build_card_io, status_of_last_action, unchanged
 from app.ui.render import npc_card
 
 ALL_WORLDS = "(all worlds)"
@@ -220,27 +220,36 @@ def build_library(
 
     h = user_errors  # every handler goes through the one error door
     world.focus(h(handlers.refresh_worlds), [world], [world], api_visibility="private")
+    # Actions that report on the status line report failures there too.
+    s = status_of_last_action
     found = [results, chosen, status]
-    search.click(h(handlers.search), [query, k, world, tag], found, api_name="library_search")
-    query.submit(h(handlers.search), [query, k, world, tag], found, api_visibility="private")
-    list_all.click(h(handlers.list_npcs), [world, tag], found, api_name="library_list")
+    searched = s(handlers.search, "Search", unchanged(2))
+    search.click(searched, [query, k, world, tag], found, api_name="library_search")
+    query.submit(searched, [query, k, world, tag], found, api_visibility="private")
+    listed = s(handlers.list_npcs, "List", unchanged(2))
+    list_all.click(listed, [world, tag], found, api_name="library_list")
     chosen.change(h(handlers.open), [chosen, field], [card, value], api_name="library_get")
     chosen.change(
         h(handlers.show_relationships), [chosen], [graph, ties], api_name="relationships_show"
     )
     field.change(h(handlers.field_value), [chosen, field], [value], api_visibility="private")
     save.click(
-        h(handlers.save_field), [chosen, field, value], [card, status], api_name="library_edit"
-    )
+        s(handlers.save_field, "Save", unchanged(1)), [chosen, field, value], [card, status],
+        api_name="library_edit",
+    )  # fmt: skip
     regen_field.click(
-        h(handlers.regenerate_field), [chosen, field, backend, temperature], [card, value, status],
+        s(handlers.regenerate_field, "Regenerate field", unchanged(2)),
+        [chosen, field, backend, temperature], [card, value, status],
         api_name="library_regenerate_field",
     )  # fmt: skip
     regen_npc.click(
-        h(handlers.regenerate_npc), [chosen, locked, backend, temperature], [card, status],
-        api_name="library_regenerate",
+        s(handlers.regenerate_npc, "Regenerate NPC", unchanged(1)),
+        [chosen, locked, backend, temperature], [card, status], api_name="library_regenerate",
     )  # fmt: skip
-    delete.click(h(handlers.delete), [chosen], [card, status], api_name="library_delete")
+    delete.click(
+        s(handlers.delete, "Delete", unchanged(1)), [chosen], [card, status],
+        api_name="library_delete",
+    )  # fmt: skip
     relate.click(
         h(handlers.generate_relationships), [chosen, backend, temperature], [graph, ties, status],
         api_name="relationships_generate",
