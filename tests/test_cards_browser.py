@@ -38,3 +38,9 @@ def test_import_and_export_cards_in_the_browser(tmp_path: Path) -> None:
         page.get_by_text("Exported 1 NPC as JSON").wait_for(timeout=15_000)
         page.screenshot(path=str(tmp_path / "library-export.png"), full_page=True)
         page.locator('[aria-label="Kestrel_Vance.json"]').wait_for(timeout=15_000)
+        # Any failed action shows on the status line, not only export and import.
+        page.get_by_role("textbox", name="Value").fill("")
+        page.get_by_role("button", name="Save field").click()
+        page.get_by_text("✗ Save failed: backstory: String should have at least").wait_for(
+            timeout=15_000
+        )
