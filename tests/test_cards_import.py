@@ -468,3 +468,22 @@ def test_identity_leaves_out_what_is_unknown() -> None:
     assert npc.identity() == "Ada, abbey cellarer, 47 years old (male)"
     unknown = npc.model_copy(update={"age": None, "gender": "unknown", "occupation": "unknown"})
     assert unknown.identity() == "Ada"
+
+
+async def test_world_lorebook_carries_the_imported_cards_entries(service: ExportService) -> None:
+    npc = await import_one(service, "odile.json", (CARDS / "odile_v2.json").read_bytes())
+    await import_one(service, "kestrel.json", (CARDS / "kestrel_v3.json").read_bytes())
+    exported = await service.export(npc.id, "its whole world", "SillyTavern World Info (JSON)")
+    entries = list(json.loads(exported.data)["entries"].values())
+    assert exported.filename == "Imported.lorebook.json"
+    assert [e["comment"] for e in entries] == [
+        "Odile Marchetti: Bell tower", "Odile Marchetti: family", "Odile Marchetti: guild",
+        "Kestrel Vance: place", "Kestrel Vance: /storm(s)?/i",
+    ]  # fmt: skip
+    bell, lucien, guild = entries[:3]
+    assert bell["key"] == ["bell tower", "tower"] and bell["depth"] == 4
+    assert bell["excludeRecursion"] is False and bell["scanDepth"] is None
+    assert (lucien["keysecondary"], lucien["selective"], lucien["position"]) == (
+        ["capital", "letter"], True, 1
+    )  # fmt: skip
+    assert guild["disable"] and guild["constant"]

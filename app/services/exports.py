@@ -216,10 +216,16 @@ def _cards(spec: str, *, png: bool) -> Builder:
 
 
 def world_info(given: ExportInput) -> tuple[bytes, str]:
-    """The world's sections and the NPCs' relationships as SillyTavern World Info."""
+    """The world's sections, the NPCs' relationships and the lorebook entries of
+    their imported cards, as SillyTavern World Info."""
     from app.services.lorebook import sillytavern_world_info, world_book
 
-    book = world_book(given.world, given.npcs)
+    own = {
+        npc_id: book
+        for npc_id, kept in given.kept.items()
+        if isinstance(book := kept.card.get("data", {}).get("character_book"), dict)
+    }
+    book = world_book(given.world, given.npcs, own)
     return dumps(sillytavern_world_info(book), pretty=True), ".lorebook.json"
 
 

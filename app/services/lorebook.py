@@ -215,11 +215,19 @@ def character_book(npc: NPC, world: World | None) -> dict[str, Any] | None:
     }
 
 
-def world_book(world: World, npcs: Sequence[NPC]) -> dict[str, Any]:
-    """A whole world's lorebook: its sections and every relationship among ``npcs``."""
+def world_book(
+    world: World, npcs: Sequence[NPC], own_books: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A whole world's lorebook: its sections, every relationship among ``npcs``,
+    and the entries of the lorebooks their imported cards brought (``own_books``,
+    by NPC id), each with its own keys, named after its NPC."""
     entries = world_entries(world)
     for npc in npcs:
         entries += tie_entries(npc, len(entries), both_names=True)
+    for npc in npcs:
+        for entry in (own_books or {}).get(npc.id, {}).get("entries") or []:
+            label = entry.get("comment") or entry.get("name") or ", ".join(entry.get("keys") or [])
+            entries.append({**entry, "id": len(entries), "comment": f"{npc.name}: {label}"})
     return {
         "name": world.name,
         "description": f"{world.name}: {world.era}, {world.time_period}.",
@@ -230,6 +238,15 @@ def world_book(world: World, npcs: Sequence[NPC]) -> dict[str, Any]:
 
 
 ST_POSITIONS = {"before_char": 0, "after_char": 1}
+# What SillyTavern keeps of a World Info entry in a card entry's extensions, and
+# the World Info field each goes back to.
+ST_EXTENSIONS = {
+    "position": "position", "probability": "probability", "useProbability": "useProbability",
+    "depth": "depth", "selectiveLogic": "selectiveLogic", "group": "group",
+    "exclude_recursion": "excludeRecursion", "prevent_recursion": "preventRecursion",
+    "scan_depth": "scanDepth", "match_whole_words": "matchWholeWords", "role": "role",
+    "sticky": "sticky", "cooldown": "cooldown", "delay": "delay",
+}  # fmt: skip
 
 
 def sillytavern_world_info(book: Mapping[str, Any]) -> dict[str, Any]:
@@ -273,4 +290,8 @@ def sillytavern_world_info(book: Mapping[str, Any]) -> dict[str, Any]:
             "displayIndex": uid,
             "extensions": dict(entry.get("extensions") or {}),
         }
+        extensions = entry.get("extensions") or {}
+        entries[str(uid)].update(
+            {field: extensions[key] for key, field in ST_EXTENSIONS.items() if key in extensions}
+        )
     return {"entries": entries}
