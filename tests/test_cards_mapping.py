@@ -26,6 +26,7 @@ from app.services.card_mapping import (
         ("Mira is 19 years old.", 19),
         ("twenty-five years old, and proud of it", 25),
         ("Age: 62", 62),
+        ('[{{char}}: Gender("Female") + Age("22")]', 22),
         ("aged 70, she still climbs", 70),
         ("An ancient dragon, 1200 years old.", 1200),
         ("A girl in her teens.", 15),
@@ -44,6 +45,8 @@ def test_age(text: str, age: int | None) -> None:
     [
         ("Gender: Female\nShe is a witch.", "female"),
         ("Sex: male", "male"),
+        ("Gender: trans woman", "trans woman"),
+        ('[{{char}}: Gender("Female") + Age("22")]', "female"),
         ("She keeps her shop tidy; her hands never rest.", "female"),
         ("He is a tall man who hates his brother.", "male"),
         ("A non-binary pilot.", "non-binary"),

@@ -64,7 +64,7 @@ _AGE_NUMBER = (
     r"(\d{1,5}|(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[- ]\w+)?|\w+teen|\w+)"
 )
 _AGE_PATTERNS = [
-    re.compile(rf"\bage[d]?\s*[:=]?\s*{_AGE_NUMBER}\b", re.IGNORECASE),
+    re.compile(rf"\bage[d]?\s*[:=(\"']*\s*{_AGE_NUMBER}\b", re.IGNORECASE),
     re.compile(rf"\b{_AGE_NUMBER}[- ](?:years?|yrs?)[- ]old\b", re.IGNORECASE),
     re.compile(rf"\b{_AGE_NUMBER}[- ]year[- ]old\b", re.IGNORECASE),
     re.compile(rf"\b(?:is|was|turned|just)\s+{_AGE_NUMBER}\s*(?:years|yrs)\b", re.IGNORECASE),
@@ -104,7 +104,7 @@ def parse_age(text: str) -> int | None:
 
 
 _GENDER_LABEL = re.compile(
-    r"\b(?:gender|sex)\s*[:=(]\s*[\"']?([A-Za-z][\w -]{1,30}?)[\"')\],;.\n]", re.I
+    r"\b(?:gender|sex)\s*[:=(]\s*[\"']?([A-Za-z][\w -]{1,30}?)\s*(?:[\"')\],;.\n+]|$)", re.I
 )
 _FEMALE = re.compile(r"\b(woman|girl|lady|female|queen|princess|mother|daughter|wife|sister|"
                      r"actress|waitress|priestess|heroine)\b", re.I)  # fmt: skip
