@@ -41,6 +41,18 @@ async def test_import_then_export_through_the_handlers(
     assert json.loads(Path(path).read_text()) == json.loads((CARDS / "odile_v2.json").read_text())
 
 
+async def test_many_notes_are_summed_up(handlers: CardHandlers, tmp_path: Path) -> None:
+    names = []
+    for number in range(8):
+        card = json.loads((CARDS / "odile_v2.json").read_text())
+        card["data"] |= {"name": f"Odile {number}", "tags": "a, b"}
+        names.append(tmp_path / f"o{number}.json")
+        names[-1].write_text(json.dumps(card))
+    with pytest.warns(UserWarning, match="tags was one string"):
+        status = await handlers.import_cards([str(name) for name in names])
+    assert status.count("tags was one string") == 5 and status.endswith("(and 3 more)")
+
+
 async def _outputs(handler: Any, *args: Any) -> list[Any]:
     seen: list[Any] = []
     try:

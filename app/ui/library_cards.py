@@ -58,7 +58,9 @@ class CardHandlers:
         if report.problems:
             line += f" Refused {len(report.problems)}: " + "; ".join(report.problems)
         if report.notes:
-            line += f" Notes: {'; '.join(report.notes)}"
+            shown = report.notes[:MAX_NOTES_SHOWN]
+            more = len(report.notes) - len(shown)
+            line += f" Notes: {'; '.join(shown)}" + (f" (and {more} more)" if more else "")
         return line
 
 
