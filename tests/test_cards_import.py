@@ -83,6 +83,9 @@ class MemoryLibrary:
     async def get(self, npc_id: str) -> NPC:
         return self.npcs[npc_id]
 
+    async def get_many(self, ids: list[str]) -> list[NPC]:
+        return [self.npcs[npc_id] for npc_id in ids if npc_id in self.npcs]
+
     async def world_npcs(self, npc_id: str) -> list[NPC]:
         world = self.npcs[npc_id].world
         return [npc for npc in self.npcs.values() if npc.world == world]
@@ -487,3 +490,19 @@ async def test_world_lorebook_carries_the_imported_cards_entries(service: Export
         ["capital", "letter"], True, 1
     )  # fmt: skip
     assert guild["disable"] and guild["constant"]
+
+
+async def test_importing_a_card_again_says_it_replaces_the_edited_npc(
+    service: ExportService, library: MemoryLibrary
+) -> None:
+    data = (CARDS / "odile_v2.json").read_bytes()
+    npc = await import_one(service, "odile.json", data)
+    again = await service.import_cards([("odile.json", data)])
+    assert again.notes == []  # the same NPC: nothing to say
+    library.npcs[npc.id] = npc.model_copy(update={"secret": "She built the bomb."})
+    again = await service.import_cards([("odile.json", data)])
+    assert again.notes == [
+        "Odile Marchetti was in the library already, changed since; the card as imported "
+        "now replaces that version."
+    ]
+    assert library.npcs[npc.id] == npc

@@ -356,5 +356,14 @@ class ExportService:
         """Character Cards V1/V2/V3 (JSON or PNG) into the library, each kept whole
         beside its NPC; one bad file never costs the others, each problem names its file."""
         report = await asyncio.to_thread(self._read, files)
+        before = {
+            npc.id: npc for npc in await self.library.get_many([n.id for n in report.imported])
+        }
+        for npc in report.imported:
+            if npc.id in before and before[npc.id] != npc:
+                report.notes.append(
+                    f"{npc.name} was in the library already, changed since; the card as "
+                    "imported now replaces that version."
+                )
         await self.library.save(report.imported)
         return report
