@@ -243,6 +243,9 @@ def test_sign_in_is_required_and_quotas_answer_over_the_api(tmp_path: Path) -> N
         for call, args in [
             ("/chat", (npc_id, "", "Bo", "Hello there, who are you?", "auto")),
             ("/memory_search", (npc_id, "secret", "")),
+            ("/library_delete", (npc_id,)),
+            ("/library_get", (npc_id, "secret")),
+            ("/library_export", (npc_id, "this NPC", "JSON")),
         ]:
             with pytest.raises(Exception, match=f"No NPC with id '{npc_id}'"):
                 bob.predict(*args, api_name=call)
@@ -252,6 +255,8 @@ def test_sign_in_is_required_and_quotas_answer_over_the_api(tmp_path: Path) -> N
         )  # fmt: skip
         assert theirs["npcs"][0]["id"] != npc_id  # the same request: his own NPC
         assert theirs["npcs"][0]["owner"] == "bob"
+        _, _, listed = bob.predict("(all worlds)", "", api_name="/library_list")
+        assert listed.endswith("· 1 in the library")  # his own, not Ann's
         users = {row["user"] for row in bob.predict(api_name="/stats")["quotas"]}
         assert users == {"ann", "bob"}
     finally:

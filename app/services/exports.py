@@ -15,7 +15,7 @@ import time
 import unicodedata
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import orjson
@@ -288,6 +288,10 @@ class ExportService:
         self.cards = cards
         self.clock = clock
 
+    def seen_by(self, library: Library) -> ExportService:
+        """The same service exporting from and importing into one viewer's view."""
+        return ExportService(library, self.worlds, self.cards, self.clock)
+
     async def export(self, npc_id: str, scope: str, fmt: str) -> ExportFile:
         if scope not in SCOPES:
             raise InputError(f"Export {scope!r}? Pick one of: {', '.join(SCOPES)}.")
@@ -352,7 +356,9 @@ class ExportService:
                 problems.append(str(exc))
         return each
 
-    async def import_cards(self, files: Sequence[tuple[str, bytes]]) -> ImportReport:
+    async def import_cards(
+        self, files: Sequence[tuple[str, bytes]], owner: str | None = None
+    ) -> ImportReport:
         """Character Cards V1/V2/V3 (JSON or PNG) into the library, each kept whole
         beside its NPC; one bad file never costs the others, each problem names its file."""
         report = await asyncio.to_thread(self._read, files)
@@ -365,5 +371,10 @@ class ExportService:
                     f"{npc.name} was in the library already, changed since; the card as "
                     "imported now replaces that version."
                 )
+        # An import is the importer's (kept under the card's own id, so its card stays
+        # found; the library refuses to write over someone else's NPC of that id).
+        report = replace(
+            report, imported=[npc.model_copy(update={"owner": owner}) for npc in report.imported]
+        )
         await self.library.save(report.imported)
         return report

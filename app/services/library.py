@@ -138,14 +138,19 @@ class Library:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def save(self, npcs: Sequence[NPC]) -> None:
-        """Keep NPCs (one batched write)."""
+        """Keep NPCs (one batched write); a designer's view writes only theirs, and
+        never over someone else's NPC of the same id."""
         for npc in npcs:
             self.changeable(npc)
+        if npcs and not self.viewer.sees_all:
+            stored: list[NPC] = await self._run(lambda: self.store.get_many([n.id for n in npcs]))
+            for npc in stored:
+                self.changeable(npc)
         if npcs:
             await self._run(lambda: self.store.upsert(npcs))
 
     async def count(self) -> int:
-        result: int = await self._run(lambda: self.store.count())
+        result: int = await self._run(lambda: self.store.count(self.viewer.owners))
         return result
 
     async def search(

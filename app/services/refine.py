@@ -181,6 +181,16 @@ class RefineService:
         self.personalities = personalities
         self.default_temperature = default_temperature
 
+    def seen_by(self, library: Library) -> RefineService:
+        """The same service working on one viewer's view of the library."""
+        return RefineService(
+            self.backends,
+            library,
+            self.worlds,
+            self.personalities,
+            default_temperature=self.default_temperature,
+        )
+
     def refiner(self, backend: str | None = None) -> Refiner:
         return Refiner(self.backends.get(backend), self.personalities())
 

@@ -218,8 +218,10 @@ class NPCStore:
             for npc, distance in zip(self._npcs(metadatas), distances, strict=True)
         ]
 
-    def count(self) -> int:
-        return self.collection.count()
+    def count(self, owners: Sequence[str] | None = None) -> int:
+        if owners is None:
+            return self.collection.count()
+        return len(self.collection.get(where=where_filter(owners=owners), include=[])["ids"])
 
     def worlds(self, owners: Sequence[str] | None = None) -> list[str]:
         """Distinct worlds in the library (remembered until the next write here)."""

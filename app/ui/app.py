@@ -73,6 +73,7 @@ def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
                     services.exports,
                     exports,
                     default_temperature=services.refine.default_temperature,
+                    admission=services.admission,
                 )
             with gr.Tab("Chat", id="chat"):
                 build_chat(

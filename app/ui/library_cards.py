@@ -8,6 +8,7 @@ pop-up, so the line never shows an earlier success as if it were news.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ from typing import Any
 import gradio as gr
 
 from app.errors import InputError, NPCForgeError
+from app.services.admission import Admission
 from app.services.exports import EXPORT_FORMATS, SCOPES, ExportService
 from app.ui.downloads import offer
 from app.ui.errors import as_gradio_error, required_npc_id, warn
+from app.ui.identity import caller_of
 
 FAILED = "✗ {action} failed: {message}"
 MAX_NOTES_SHOWN = 5
@@ -30,24 +33,41 @@ def _required(npc_id: str | None) -> str:
 class CardHandlers:
     """Plain methods, tested directly; ``build_card_io`` wires them."""
 
-    def __init__(self, exports: ExportService, export_dir: Path) -> None:
+    def __init__(
+        self, exports: ExportService, export_dir: Path, admission: Admission | None = None
+    ) -> None:
         self.exports = exports
         self.export_dir = export_dir
+        self.admission = admission  # None: every caller is trusted (direct calls)
 
-    async def export(self, npc_id: str | None, scope: str, fmt: str) -> tuple[str, str]:
+    def _exports(self, request: gr.Request | None) -> tuple[ExportService, str | None]:
+        """Exports over the caller's view of the library, and whose imports are."""
+        if self.admission is None:
+            return self.exports, None
+        caller = caller_of(self.admission, request)
+        view = self.exports.library.as_seen_by(self.admission.viewer(caller))
+        return self.exports.seen_by(view), self.admission.owner(caller)
+
+    async def export(
+        self, npc_id: str | None, scope: str, fmt: str, request: gr.Request | None = None
+    ) -> tuple[str, str]:
         """Write the chosen NPC (or its whole world) in a format; returns the file."""
-        exported = await self.exports.export(_required(npc_id), scope, fmt)
+        exports, _ = self._exports(request)
+        exported = await exports.export(_required(npc_id), scope, fmt)
         path = await offer(self.export_dir, "export-", exported.filename, exported.data)
         plural = "s" if exported.count != 1 else ""
         return path, f"Exported {exported.count} NPC{plural} as {fmt}: {exported.filename}."
 
-    async def import_cards(self, files: Sequence[str] | None) -> str:
+    async def import_cards(
+        self, files: Sequence[str] | None, request: gr.Request | None = None
+    ) -> str:
         """Character Cards V1/V2/V3 (JSON or PNG) into the library."""
         if not files:
             raise InputError("Choose one or more card files (.json or .png) to import.")
         paths = [Path(name) for name in files]
         contents = await asyncio.to_thread(lambda: [(p.name, p.read_bytes()) for p in paths])
-        report = await self.exports.import_cards(contents)
+        exports, owner = self._exports(request)
+        report = await exports.import_cards(contents, owner)
         if report.problems and not report.imported:
             raise InputError("; ".join(report.problems))
         for message in [*report.problems, *report.notes[:MAX_NOTES_SHOWN]]:
@@ -76,6 +96,7 @@ def status_of_last_action(
     failure it shows the failure there (``blank`` fills the other outputs),
     then raises, so the pop-up and API callers get the error too."""
 
+    @functools.wraps(fn)  # Gradio reads fn's parameters (a gr.Request is passed in)
     async def run(*args: Any) -> AsyncIterator[Any]:
         try:
             yield await fn(*args)
@@ -90,10 +111,14 @@ def status_of_last_action(
 
 
 def build_card_io(
-    exports: ExportService, export_dir: Path, chosen: gr.Dropdown, status: gr.Markdown
+    exports: ExportService,
+    export_dir: Path,
+    chosen: gr.Dropdown,
+    status: gr.Markdown,
+    admission: Admission | None = None,
 ) -> None:
     """The Export and Import accordions, for the NPC picked in ``chosen``."""
-    handlers = CardHandlers(exports, export_dir)
+    handlers = CardHandlers(exports, export_dir, admission)
     with gr.Accordion("Export", open=False):
         scope = gr.Radio(list(SCOPES), value=SCOPES[0], label="What")
         fmt = gr.Dropdown(list(EXPORT_FORMATS), value="JSON", label="Format")

@@ -9,12 +9,14 @@ from typing import Any
 import gradio as gr
 
 from app.models import NPC, PROFILE_FIELDS, RELATIONSHIP_TYPES
+from app.services.admission import Admission
 from app.services.exports import ExportService
 from app.services.graph import relationship_graph
 from app.services.library import EDITABLE_FIELDS, MAX_RESULTS, Library, field_text
 from app.services.refine import RefineService
 from app.services.ties import TIE_COLUMNS, tie_rows
 from app.ui.errors import required_npc_id, user_errors
+from app.ui.identity import caller_of
 from app.ui.library_cards import build_card_io, status_of_last_action, unchanged
 from app.ui.render import npc_card
 
@@ -43,16 +45,32 @@ def _rows_of(table: Any) -> list[list[Any]]:
 class LibraryHandlers:
     """Plain methods, tested directly; the tab wires them to components."""
 
-    def __init__(self, library: Library, refine: RefineService) -> None:
+    def __init__(
+        self, library: Library, refine: RefineService, admission: Admission | None = None
+    ) -> None:
         self.library = library
         self.refine = refine
+        self.admission = admission  # None: every caller is trusted (direct calls)
+
+    def _library(self, request: gr.Request | None) -> Library:
+        """The library as the caller sees it: a designer's own NPCs and the team's."""
+        if self.admission is None:
+            return self.library
+        return self.library.as_seen_by(self.admission.viewer(caller_of(self.admission, request)))
+
+    def _refine(self, request: gr.Request | None) -> RefineService:
+        return (
+            self.refine if self.admission is None else self.refine.seen_by(self._library(request))
+        )
 
     # -- finding ---------------------------------------------------------------------
-    async def world_choices(self) -> list[str]:
-        return [ALL_WORLDS, *await self.library.worlds()]
+    async def world_choices(self, request: gr.Request | None = None) -> list[str]:
+        return [ALL_WORLDS, *await self._library(request).worlds()]
 
-    async def refresh_worlds(self, current: str | None) -> dict[str, Any]:
-        choices = await self.world_choices()
+    async def refresh_worlds(
+        self, current: str | None, request: gr.Request | None = None
+    ) -> dict[str, Any]:
+        choices = await self.world_choices(request)
         return gr.update(choices=choices, value=current if current in choices else ALL_WORLDS)
 
     @staticmethod
@@ -60,10 +78,15 @@ class LibraryHandlers:
         return None if not world or world == ALL_WORLDS else world
 
     async def search(
-        self, query: str, k: float, world: str | None, tag: str | None
+        self,
+        query: str,
+        k: float,
+        world: str | None,
+        tag: str | None,
+        request: gr.Request | None = None,
     ) -> tuple[list[list[Any]], dict[str, Any], str]:
         """NPCs closest in meaning to the query: rows, choices to open, a status line."""
-        hits = await self.library.search(
+        hits = await self._library(request).search(
             query, k=int(k), world=self._world(world), tag=(tag or "").strip() or None
         )
         rows = [
@@ -76,40 +99,51 @@ class LibraryHandlers:
         return rows, gr.update(choices=choices, value=choices[0][1] if choices else None), status
 
     async def list_npcs(
-        self, world: str | None, tag: str | None
+        self, world: str | None, tag: str | None, request: gr.Request | None = None
     ) -> tuple[list[list[Any]], dict[str, Any], str]:
-        npcs = await self.library.list_npcs(
+        npcs = await self._library(request).list_npcs(
             world=self._world(world), tag=(tag or "").strip() or None
         )
         rows = [[i, n.name, n.occupation, n.world, "", n.id] for i, n in enumerate(npcs, 1)]
         choices = [_choice(npc) for npc in npcs]
-        total = await self.library.count()
+        total = await self._library(request).count()
         status = f"{len(npcs)} NPCs shown · {total} in the library"
         return rows, gr.update(choices=choices, value=choices[0][1] if choices else None), status
 
     # -- one NPC ---------------------------------------------------------------------
-    async def open(self, npc_id: str | None, field: str | None) -> tuple[str, str]:
+    async def open(
+        self, npc_id: str | None, field: str | None, request: gr.Request | None = None
+    ) -> tuple[str, str]:
         """The card and the edit box for the chosen field."""
         if not npc_id:
             return NOTHING_OPEN, ""
-        npc = await self.library.get(_required(npc_id))
+        npc = await self._library(request).get(_required(npc_id))
         return npc_card(npc, 1), field_text(npc, field or "backstory")
 
-    async def field_value(self, npc_id: str | None, field: str) -> str:
+    async def field_value(
+        self, npc_id: str | None, field: str, request: gr.Request | None = None
+    ) -> str:
         if not npc_id:
             return ""
-        return field_text(await self.library.get(_required(npc_id)), field)
+        return field_text(await self._library(request).get(_required(npc_id)), field)
 
-    async def save_field(self, npc_id: str | None, field: str, value: str) -> tuple[str, str]:
+    async def save_field(
+        self, npc_id: str | None, field: str, value: str, request: gr.Request | None = None
+    ) -> tuple[str, str]:
         """Set a field by hand."""
-        npc = await self.library.edit_field(_required(npc_id), field, value or "")
+        npc = await self._library(request).edit_field(_required(npc_id), field, value or "")
         return npc_card(npc, 1), f"Saved {field} of {npc.name}."
 
     async def regenerate_field(
-        self, npc_id: str | None, field: str, backend: str | None, temperature: float | None
+        self,
+        npc_id: str | None,
+        field: str,
+        backend: str | None,
+        temperature: float | None,
+        request: gr.Request | None = None,
     ) -> tuple[str, str, str]:
         """A new value for one field, the rest given to the backend as context."""
-        new = await self.refine.regenerate_field(
+        new = await self._refine(request).regenerate_field(
             _required(npc_id), field, backend=backend, temperature=temperature
         )
         return npc_card(new, 1), field_text(new, field), f"New {field} for {new.name}."
@@ -120,30 +154,39 @@ class LibraryHandlers:
         locked: list[str] | None,
         backend: str | None,
         temperature: float | None,
+        request: gr.Request | None = None,
     ) -> tuple[str, str]:
         """A new take on the NPC keeping the locked fields."""
-        new = await self.refine.regenerate_npc(
+        new = await self._refine(request).regenerate_npc(
             _required(npc_id), locked or [], backend=backend, temperature=temperature
         )
         kept = f" (kept {', '.join(locked)})" if locked else ""
         return npc_card(new, 1), f"Regenerated {new.name}{kept}."
 
-    async def delete(self, npc_id: str | None) -> tuple[str, str]:
-        npc = await self.library.delete(_required(npc_id))
+    async def delete(
+        self, npc_id: str | None, request: gr.Request | None = None
+    ) -> tuple[str, str]:
+        npc = await self._library(request).delete(_required(npc_id))
         return "<p>Deleted.</p>", f"Deleted {npc.name} and every relationship pointing at them."
 
     # -- relationships -----------------------------------------------------------------
-    async def show_relationships(self, npc_id: str | None) -> tuple[Any, list[list[Any]]]:
+    async def show_relationships(
+        self, npc_id: str | None, request: gr.Request | None = None
+    ) -> tuple[Any, list[list[Any]]]:
         if not npc_id:
             return await asyncio.to_thread(relationship_graph, []), []
-        cast = await self.library.world_cast(_required(npc_id))
+        cast = await self._library(request).world_cast(_required(npc_id))
         return await asyncio.to_thread(relationship_graph, cast), tie_rows(cast)
 
     async def generate_relationships(
-        self, npc_id: str | None, backend: str | None, temperature: float | None
+        self,
+        npc_id: str | None,
+        backend: str | None,
+        temperature: float | None,
+        request: gr.Request | None = None,
     ) -> tuple[Any, list[list[Any]], str]:
         """Ties among the NPCs of the chosen NPC's world."""
-        related = await self.refine.relationships(
+        related = await self._refine(request).relationships(
             _required(npc_id), backend=backend, temperature=temperature
         )
         count = sum(len(npc.relationships) for npc in related)
@@ -151,10 +194,10 @@ class LibraryHandlers:
         return graph, tie_rows(related), f"{count} relationships among {len(related)} NPCs."
 
     async def save_relationships(
-        self, npc_id: str | None, rows: Any
+        self, npc_id: str | None, rows: Any, request: gr.Request | None = None
     ) -> tuple[Any, list[list[Any]], str]:
         """Replace the ties among the world's NPCs with the edited table."""
-        updated = await self.library.save_tie_rows(_required(npc_id), _rows_of(rows))
+        updated = await self._library(request).save_tie_rows(_required(npc_id), _rows_of(rows))
         graph = await asyncio.to_thread(relationship_graph, updated)
         return graph, tie_rows(updated), "Relationships saved."
 
@@ -166,8 +209,9 @@ def build_library(
     export_dir: Path,
     *,
     default_temperature: float,
+    admission: Admission | None = None,
 ) -> None:
-    handlers = LibraryHandlers(library, refine)
+    handlers = LibraryHandlers(library, refine, admission)
     backend_choices = ["auto", *refine.backends.names()]
     with gr.Row():
         query = gr.Textbox(
@@ -206,7 +250,7 @@ def build_library(
                         0, 2, value=default_temperature, step=0.05, label="Creativity"
                     )
                 delete = gr.Button("Delete NPC", variant="stop")
-            build_card_io(exports, export_dir, chosen, status)
+            build_card_io(exports, export_dir, chosen, status, admission)
     with gr.Accordion("Relationships of this NPC's world", open=False):
         with gr.Row():
             relate = gr.Button("Generate relationships")
