@@ -51,14 +51,12 @@ class Assets:
 
     def tables(self) -> Tables:
         """Every procedural table; rebuilt only when one of the files changed."""
-        genres, names, occupations, npc = (
-            self.files.read(self.directory / name) for name in TABLE_FILES
-        )
+        raw = {name: self.files.read(self.directory / name) for name in TABLE_FILES}
         personalities = self.personalities()
         tables = self._tables.get(
             self.directory,
-            (genres, names, occupations, npc, personalities),
-            lambda: build_tables(genres, names, occupations, npc, personalities),
+            (*raw.values(), personalities),
+            lambda: build_tables(raw, personalities),
         )
         self._last_tables = tables
         return tables
