@@ -26,9 +26,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.backends.procedural_period import Period, tech_level  # noqa: E402
-from app.models import World  # noqa: E402
-from app.services.content_check import (  # noqa: E402
+from app.backends.procedural_period import Period, tech_level
+from app.models import World
+from app.services.content_check import (
     CastReport,
     OccupationFacts,
     cast_report,

@@ -335,7 +335,8 @@ class NPCDrafter:
         return " ".join(
             [
                 _sentence(
-                    f"{_clause(build)}, {self.age} years old, with {_clause(hair)} and {_clause(eyes)}"
+                    f"{_clause(build)}, {self.age} years old,"
+                    f" with {_clause(hair)} and {_clause(eyes)}"
                 ),
                 _sentence(f"{self.given} has {_clause(feature)} and wears {_clause(clothing)}"),
                 _sentence(f"{self.given} {_clause(quirk)}, {_clause(tail)}"),
@@ -364,7 +365,7 @@ class NPCDrafter:
     def speech_style(self, traits: Sequence[str]) -> str:
         """Built from the NPC's first traits, class and trade, not picked whole."""
         speech = self.tables.speech
-        parts = []
+        parts: list[str] = []
         for trait in traits[:2]:
             options = speech.get("traits", {}).get(trait)
             polarity = self.tables.personalities.traits.get(trait)

@@ -117,9 +117,9 @@ def _year_in(text: str, *, named: bool = True) -> int | None:
     if not named:
         return None
     lowered = text.lower()
-    for pattern, year in NAMED_PERIODS:
-        if re.search(pattern, lowered):
-            return year
+    for named_pattern, named_year in NAMED_PERIODS:
+        if re.search(named_pattern, lowered):
+            return named_year
     return None
 
 

@@ -1,0 +1,89 @@
+"""The world decides: period, own nouns, consistency and variety, on fixed seeds."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from app.backends.procedural_deck import composed_position
+from app.backends.procedural_period import Period
+from app.backends.procedural_world import read_world
+from app.models import NPC, World
+from app.services.content_check import cast_report, parse_content_rules
+from app.services.worlds import list_world_files, load_world_file, world_from_setting
+from app.wiring import Services
+from tests import casts
+from tests.conftest import ASSETS_DIR, WORLDS_DIR
+from utils.cached_json import JSONFileCache
+
+SETTINGS = (
+    "lighthouse island, Outer Hebrides 1890",
+    "Silk Road caravan town, 1250",
+    "Victorian Hebrides, 1890",
+)
+
+
+def _setting(text: str) -> World:
+    return world_from_setting(text, max_chars=5000)
+
+
+async def _cast(services: Services, world: World, count: int, seed: int = 7) -> list[NPC]:
+    outcomes = await casts.outcomes(services, world, count, seed=seed, backend="procedural")
+    return [o.npc for o in outcomes if o.npc is not None]
+
+
+def test_free_text_settings_get_their_period_and_own_trades(services: Services) -> None:
+    tables = services.assets.tables()
+    lighthouse = read_world(tables, _setting(SETTINGS[0]))
+    assert (lighthouse.genre, lighthouse.level) == ("victorian", 3)
+    assert "lighthouse keeper" in {o.title for o in lighthouse.occupations}
+    assert "the Outer Hebrides" in lighthouse.places
+    silk = read_world(tables, _setting(SETTINGS[1]))
+    assert silk.level == 1 and "caravan master" in {o.title for o in silk.occupations}
+    assert silk.cultures == ("silk_road",)
+
+
+async def test_shipped_worlds_and_settings_have_no_contradictions(services: Services) -> None:
+    rules = parse_content_rules(orjson.loads((ASSETS_DIR / "content_rules.json").read_bytes()))
+    worlds = [load_world_file(p, JSONFileCache()) for p in list_world_files(WORLDS_DIR).values()]
+    worlds += [_setting(text) for text in SETTINGS]
+    tables = services.assets.tables()
+    for world in worlds:
+        cast = [npc.model_dump() for npc in await _cast(services, world, 40)]
+        period = read_world(tables, world)
+        report = cast_report(
+            cast,
+            Period(period.year, period.level),
+            rules,
+            personalities=services.assets.personalities(),
+        )
+        assert report.findings == [], (world.era, report.findings[:3])
+        assert report.distinct_line_share >= 0.9, world.era
+
+
+async def test_a_lighthouse_world_gets_a_lighthouse_keeper(services: Services) -> None:
+    cast = await _cast(services, _setting(SETTINGS[0]), 30)
+    assert any("lighthouse" in npc.occupation for npc in cast)
+    assert not any("serf" in npc.backstory or "wimple" in npc.appearance for npc in cast)
+
+
+async def test_pronouns_follow_gender(services: Services) -> None:
+    for npc in await _cast(services, _setting(SETTINGS[2]), 60):
+        text = f"{npc.appearance} {npc.backstory} {npc.motivation} {npc.secret}"
+        assert "{" not in text
+        if npc.gender == "male":
+            assert " herself" not in text and " she " not in text, text
+
+
+async def test_clash_groups_keep_traits_apart(services: Services) -> None:
+    data = services.assets.personalities()
+    assert data.conflicts(["lazy", "tireless"]) == [("lazy", "tireless")]
+    assert data.conflicts(["domineering", "sycophantic"]) == [("domineering", "sycophantic")]
+    for npc in await _cast(services, _setting(SETTINGS[1]), 60, seed=3):
+        assert data.conflicts(npc.personality_traits) == []
+
+
+@pytest.mark.parametrize(("first", "second"), [(14, 15), (10, 12), (7, 7)])
+def test_composed_sentences_pair_every_slot_differently(first: int, second: int) -> None:
+    pairs = {(k % first, composed_position(k, first) % second) for k in range(first * second)}
+    assert len(pairs) == first * second
