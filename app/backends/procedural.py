@@ -221,7 +221,7 @@ class NPCDrafter:
         # The world's own names fill about three in four stories when it has some.
         copies = max(2, 3 * len(stock) // max(len(own), 1))
         pool = [*(own * copies), *(e.text for e in stock)]
-        card = deal(f"{self.cast_key}|{field}", pool, self.slot + 37 * stream)
+        card, _ = deal(f"{self.cast_key}|{field}", pool, self.slot + 37 * stream)
         return card or ""
 
     def _pool(self, table: str) -> tuple[Entry, ...]:
@@ -229,7 +229,9 @@ class NPCDrafter:
         generic = self.tables.npc[GENERIC].get(table, ())
         # A thin table of the genre's is topped up from the generic one (what fits the
         # period), or a cast of 100 would deal its few cards over and over.
-        if len(own) < MIN_OWN_ENTRIES or self.rng.random() < self.generic_mix:
+        # Decided once per cast and table, so every NPC of the cast deals the same deck.
+        mixed = random.Random(f"{self.cast_key}|mix|{table}").random() < self.generic_mix
+        if len(own) < MIN_OWN_ENTRIES or mixed:
             return (*own, *generic)
         return own
 
@@ -237,12 +239,15 @@ class NPCDrafter:
         """The NPC's card from ``table`` (filled in) and the table's size."""
         pool = self._pool(table)
         where = self.slot if position is None else position
-        card = deal(f"{self.cast_key}|{table}", pool, where, lambda e: e.fits(self.who))
-        if card is None:  # nothing fits this NPC: the generic table, unconstrained by class
+        card, size = deal(f"{self.cast_key}|{table}", pool, where, lambda e: e.fits(self.who))
+        if card is None:  # nothing fits this NPC: the generic table's cards for the period
             generic = self.tables.npc[GENERIC].get(table, ())
-            card = deal(f"{self.cast_key}|{table}", generic, where, lambda e: e.fits_level(9))
+            level = self.setting.level
+            card, size = deal(
+                f"{self.cast_key}|{table}", generic, where, lambda e: e.fits_level(level)
+            )
         text = card.text.format_map(self.values) if card else ""
-        return text, max(len(pool), 1)
+        return text, max(size, 1)
 
     def _table(self, table: str, position: int | None = None) -> str:
         return self._entry(table, position)[0]
@@ -287,7 +292,7 @@ class NPCDrafter:
         # Each occupation the world names is dealt a few times, never most of the cast.
         copies = max(1, min(3, len(stock) // max(len(mined), 1)))
         pool = [*(mined * copies), *stock] or list(self.tables.occupations[GENERIC])
-        card = deal(
+        card, _ = deal(
             f"{self.cast_key}|occupations",
             pool,
             self.slot,
@@ -329,7 +334,10 @@ class NPCDrafter:
 
     def appearance(self) -> str:
         build, hair = self._pair("builds", "hair")
-        eyes = self._table("eyes", self.slot * 3)
+        # A third part turns at twice the pace of the second, so NPCs sharing a
+        # build and hair still differ in the eyes.
+        builds = max(len(self._pool("builds")), 1)
+        eyes = self._table("eyes", self.slot % builds + 2 * (self.slot // builds) + 1)
         feature, clothing = self._pair("features", "clothing", 11)
         quirk, tail = self._pair("quirks", "quirk_tails", 23)
         return " ".join(

@@ -2,7 +2,7 @@
 
 Each NPC of a cast is drafted on its own (possibly concurrently, possibly
 again later), so a cast's deck is positional: a table is shuffled once per
-cast, and the NPC in slot k takes card k, or the next one that suits it. A
+cast, and the NPC in slot k takes card k, or one that suits it. A
 sentence composed of two parts takes its second part at ``k % n1 + k // n1``,
 so slots 0 .. n1*n2-1 get n1*n2 different pairs: a 100-NPC cast repeats no
 composed sentence when the two tables multiply past 100.
@@ -91,17 +91,20 @@ def deal(
     pool: Sequence[T],
     position: int,
     fits: Callable[[T], bool] = lambda _: True,
-) -> T | None:
-    """The card at ``position`` of the cast's deck of ``pool``, or the next that fits."""
+) -> tuple[T | None, int]:
+    """The card at ``position`` of the cast's deck of ``pool`` (or, when it does
+    not fit, the first that fits in an order of this position's own: walking on
+    to the next card would give it to two NPCs), and the deck's size."""
     if not pool:
-        return None
-    order = shuffled(f"{key}|{len(pool)}", len(pool))
-    start = position % len(pool)
-    for step in range(len(pool)):
-        card = pool[order[(start + step) % len(pool)]]
-        if fits(card):
-            return card
-    return None
+        return None, 0
+    size = len(pool)
+    card = pool[shuffled(f"{key}|{size}", size)[position % size]]
+    if fits(card):
+        return card, size
+    for index in shuffled(f"{key}|{size}|{position}", size):
+        if fits(pool[index]):
+            return pool[index], size
+    return None, size
 
 
 def composed_position(slot: int, first_size: int) -> int:
