@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -235,11 +235,17 @@ class NPCDrafter:
             return (*own, *generic)
         return own
 
-    def _entry(self, table: str, position: int | None = None) -> tuple[str, int]:
+    def _entry(
+        self, table: str, position: int | None = None, also: Callable[[Entry], bool] | None = None
+    ) -> tuple[str, int]:
         """The NPC's card from ``table`` (filled in) and the table's size."""
         pool = self._pool(table)
         where = self.slot if position is None else position
-        card, size = deal(f"{self.cast_key}|{table}", pool, where, lambda e: e.fits(self.who))
+
+        def fits(entry: Entry) -> bool:
+            return entry.fits(self.who) and (also is None or also(entry))
+
+        card, size = deal(f"{self.cast_key}|{table}", pool, where, fits)
         if card is None:  # nothing fits this NPC: the generic table's cards for the period
             generic = self.tables.npc[GENERIC].get(table, ())
             level = self.setting.level
@@ -252,11 +258,17 @@ class NPCDrafter:
     def _table(self, table: str, position: int | None = None) -> str:
         return self._entry(table, position)[0]
 
-    def _pair(self, first: str, second: str, shift: int = 0) -> tuple[str, str]:
+    def _pair(
+        self,
+        first: str,
+        second: str,
+        shift: int = 0,
+        also: Callable[[Entry], bool] | None = None,
+    ) -> tuple[str, str]:
         """Two parts of one sentence, dealt so that no two slots share both."""
         slot = self.slot + shift
         one, size = self._entry(first, slot)
-        return one, self._table(second, composed_position(slot, size))
+        return one, self._entry(second, composed_position(slot, size), also)[0]
 
     def _name(self, inputs: Mapping[str, Any]) -> tuple[str, str, str]:
         given_name = inputs.get("name")
@@ -353,8 +365,12 @@ class NPCDrafter:
 
     def backstory(self) -> str:
         origin, turning = self._pair("origins", "turning_points")
-        # The present ends on a tie to the world's places and factions.
-        present, tie = self._pair("present", "ties", 5)
+        # The present ends on a tie to the world's places and factions (its places
+        # only, when its factions are implied rather than named).
+        named = self.setting.named_factions or not self.setting.places
+        present, tie = self._pair(
+            "present", "ties", 5, None if named else (lambda e: "{faction}" not in e.text)
+        )
         return " ".join(
             [
                 _sentence(f"{_clause(origin)}, {_clause(turning)}"),

@@ -114,6 +114,7 @@ class Tables:
     npc: dict[str, dict[str, tuple[Entry, ...]]]  # genre -> table name -> entries
     cues: dict[str, tuple[Occupation, ...]]  # a noun in a world's text -> occupations
     culture_cues: dict[str, tuple[str, ...]]  # a region in a world's text -> name cultures
+    faction_cues: dict[str, tuple[str, ...]]  # a noun in a world's text -> factions it implies
     speech: dict[str, dict[str, tuple[str, ...]]]  # speech parts: by trait, class, tag
     personalities: PersonalityData
     _patterns: dict[str, tuple[re.Pattern[str], ...]]
@@ -267,6 +268,9 @@ def build_tables(raw: dict[str, Any], personalities: PersonalityData) -> Tables:
         cues=cues,
         culture_cues={
             cue.lower(): _tuple(found) for cue, found in raw_cues.get("cultures", {}).items()
+        },
+        faction_cues={
+            cue.lower(): _tuple(found) for cue, found in raw_cues.get("factions", {}).items()
         },
         speech=speech,
         personalities=personalities,

@@ -80,6 +80,7 @@ class Setting:
     factions: tuple[str, ...]
     occupations: tuple[Occupation, ...]
     cultures: tuple[str, ...]  # name cultures: the region's when the text names one
+    named_factions: bool  # the text names its factions (not only implies them)
     nouns: tuple[str, ...]  # every own noun above, lower case, for grounding checks
 
 
@@ -114,8 +115,8 @@ def _notable_places(world: World) -> list[str]:
     places = []
     for item in re.split(r";|\n", text):
         item = re.sub(r"^\s*(?:and\s+)?", "", item)
-        head = re.split(r",| where | which | that | who ", item, maxsplit=1)[0]
-        head = _clean(head)
+        head = re.split(r",| where | which | that | who | and its ", item, maxsplit=1)[0]
+        head = re.sub(r"^an?\s+", "the ", _clean(head), flags=re.IGNORECASE)
         if 3 <= len(head) <= 60 and not head.lower().startswith(("and ", "or ")):
             places.append(head if head[0].isupper() or head.startswith("the ") else f"the {head}")
     return places
@@ -149,9 +150,15 @@ def _named(text: str, words: str) -> list[str]:
     found = []
     for match in _NAMED.finditer(text):
         name = match.group()
+        if name.startswith("The ") and len(name) > 4:
+            name = name[4:]  # "The Praetorian Guard watches": a name, wherever it stands
+        elif not re.fullmatch(r"[a-z,;:'’] ", text[max(match.start() - 2, 0) : match.start()]):
+            continue  # any other capital that starts a sentence names nothing
         first = name.split()[0].lower()
-        if first in _NOT_NAMES or not ending.search(name) or (" " not in name and len(name) < 5):
+        if first in _NOT_NAMES or not ending.search(name):
             continue
+        if " " not in name and ending.fullmatch(name):
+            continue  # "the Church" alone is a word, not a name
         found.append(name)
     return found
 
@@ -178,6 +185,17 @@ def _own_occupations(tables: Tables, text: str, level: int) -> list[Occupation]:
     return list(found.values())
 
 
+def _distinct(names: list[str], taken: set[str]) -> list[str]:
+    """``names`` without repeats ("the Subura" is "Subura") or any in ``taken``."""
+    kept = []
+    for name in names:
+        key = name.lower().removeprefix("the ")
+        if key not in taken:
+            taken.add(key)
+            kept.append(name)
+    return kept
+
+
 def read_world(tables: Tables, world: World) -> Setting:
     """The genre, period and own nouns of ``world`` (remembered per world text)."""
     text = world.detail_text()
@@ -191,22 +209,30 @@ def _read(tables: Tables, world: World) -> Setting:
     genre = _genre_for(tables, world, period.year)
     own_level = tables.genres[genre].level if genre in tables.genres else 2
     level = own_level if period.level is None or tables.genres[genre].sticky else period.level
-    text = f"{world.era}. {world.time_period}. {world.detail_text()}"
+    detail = world.detail if isinstance(world.detail, str) else "\n".join(world.detail.values())
+    text = f"{world.era}. {world.time_period}. {detail}"
     places = (
         _pitch_places(world)
         + _notable_places(world)
         + [_clean(p) for p in _named(text, _PLACE_WORDS) if not re.search(_FACTION_WORDS + "$", p)]
     )
+    lowered = text.lower()
     factions = [f"the {m.group(1)} {m.group(2)}" for m in _FAMILY.finditer(text)] + [
         f"the {name}" if not name.startswith("the ") else name
         for name in (_clean(n) for n in _named(text, _FACTION_WORDS))
     ]
-    places = list(
-        dict.fromkeys(p for p in places if p.lower() not in {f.lower() for f in factions})
-    )
-    factions = list(dict.fromkeys(factions))
+    named_factions = bool(factions)
+    if len(factions) < 2 and len(detail) <= 3 * SHORT_SETTING:
+        # A pitch names few factions: take the ones its nouns imply.
+        factions += [
+            faction
+            for cue, found in tables.faction_cues.items()
+            if re.search(rf"(?<![a-z]){re.escape(cue)}", lowered)
+            for faction in found
+        ]
+    factions = _distinct(factions, set())
+    places = _distinct(places, {f.lower().removeprefix("the ") for f in factions})
     occupations = _own_occupations(tables, text, level)
-    lowered = text.lower()
     cultures = tuple(
         dict.fromkeys(
             culture
@@ -226,5 +252,6 @@ def _read(tables: Tables, world: World) -> Setting:
         factions=tuple(factions[:16]),
         occupations=tuple(occupations),
         cultures=cultures or tuple(tables.cultures),
+        named_factions=named_factions,
         nouns=tuple(sorted(nouns)),
     )

@@ -377,7 +377,9 @@ def cast_report(
     return report
 
 
-_PROPER = re.compile(r"(?<=[a-z,;:] )(?:[A-Z][a-z'’-]+)(?: (?:of |the |de )?[A-Z][a-z'’-]+)*")
+_PROPER = re.compile(
+    r"(?:(?<=[a-z,;:] )|^)(?:[A-Z][a-z'’-]+)(?: (?:of |the |de )?[A-Z][a-z'’-]+)*", re.MULTILINE
+)
 _LOWER_NOUN = re.compile(r"\b[a-z]{6,}\b")
 
 
@@ -386,6 +388,10 @@ def world_nouns(world_text: str, common: Iterable[str]) -> frozenset[str]:
     lower-case words it uses that ``common`` (the generator's stock words,
     lower case) does not hold."""
     stock = {word.lower() for word in common}
-    names = {match.group().lower() for match in _PROPER.finditer(world_text)}
+    names = {
+        match.group().lower()
+        for match in _PROPER.finditer(world_text)
+        if match.group().lower() not in stock  # "A" or "The" opening a line is no name
+    }
     words = {word for word in _LOWER_NOUN.findall(world_text) if word not in stock}
     return frozenset(n for n in names | words if len(n) >= 4)
