@@ -239,16 +239,17 @@ class NPCDrafter:
         self, table: str, position: int | None = None, also: Callable[[Entry], bool] | None = None
     ) -> tuple[str, int]:
         """The NPC's card from ``table`` (filled in) and the table's size."""
-        pool = self._pool(table)
+        # What the whole cast shares (the period) is taken out of the deck before
+        # dealing, so every NPC deals one deck and no two share a card below its
+        # size; what differs per NPC is left to the deal's own replacement.
+        level = self.setting.level
+        pool = tuple(
+            e for e in self._pool(table) if e.fits_level(level) and (also is None or also(e))
+        )
         where = self.slot if position is None else position
-
-        def fits(entry: Entry) -> bool:
-            return entry.fits(self.who) and (also is None or also(entry))
-
-        card, size = deal(f"{self.cast_key}|{table}", pool, where, fits)
+        card, size = deal(f"{self.cast_key}|{table}", pool, where, self.who.fits)
         if card is None:  # nothing fits this NPC: the generic table's cards for the period
             generic = self.tables.npc[GENERIC].get(table, ())
-            level = self.setting.level
             card, size = deal(
                 f"{self.cast_key}|{table}", generic, where, lambda e: e.fits_level(level)
             )
@@ -348,7 +349,7 @@ class NPCDrafter:
         build, hair = self._pair("builds", "hair")
         # A third part turns at twice the pace of the second, so NPCs sharing a
         # build and hair still differ in the eyes.
-        builds = max(len(self._pool("builds")), 1)
+        builds = max(self._entry("builds")[1], 1)
         eyes = self._table("eyes", self.slot % builds + 2 * (self.slot // builds) + 1)
         feature, clothing = self._pair("features", "clothing", 11)
         quirk, tail = self._pair("quirks", "quirk_tails", 23)

@@ -92,19 +92,23 @@ def deal(
     position: int,
     fits: Callable[[T], bool] = lambda _: True,
 ) -> tuple[T | None, int]:
-    """The card at ``position`` of the cast's deck of ``pool`` (or, when it does
-    not fit, the first that fits in an order of this position's own: walking on
-    to the next card would give it to two NPCs), and the deck's size."""
+    """The card at ``position`` of the cast's deck of ``pool``, and the deck's size.
+
+    Every NPC of a cast deals the same deck (a deck per gender or age would
+    hand two NPCs the same card); when the card does not fit, the first that
+    fits in an order of this position's own replaces it (walking on to the
+    next card would give that card to two NPCs).
+    """
     if not pool:
         return None, 0
-    size = len(pool)
-    card = pool[shuffled(f"{key}|{size}", size)[position % size]]
+    deck = [pool[i] for i in shuffled(f"{key}|{len(pool)}", len(pool))]
+    card = deck[position % len(deck)]
     if fits(card):
-        return card, size
-    for index in shuffled(f"{key}|{size}|{position}", size):
-        if fits(pool[index]):
-            return pool[index], size
-    return None, size
+        return card, len(deck)
+    for index in shuffled(f"{key}|{len(pool)}|{position}", len(deck)):
+        if fits(deck[index]):
+            return deck[index], len(deck)
+    return None, len(deck)
 
 
 def composed_position(slot: int, first_size: int) -> int:

@@ -37,6 +37,9 @@ class Who:
     tags: frozenset[str]
     level: int
 
+    def fits(self, entry: Entry) -> bool:
+        return entry.fits(self)
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -52,6 +55,7 @@ class Entry:
     levels: tuple[int, ...] = ()  # only at these levels (a toga, a serf)
 
     def fits(self, who: Who) -> bool:
+        """Whether the entry suits this NPC (``Who`` also fits as a deal filter)."""
         return (
             (self.gender is None or self.gender == who.gender)
             and self.min_age <= who.age <= self.max_age

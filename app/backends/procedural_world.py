@@ -140,7 +140,8 @@ def _pitch_places(world: World) -> list[str]:
         if 3 <= len(chunk) <= 50 and not re.search(
             r"\b(?:years?|after|ago|age of|who|which|that)\b", chunk
         ):
-            places.append(chunk if chunk[0].isupper() and " " not in chunk else f"the {chunk}")
+            bare = chunk[0].isupper() and " " not in chunk and not chunk.endswith("s")
+            places.append(chunk if bare else f"the {chunk}")  # Titan; the Hebrides
     return places
 
 

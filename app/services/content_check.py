@@ -394,4 +394,6 @@ def world_nouns(world_text: str, common: Iterable[str]) -> frozenset[str]:
         if match.group().lower() not in stock  # "A" or "The" opening a line is no name
     }
     words = {word for word in _LOWER_NOUN.findall(world_text) if word not in stock}
+    # "Victorian Hebrides" is the Hebrides too: the long words of a name count alone.
+    words |= {w for name in names for w in name.split() if len(w) >= 5 and w not in stock}
     return frozenset(n for n in names | words if len(n) >= 4)
