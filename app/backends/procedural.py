@@ -48,6 +48,9 @@ RELATIVES = ("sister", "brother", "mother", "father", "cousin", "uncle", "aunt",
 # Chance of drawing from the generic tables instead of the genre's, at temperature 1.
 GENERIC_MIX = 0.12
 MIN_OWN_ENTRIES = 10
+# Ways to say the same thing, turned by slot so that NPCs dealt the same parts differ.
+WEARS = ("wears", "goes about in", "is seldom seen out of", "turns out in", "is usually found in")
+AGES = ("{age} years old", "aged {age}", "{age} this year", "some {age} years of age")
 
 
 def _sentence(text: str) -> str:
@@ -352,14 +355,15 @@ class NPCDrafter:
         builds = max(self._entry("builds")[1], 1)
         eyes = self._table("eyes", self.slot % builds + 2 * (self.slot // builds) + 1)
         feature, clothing = self._pair("features", "clothing", 11)
+        features = max(self._entry("features")[1], 1)
+        # NPCs dealt the same feature are a feature-deck apart: the verb turns with that.
+        wears = WEARS[((self.slot + 11) // features) % len(WEARS)]
         quirk, tail = self._pair("quirks", "quirk_tails", 23)
+        age = AGES[(self.slot // builds) % len(AGES)].format(age=self.age)
         return " ".join(
             [
-                _sentence(
-                    f"{_clause(build)}, {self.age} years old,"
-                    f" with {_clause(hair)} and {_clause(eyes)}"
-                ),
-                _sentence(f"{self.given} has {_clause(feature)} and wears {_clause(clothing)}"),
+                _sentence(f"{_clause(build)}, {age}, with {_clause(hair)} and {_clause(eyes)}"),
+                _sentence(f"{self.given} has {_clause(feature)} and {wears} {_clause(clothing)}"),
                 _sentence(f"{self.given} {_clause(quirk)}, {_clause(tail)}"),
             ]
         )
@@ -385,7 +389,8 @@ class NPCDrafter:
 
     def secret(self) -> str:
         secret, stake = self._pair("secrets", "secret_stakes", 41)
-        return _sentence(f"{self.given} {_clause(secret)}; {_clause(stake)}")
+        joint = ", " if stake.startswith(("and ", "which ", "though ", "a debt")) else "; "
+        return _sentence(f"{self.given} {_clause(secret)}{joint}{_clause(stake)}")
 
     def speech_style(self, traits: Sequence[str]) -> str:
         """Built from the NPC's first traits, class and trade, not picked whole."""

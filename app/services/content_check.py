@@ -58,7 +58,7 @@ _NUMBER_WORDS = {
 _YEARS_SERVED = re.compile(
     r"\b(?P<n>\d{1,3}|"
     + "|".join(_NUMBER_WORDS)
-    + r") years (?:of|at|in|as|on|with|behind|under)\b"
+    + r") years (?:of(?! age)|at|in|as|on|with|behind|under)\b"
 )
 # Occupation words ending in -man that name no man.
 _NOT_MALE_MAN = {"woman", "human", "shaman", "talisman", "caiman", "ottoman", "german", "roman"}
