@@ -37,7 +37,7 @@ def test_free_text_settings_get_their_period_and_own_trades(services: Services) 
     lighthouse = read_world(tables, _setting(SETTINGS[0]))
     assert (lighthouse.genre, lighthouse.level) == ("victorian", 3)
     assert "lighthouse keeper" in {o.title for o in lighthouse.occupations}
-    assert "the Outer Hebrides" in lighthouse.places
+    assert "the lighthouse" in lighthouse.places and "the Outer Hebrides" in lighthouse.regions
     silk = read_world(tables, _setting(SETTINGS[1]))
     assert silk.level == 1 and "caravan master" in {o.title for o in silk.occupations}
     assert silk.cultures == ("silk_road",)

@@ -210,6 +210,9 @@ class NPCDrafter:
             faction=self._own("factions", 1),
             item=self._own("items", 2),
             other=self._other_name(),
+            region=self.setting.regions[self.slot % len(self.setting.regions)]
+            if self.setting.regions
+            else "",
             relative=RELATIVES[(self.slot * 7 + self.rng.randrange(3)) % len(RELATIVES)],
             **pronouns(self.gender),
         )
@@ -373,9 +376,14 @@ class NPCDrafter:
         # The present ends on a tie to the world's places and factions (its places
         # only, when its factions are implied rather than named).
         named = self.setting.named_factions or not self.setting.places
-        present, tie = self._pair(
-            "present", "ties", 5, None if named else (lambda e: "{faction}" not in e.text)
-        )
+        regions = bool(self.setting.regions)
+
+        def tie_fits(entry: Entry) -> bool:
+            if "{region}" in entry.text:
+                return regions
+            return named or "{faction}" not in entry.text
+
+        present, tie = self._pair("present", "ties", 5, tie_fits)
         return " ".join(
             [
                 _sentence(f"{_clause(origin)}, {_clause(turning)}"),
@@ -398,11 +406,13 @@ class NPCDrafter:
         parts: list[str] = []
         for trait in traits[:2]:
             options = speech.get("traits", {}).get(trait)
-            polarity = self.tables.personalities.traits.get(trait)
-            if not options and polarity is not None:
-                options = speech.get("polarity", {}).get(polarity.polarity)
             if options:
                 parts.append(options[(self.slot + len(parts)) % len(options)])
+        known = self.tables.personalities.traits.get(traits[0]) if traits else None
+        if not parts and known is not None:  # the first trait's leaning, when none is listed
+            options = speech.get("polarity", {}).get(known.polarity, ())
+            if options:
+                parts.append(options[self.slot % len(options)])
         by_class = speech.get("social", {}).get(self.social, ())
         if by_class:
             parts.append(by_class[(self.slot // 3) % len(by_class)])

@@ -119,6 +119,7 @@ class Tables:
     cues: dict[str, tuple[Occupation, ...]]  # a noun in a world's text -> occupations
     culture_cues: dict[str, tuple[str, ...]]  # a region in a world's text -> name cultures
     faction_cues: dict[str, tuple[str, ...]]  # a noun in a world's text -> factions it implies
+    place_cues: dict[str, tuple[str, ...]]  # a noun in a one-line setting -> places it implies
     speech: dict[str, dict[str, tuple[str, ...]]]  # speech parts: by trait, class, tag
     personalities: PersonalityData
     _patterns: dict[str, tuple[re.Pattern[str], ...]]
@@ -275,6 +276,9 @@ def build_tables(raw: dict[str, Any], personalities: PersonalityData) -> Tables:
         },
         faction_cues={
             cue.lower(): _tuple(found) for cue, found in raw_cues.get("factions", {}).items()
+        },
+        place_cues={
+            cue.lower(): _tuple(found) for cue, found in raw_cues.get("places", {}).items()
         },
         speech=speech,
         personalities=personalities,

@@ -77,6 +77,7 @@ class Setting:
     year: int | None
     level: int  # technology level (LEVELS index); the genre's own when no year
     places: tuple[str, ...]
+    regions: tuple[str, ...]  # named regions of a one-line setting ("the Outer Hebrides")
     factions: tuple[str, ...]
     occupations: tuple[Occupation, ...]
     cultures: tuple[str, ...]  # name cultures: the region's when the text names one
@@ -212,12 +213,24 @@ def _read(tables: Tables, world: World) -> Setting:
     level = own_level if period.level is None or tables.genres[genre].sticky else period.level
     detail = world.detail if isinstance(world.detail, str) else "\n".join(world.detail.values())
     text = f"{world.era}. {world.time_period}. {detail}"
+    lowered = text.lower()
+    pitch = _pitch_places(world)
+    sites = [
+        place
+        for cue, found in tables.place_cues.items()
+        if pitch and re.search(rf"(?<![a-z]){re.escape(cue)}", lowered)
+        for place in found
+    ]
+    # "the lighthouse" is a place to meet; "the Outer Hebrides" is a region to live in.
+    regions = [p for p in pitch if not (p.startswith("the ") and p[4:5].islower())]
+    if sites:
+        pitch = [p for p in pitch if p not in regions]
     places = (
-        _pitch_places(world)
+        pitch
+        + sites
         + _notable_places(world)
         + [_clean(p) for p in _named(text, _PLACE_WORDS) if not re.search(_FACTION_WORDS + "$", p)]
     )
-    lowered = text.lower()
     factions = [f"the {m.group(1)} {m.group(2)}" for m in _FAMILY.finditer(text)] + [
         f"the {name}" if not name.startswith("the ") else name
         for name in (_clean(n) for n in _named(text, _FACTION_WORDS))
@@ -250,6 +263,7 @@ def _read(tables: Tables, world: World) -> Setting:
         year=period.year,
         level=level,
         places=tuple(places[:24]),
+        regions=tuple(regions),
         factions=tuple(factions[:16]),
         occupations=tuple(occupations),
         cultures=cultures or tuple(tables.cultures),
