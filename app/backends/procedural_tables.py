@@ -120,6 +120,7 @@ class Tables:
     culture_cues: dict[str, tuple[str, ...]]  # a region in a world's text -> name cultures
     faction_cues: dict[str, tuple[str, ...]]  # a noun in a world's text -> factions it implies
     place_cues: dict[str, tuple[str, ...]]  # a noun in a one-line setting -> places it implies
+    region_cues: dict[str, str]  # a region a world's text names -> the genre of its own tables
     speech: dict[str, dict[str, tuple[str, ...]]]  # speech parts: by trait, class, tag
     personalities: PersonalityData
     _patterns: dict[str, tuple[re.Pattern[str], ...]]
@@ -280,6 +281,7 @@ def build_tables(raw: dict[str, Any], personalities: PersonalityData) -> Tables:
         place_cues={
             cue.lower(): _tuple(found) for cue, found in raw_cues.get("places", {}).items()
         },
+        region_cues={cue.lower(): str(genre) for cue, genre in raw_cues.get("regions", {}).items()},
         speech=speech,
         personalities=personalities,
         _patterns=patterns,

@@ -130,7 +130,9 @@ def _pitch_places(world: World) -> list[str]:
     if len(text) > SHORT_SETTING:
         return []
     places = []
-    for chunk in re.split(r",|;| under | run by | above | below | on | in (?=[A-Z])", text):
+    for chunk in re.split(
+        r",|;| under | run by | above | below | on | in (?=[A-Z])| in (?=the [A-Z])", text
+    ):
         chunk = re.sub(
             r"\b(?:in )?(?:\d+(?:st|nd|rd|th)? ?(?:century|AD|BC)?|present day)\b", "", chunk
         )
@@ -206,9 +208,21 @@ def read_world(tables: Tables, world: World) -> Setting:
     return built
 
 
+def _region_genre(tables: Tables, world: World, level: int | None) -> str | None:
+    """A region's own tables (the Silk Road) when the text names it and the period fits."""
+    lowered = f"{world.era} {world.time_period} {world.detail_text()}".lower()
+    for cue, genre in tables.region_cues.items():
+        own = tables.genres.get(genre)
+        if own is None or not re.search(rf"(?<![a-z]){re.escape(cue)}(?![a-z])", lowered):
+            continue
+        if level is None or abs(level - own.level) <= 1:
+            return genre
+    return None
+
+
 def _read(tables: Tables, world: World) -> Setting:
     period = parse_period(world.era, world.time_period, world.detail_text())
-    genre = _genre_for(tables, world, period.year)
+    genre = _region_genre(tables, world, period.level) or _genre_for(tables, world, period.year)
     own_level = tables.genres[genre].level if genre in tables.genres else 2
     level = own_level if period.level is None or tables.genres[genre].sticky else period.level
     detail = world.detail if isinstance(world.detail, str) else "\n".join(world.detail.values())

@@ -396,4 +396,5 @@ def world_nouns(world_text: str, common: Iterable[str]) -> frozenset[str]:
     words = {word for word in _LOWER_NOUN.findall(world_text) if word not in stock}
     # "Victorian Hebrides" is the Hebrides too: the long words of a name count alone.
     words |= {w for name in names for w in name.split() if len(w) >= 5 and w not in stock}
+    words |= {w[:-1] for w in words if w.endswith("s") and len(w) >= 6}  # shelters: shelter
     return frozenset(n for n in names | words if len(n) >= 4)
