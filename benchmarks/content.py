@@ -71,12 +71,25 @@ def _services() -> Any:
 
 
 def _occupations(services: Any) -> dict[str, OccupationFacts]:
+    """Every table's occupations by title; a title in several tables (a cooper)
+    gets the widest age range, all tags, and a class only when they agree."""
     tables = services.assets.tables()
-    return {
-        o.title.lower(): OccupationFacts(o.age_min, o.age_max, o.social, o.tags)
-        for occupations in tables.occupations.values()
-        for o in occupations
-    }
+    facts: dict[str, OccupationFacts] = {}
+    for occupation in (o for group in tables.occupations.values() for o in group):
+        title = occupation.title.lower()
+        seen = facts.get(title)
+        if seen is None:
+            facts[title] = OccupationFacts(
+                occupation.age_min, occupation.age_max, occupation.social, occupation.tags
+            )
+            continue
+        facts[title] = OccupationFacts(
+            min(seen.age_min, occupation.age_min),
+            max(seen.age_max, occupation.age_max),
+            seen.social if seen.social == occupation.social else "",
+            tuple(dict.fromkeys((*seen.tags, *occupation.tags))),
+        )
+    return facts
 
 
 def _stock_words(services: Any) -> set[str]:

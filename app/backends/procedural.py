@@ -146,6 +146,10 @@ def _infer_gender(tables: Tables, given: str, rng: random.Random) -> str:
     return _pick_gender(rng)
 
 
+def _level_fit(level: int) -> Callable[[Entry], bool]:
+    return lambda entry: entry.fits_level(level)
+
+
 def _titled(occupation: Occupation, gender: str) -> str | None:
     """The occupation's title for this gender, or None when it is not open to it."""
     if occupation.gender is None or occupation.gender == gender:
@@ -221,7 +225,7 @@ class NPCDrafter:
         """A place, faction or item: the world's own when its text names some."""
         own: tuple[str, ...] = getattr(self.setting, field, ())
         stock = [e for e in getattr(self.genre, field) if e.fits_level(self.setting.level)]
-        if not stock or self.rng.random() < self.generic_mix:
+        if not stock or self._mixed(field):
             generic = getattr(self.tables.genres[GENERIC], field)
             stock = [e for e in generic if e.fits_level(self.setting.level)]
         # The world's own names fill about three in four stories when it has some.
@@ -230,14 +234,17 @@ class NPCDrafter:
         card, _ = deal(f"{self.cast_key}|{field}", pool, self.slot + 37 * stream)
         return card or ""
 
+    def _mixed(self, table: str) -> bool:
+        """Whether this cast tops ``table`` up from the generic one (more likely when
+        hotter); decided once per cast, so every NPC of it deals the same deck."""
+        return random.Random(f"{self.cast_key}|mix|{table}").random() < self.generic_mix
+
     def _pool(self, table: str) -> tuple[Entry, ...]:
         own = self.tables.npc.get(self.genre.id, {}).get(table, ())
         generic = self.tables.npc[GENERIC].get(table, ())
         # A thin table of the genre's is topped up from the generic one (what fits the
         # period), or a cast of 100 would deal its few cards over and over.
-        # Decided once per cast and table, so every NPC of the cast deals the same deck.
-        mixed = random.Random(f"{self.cast_key}|mix|{table}").random() < self.generic_mix
-        if len(own) < MIN_OWN_ENTRIES or mixed:
+        if len(own) < MIN_OWN_ENTRIES or self._mixed(table):
             return (*own, *generic)
         return own
 
@@ -253,12 +260,12 @@ class NPCDrafter:
             e for e in self._pool(table) if e.fits_level(level) and (also is None or also(e))
         )
         where = self.slot if position is None else position
-        card, size = deal(f"{self.cast_key}|{table}", pool, where, self.who.fits)
-        if card is None:  # nothing fits this NPC: the generic table's cards for the period
-            generic = self.tables.npc[GENERIC].get(table, ())
-            card, size = deal(
-                f"{self.cast_key}|{table}", generic, where, lambda e: e.fits_level(level)
-            )
+        key = f"{self.cast_key}|{table}"
+        dealt = deal(key, pool, where, self.who.fits)
+        if dealt[0] is None:  # nothing fits this NPC: the generic table's cards for the period
+            fallback = deal(key, self.tables.npc[GENERIC].get(table, ()), where, _level_fit(level))
+            dealt = fallback
+        card, size = dealt
         text = card.text.format_map(self.values) if card else ""
         return text, max(size, 1)
 
@@ -304,20 +311,19 @@ class NPCDrafter:
         """The world's own occupations first (up to about half the cast), then the genre's."""
         level = self.setting.level
         own = self.tables.occupations.get(self.genre.id, ())
-        if not own or self.rng.random() < self.generic_mix:
+        if not own or self._mixed("occupations"):
             own = (*own, *self.tables.occupations.get(GENERIC, ()))
         stock = [o for o in own if o.fits_level(level)]
         mined = list(self.setting.occupations)
         # Each occupation the world names is dealt a few times, never most of the cast.
         copies = max(1, min(3, len(stock) // max(len(mined), 1)))
         pool = [*(mined * copies), *stock] or list(self.tables.occupations[GENERIC])
-        card, _ = deal(
-            f"{self.cast_key}|occupations",
-            pool,
-            self.slot,
-            lambda o: _titled(o, self.gender) is not None,
-        )
-        return card or pool[0]
+
+        def open_to(occupation: Occupation) -> bool:
+            return _titled(occupation, self.gender) is not None
+
+        chosen = deal(f"{self.cast_key}|occupations", pool, self.slot, open_to)[0]
+        return chosen or pool[0]
 
     def traits(self) -> list[str]:
         """Required traits first, then random ones that clash with none chosen,

@@ -11,6 +11,8 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from app.backends.procedural_deck import pronouns
+
 # type -> (weight range, chance it is secret, one-line descriptions)
 RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]] = {
     "ally": (
@@ -50,14 +52,14 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         0.2,
         (
             "{a} and {b} are cousins, though they rarely admit it",
-            "{a} is {b}'s older sibling and never lets them forget it",
+            "{a} is {b}'s older sibling and never lets {b_them} forget it",
         ),
     ),
     "mentor": (
         (0.5, 0.9),
         0.05,
         (
-            "{a} taught {b} the trade and still corrects their mistakes",
+            "{a} taught {b} the trade and still corrects {b_their} mistakes",
             "{a} sees a younger self in {b}",
         ),
     ),
@@ -74,15 +76,15 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         0.1,
         (
             "{a} pays {b}'s wages and expects loyalty for it",
-            "{a} employs {b} and trusts them less each month",
+            "{a} employs {b} and trusts {b_them} less each month",
         ),
     ),
     "debtor": (
         (-0.4, 0.1),
         0.4,
         (
-            "{a} owes {b} more than they can repay",
-            "{a} borrowed from {b} and has been avoiding them since",
+            "{a} owes {b} more than {a_they} can repay",
+            "{a} borrowed from {b} and has been avoiding {b_them} since",
         ),
     ),
     "acquaintance": (
@@ -107,8 +109,17 @@ def _lean(member: Mapping[str, Any], other: Mapping[str, Any]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def _names(member: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, str]:
+    """Names and pronouns of both ends of a tie ("they" when a gender is not given)."""
+    values = {"a": str(member["name"]), "b": str(other["name"])}
+    for end, npc in (("a", member), ("b", other)):
+        words = pronouns(str(npc.get("gender") or "non-binary"))
+        values |= {f"{end}_{key}": words[key] for key in ("they", "them", "their")}
+    return values
+
+
 def draft_relationships(cast: Sequence[Mapping[str, Any]], seed: int) -> list[dict[str, Any]]:
-    """Ties among ``cast`` (dicts with id, name, polarities); deterministic for a seed."""
+    """Ties among ``cast`` (dicts with id, name, gender, polarities); deterministic for a seed."""
     if len(cast) < 2:
         return []
     rng = random.Random(f"relationships|{seed}|{'|'.join(str(m['id']) for m in cast)}")
@@ -134,7 +145,7 @@ def draft_relationships(cast: Sequence[Mapping[str, Any]], seed: int) -> list[di
                     "type": kind,
                     "weight": round(rng.uniform(low, high), 2),
                     "secret": rng.random() < secret_chance,
-                    "description": rng.choice(lines).format(a=member["name"], b=other["name"]),
+                    "description": rng.choice(lines).format_map(_names(member, other)),
                 }
             )
     return ties
