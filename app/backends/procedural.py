@@ -146,6 +146,13 @@ def _infer_gender(tables: Tables, given: str, rng: random.Random) -> str:
     return _pick_gender(rng)
 
 
+def _turning(slot: int, first_size: int, pace: int) -> int:
+    """Where a later part of a sentence is dealt: it turns ``pace`` cards for each
+    round of the first part, so NPCs sharing the first part differ in this one."""
+    size = max(first_size, 1)
+    return slot % size + pace * (slot // size)
+
+
 def _level_fit(level: int) -> Callable[[Entry], bool]:
     return lambda entry: entry.fits_level(level)
 
@@ -217,7 +224,7 @@ class NPCDrafter:
             region=self.setting.regions[self.slot % len(self.setting.regions)]
             if self.setting.regions
             else "",
-            relative=RELATIVES[(self.slot * 7 + self.rng.randrange(3)) % len(RELATIVES)],
+            relative=self._relative(),
             **pronouns(self.gender),
         )
 
@@ -233,6 +240,11 @@ class NPCDrafter:
         pool = [*(own * copies), *(e.text for e in stock)]
         card, _ = deal(f"{self.cast_key}|{field}", pool, self.slot + 37 * stream)
         return card or ""
+
+    def _relative(self) -> str:
+        # Nobody under twenty is dealt a grown son or daughter to mourn or protect.
+        pool = RELATIVES if self.age >= 20 else RELATIVES[:-2]
+        return pool[(self.slot * 7 + self.rng.randrange(3)) % len(pool)]
 
     def _mixed(self, table: str) -> bool:
         """Whether this cast tops ``table`` up from the generic one (more likely when
@@ -362,9 +374,9 @@ class NPCDrafter:
         # A third part turns at twice the pace of the second, so NPCs sharing a
         # build and hair still differ in the eyes.
         builds = max(self._entry("builds")[1], 1)
-        eyes = self._table("eyes", self.slot % builds + 2 * (self.slot // builds) + 1)
-        feature, clothing = self._pair("features", "clothing", 11)
+        eyes = self._table("eyes", _turning(self.slot, builds, 2) + 1)
         features = max(self._entry("features")[1], 1)
+        feature, clothing = self._pair("features", "clothing", 11)
         # NPCs dealt the same feature are a feature-deck apart: the verb turns with that.
         wears = WEARS[((self.slot + 11) // features) % len(WEARS)]
         quirk, tail = self._pair("quirks", "quirk_tails", 23)
@@ -403,7 +415,7 @@ class NPCDrafter:
 
     def secret(self) -> str:
         secret, stake = self._pair("secrets", "secret_stakes", 41)
-        joint = ", " if stake.startswith(("and ", "which ", "though ", "a debt")) else "; "
+        joint = ", " if stake.startswith(("and ", "which ", "though ")) else "; "
         return _sentence(f"{self.given} {_clause(secret)}{joint}{_clause(stake)}")
 
     def speech_style(self, traits: Sequence[str]) -> str:

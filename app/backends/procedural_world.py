@@ -43,6 +43,10 @@ _FACTION_WORDS = (
 )
 # A world whose whole text is shorter is a pitch, not a description.
 SHORT_SETTING = 200
+# Companies go by their names alone: Brightwater Logistics, not the Brightwater Logistics.
+_COMPANY = re.compile(
+    r"(?:logistics|analytics|dynamics|industries|corp|inc|systems|holdings)$", re.I
+)
 _NAME = r"(?:[A-Z][\w'’-]+)(?: (?:of|the|de|du|van|von|and) [A-Z][\w'’-]+| [A-Z][\w'’-]+)*"
 _NAMED = re.compile(_NAME)
 _FAMILY = re.compile(r"\b[Tt]he ([A-Z][\w'’-]+) (family|clan|brothers|gang)\b")
@@ -246,7 +250,7 @@ def _read(tables: Tables, world: World) -> Setting:
         + [_clean(p) for p in _named(text, _PLACE_WORDS) if not re.search(_FACTION_WORDS + "$", p)]
     )
     factions = [f"the {m.group(1)} {m.group(2)}" for m in _FAMILY.finditer(text)] + [
-        f"the {name}" if not name.startswith("the ") else name
+        name if name.startswith("the ") or _COMPANY.search(name) else f"the {name}"
         for name in (_clean(n) for n in _named(text, _FACTION_WORDS))
     ]
     named_factions = bool(factions)
