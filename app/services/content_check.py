@@ -149,6 +149,10 @@ class ContentRules:
                     return word_level, word
         return None
 
+    def grey(self, text: str) -> str | None:
+        """The first sign of age (grey hair, a bald crown) in ``text``."""
+        return _find(self.grey_hair, text)
+
     def gendered(self, gender: str, place: str, text: str) -> str | None:
         """A word in ``text`` (``place``: appearance or occupation) the other gender owns."""
         other = {"male": self.female, "female": self.male}.get(gender)
@@ -276,7 +280,7 @@ def check_npc(
     found += _pronoun_findings(npc, name, gender)
     story = " ".join(str(npc.get(f, "")) for f in STORY_FIELDS)
     if age:
-        grey = _find(rules.grey_hair, appearance)
+        grey = rules.grey(appearance)
         if grey and age < rules.grey_min_age:
             add("age", "appearance", f"'{grey}' at {age}")
         for pattern, min_age in rules.age_words:
