@@ -25,6 +25,8 @@ GENERIC = "generic"
 # Distinct world texts whose genre is remembered, and casts whose names are.
 GENRE_MEMO_SIZE = 256
 NAMES_MEMO_SIZE = 128
+# Elves and androids outlive any table's idea of old age.
+NO_AGE_LIMIT = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,7 @@ class Entry:
     text: str
     gender: str | None = None  # only for NPCs of this gender
     min_age: int = 0
-    max_age: int = 200
+    max_age: int = NO_AGE_LIMIT
     social: tuple[str, ...] = ()  # only for these classes; empty: any
     tags: tuple[str, ...] = ()  # only for occupations with one of these tags
     level: int = 0  # the technology level it first exists at
@@ -158,7 +160,7 @@ def _entry(raw: Any) -> Entry:
         text=str(raw["text"]),
         gender=raw.get("gender"),
         min_age=int(raw.get("min_age", 0)),
-        max_age=int(raw.get("max_age", 200)),
+        max_age=int(raw.get("max_age", NO_AGE_LIMIT)),
         social=_tuple(raw.get("social")),
         tags=_tuple(raw.get("tags")),
         level=int(raw.get("level", 0)),
