@@ -71,11 +71,13 @@ def _services() -> Any:
 
 
 def _occupations(services: Any) -> dict[str, OccupationFacts]:
-    """Every table's occupations by title; a title in several tables (a cooper)
-    gets the widest age range, all tags, and a class only when they agree."""
+    """Every occupation of the tables and of world_cues.json by title; a title in
+    several (a cooper) gets the widest age range, all tags, and a class only
+    when they agree."""
     tables = services.assets.tables()
     facts: dict[str, OccupationFacts] = {}
-    for occupation in (o for group in tables.occupations.values() for o in group):
+    groups = (*tables.occupations.values(), *tables.cues.values())
+    for occupation in (o for group in groups for o in group):
         title = occupation.title.lower()
         seen = facts.get(title)
         if seen is None:

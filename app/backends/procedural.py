@@ -16,7 +16,7 @@ import hashlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -48,9 +48,13 @@ RELATIVES = ("sister", "brother", "mother", "father", "cousin", "uncle", "aunt",
 # Chance of drawing from the generic tables instead of the genre's, at temperature 1.
 GENERIC_MIX = 0.12
 MIN_OWN_ENTRIES = 10
+# How far a sentence's second part moves when its first part was a replacement.
+REPLACED_STRIDE = 7
 # Ways to say the same thing, turned by slot so that NPCs dealt the same parts differ.
 WEARS = ("wears", "goes about in", "is seldom seen out of", "turns out in", "is usually found in")
 AGES = ("{age} years old", "aged {age}", "{age} this year", "some {age} years of age")
+WANTS = ("wants", "means", "hopes", "is determined", "has sworn")
+TRUTHS = ("", "Few know that ", "In truth, ", "", "What nobody knows: ")
 
 
 def _sentence(text: str) -> str:
@@ -173,6 +177,14 @@ def _titled(occupation: Occupation, gender: str) -> str | None:
     return None
 
 
+class Drawn(NamedTuple):
+    """One card dealt to an NPC, filled in."""
+
+    text: str
+    size: int  # cards in the deck it came from
+    replaced: bool  # the card at the NPC's position did not suit it
+
+
 class NPCDrafter:
     """Draws one NPC profile; one instance per NPC, holding its RNG and choices."""
 
@@ -262,8 +274,9 @@ class NPCDrafter:
 
     def _entry(
         self, table: str, position: int | None = None, also: Callable[[Entry], bool] | None = None
-    ) -> tuple[str, int]:
-        """The NPC's card from ``table`` (filled in) and the table's size."""
+    ) -> Drawn:
+        """The NPC's card from ``table`` (filled in), the deck's size, and whether the
+        card at the NPC's position did not suit it and was replaced."""
         # What the whole cast shares (the period) is taken out of the deck before
         # dealing, so every NPC deals one deck and no two share a card below its
         # size; what differs per NPC is left to the deal's own replacement.
@@ -278,11 +291,12 @@ class NPCDrafter:
             fallback = deal(key, self.tables.npc[GENERIC].get(table, ()), where, _level_fit(level))
             dealt = fallback
         card, size = dealt
+        replaced = card is not deal(key, pool, where)[0]
         text = card.text.format_map(self.values) if card else ""
-        return text, max(size, 1)
+        return Drawn(text, max(size, 1), replaced)
 
     def _table(self, table: str, position: int | None = None) -> str:
-        return self._entry(table, position)[0]
+        return self._entry(table, position).text
 
     def _pair(
         self,
@@ -293,8 +307,13 @@ class NPCDrafter:
     ) -> tuple[str, str]:
         """Two parts of one sentence, dealt so that no two slots share both."""
         slot = self.slot + shift
-        one, size = self._entry(first, slot)
-        return one, self._entry(second, composed_position(slot, size), also)[0]
+        one = self._entry(first, slot)
+        position = composed_position(slot, one.size)
+        if one.replaced:
+            # The first part is another slot's card: move the second part off that
+            # slot's too, or the two NPCs would share the whole sentence.
+            position += 1 + (slot * REPLACED_STRIDE) % one.size
+        return one.text, self._entry(second, position, also).text
 
     def _name(self, inputs: Mapping[str, Any]) -> tuple[str, str, str]:
         given_name = inputs.get("name")
@@ -369,18 +388,24 @@ class NPCDrafter:
             chosen.append(self.rng.choice(pool))
         return chosen
 
+    def _turn(self, options: Sequence[str], first_size: int, shift: int = 0) -> str:
+        """One of several ways to say a sentence's frame. NPCs dealt the same first
+        part are a deck apart (k, k + n), and a replaced card lands anywhere, so
+        the choice turns with both the slot and the round."""
+        slot = self.slot + shift
+        return options[(3 * slot + slot // max(first_size, 1)) % len(options)]
+
     def appearance(self) -> str:
         build, hair = self._pair("builds", "hair")
         # A third part turns at twice the pace of the second, so NPCs sharing a
         # build and hair still differ in the eyes.
-        builds = max(self._entry("builds")[1], 1)
+        builds = self._entry("builds").size
+        features = self._entry("features").size
         eyes = self._table("eyes", _turning(self.slot, builds, 2) + 1)
-        features = max(self._entry("features")[1], 1)
         feature, clothing = self._pair("features", "clothing", 11)
-        # NPCs dealt the same feature are a feature-deck apart: the verb turns with that.
-        wears = WEARS[((self.slot + 11) // features) % len(WEARS)]
+        wears = self._turn(WEARS, features, 11)
         quirk, tail = self._pair("quirks", "quirk_tails", 23)
-        age = AGES[(self.slot // builds) % len(AGES)].format(age=self.age)
+        age = self._turn(AGES, builds).format(age=self.age)
         return " ".join(
             [
                 _sentence(f"{_clause(build)}, {age}, with {_clause(hair)} and {_clause(eyes)}"),
@@ -411,12 +436,14 @@ class NPCDrafter:
 
     def motivation(self) -> str:
         goal, reason = self._pair("goals", "goal_reasons", 31)
-        return _sentence(f"{self.given} wants {_clause(goal)}, {_clause(reason)}")
+        wants = self._turn(WANTS, self._entry("goals").size, 31)
+        return _sentence(f"{self.given} {wants} {_clause(goal)}, {_clause(reason)}")
 
     def secret(self) -> str:
         secret, stake = self._pair("secrets", "secret_stakes", 41)
         joint = ", " if stake.startswith(("and ", "which ", "though ")) else "; "
-        return _sentence(f"{self.given} {_clause(secret)}{joint}{_clause(stake)}")
+        opening = self._turn(TRUTHS, self._entry("secrets").size, 41)
+        return _sentence(f"{opening}{self.given} {_clause(secret)}{joint}{_clause(stake)}")
 
     def speech_style(self, traits: Sequence[str]) -> str:
         """Built from the NPC's first traits, class and trade, not picked whole."""
