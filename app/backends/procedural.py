@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 VERSION = "v1"
 GENDERS: tuple[str, ...] = ("male", "female", "non-binary")
 GENDER_WEIGHTS: tuple[float, ...] = (0.47, 0.47, 0.06)
+ELDERS = ("grandmother", "grandfather", "aunt", "uncle", "great-aunt", "older cousin")
 RELATIVES = ("sister", "brother", "mother", "father", "cousin", "uncle", "aunt", "daughter", "son")
 # Chance of drawing from the generic tables instead of the genre's, at temperature 1.
 GENERIC_MIX = 0.12
@@ -225,11 +226,13 @@ class NPCDrafter:
         )
         self.social = occupation.social
         # One place, faction, item and acquaintance per NPC, so the story hangs together.
+        place = self._own("places", 0)
         self.values = Blanks(
             name=self.name,
             given=self.given,
             occupation=self.occupation_title,
-            place=self._own("places", 0),
+            place=place,
+            haunt=self._haunt(place),
             faction=self._own("factions", 1),
             item=self._own("items", 2),
             other=self._other_name(),
@@ -237,6 +240,7 @@ class NPCDrafter:
             if self.setting.regions
             else "",
             relative=self._relative(),
+            elder=ELDERS[(self.slot * 5 + self.rng.randrange(2)) % len(ELDERS)],
             **pronouns(self.gender),
         )
 
@@ -252,6 +256,14 @@ class NPCDrafter:
         pool = [*(own * copies), *(e.text for e in stock)]
         card, _ = deal(f"{self.cast_key}|{field}", pool, self.slot + 37 * stream)
         return card or ""
+
+    def _haunt(self, place: str) -> str:
+        """A second place for the same story, never the first one again."""
+        for stream in range(4, 10):
+            haunt = self._own("places", stream)
+            if haunt != place:
+                return haunt
+        return place
 
     def _relative(self) -> str:
         # Nobody under twenty is dealt a grown son or daughter to mourn or protect.
