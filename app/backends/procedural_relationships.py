@@ -21,6 +21,8 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         (
             "{a} and {b} cover for each other when it counts",
             "{a} trusts {b} with the jobs nobody else can know about",
+            "{a} once lied under oath to keep {b} out of trouble",
+            "{a} and {b} have an arrangement that suits them both",
         ),
     ),
     "friend": (
@@ -29,6 +31,8 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         (
             "{a} and {b} share a drink and old stories most evenings",
             "{a} would lend {b} anything but money",
+            "{a} and {b} grew up on the same street and still argue like children",
+            "{a} keeps a chair by the fire for {b}",
         ),
     ),
     "rival": (
@@ -37,6 +41,8 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         (
             "{a} and {b} want the same thing and both know it",
             "{a} measures every success against {b}'s",
+            "{a} and {b} have been undercutting each other for years",
+            "{a} would never admit that {b} is better at the work",
         ),
     ),
     "enemy": (
@@ -45,6 +51,8 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         (
             "{a} blames {b} for a loss that never healed",
             "{a} is waiting for the right moment to ruin {b}",
+            "{a} has sworn that {b} will pay for what happened",
+            "{a} spreads stories about {b} wherever {a_they} can",
         ),
     ),
     "family": (
@@ -53,6 +61,8 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         (
             "{a} and {b} are cousins, though they rarely admit it",
             "{a} is {b}'s older sibling and never lets {b_them} forget it",
+            "{a} and {b} share a grandmother and a grudge",
+            "{a} raised {b} after the rest of the family was gone",
         ),
     ),
     "mentor": (
@@ -61,6 +71,8 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         (
             "{a} taught {b} the trade and still corrects {b_their} mistakes",
             "{a} sees a younger self in {b}",
+            "{a} is teaching {b} everything except the one thing that matters",
+            "{a} took {b} in when nobody else would",
         ),
     ),
     "lover": (
@@ -69,6 +81,8 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         (
             "{a} and {b} meet where no one will see them",
             "{a} has loved {b} for years and said nothing",
+            "{a} writes letters to {b} that are never sent",
+            "{a} and {b} were promised to each other once",
         ),
     ),
     "employer": (
@@ -77,6 +91,8 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         (
             "{a} pays {b}'s wages and expects loyalty for it",
             "{a} employs {b} and trusts {b_them} less each month",
+            "{a} pays {b} well and asks no questions",
+            "{a} hired {b} as a favour to someone else",
         ),
     ),
     "debtor": (
@@ -85,6 +101,8 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         (
             "{a} owes {b} more than {a_they} can repay",
             "{a} borrowed from {b} and has been avoiding {b_them} since",
+            "{a} lost a bet to {b} and has not paid",
+            "{a} still owes {b} for a favour years old",
         ),
     ),
     "acquaintance": (
@@ -93,6 +111,8 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         (
             "{a} knows {b} by sight and by rumour",
             "{a} and {b} nod to each other in the street",
+            "{a} has heard a great deal about {b}, little of it good",
+            "{a} and {b} have met once and both remember it differently",
         ),
     ),
 }
