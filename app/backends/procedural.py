@@ -49,6 +49,7 @@ RELATIVES = ("sister", "brother", "mother", "father", "cousin", "uncle", "aunt",
 # Chance of drawing from the generic tables instead of the genre's, at temperature 1.
 GENERIC_MIX = 0.12
 MIN_OWN_ENTRIES = 10
+NO_CLASHES: frozenset[str] = frozenset()
 # How far a sentence's second part moves when its first part was a replacement.
 REPLACED_STRIDE = 7
 # Ways to say the same thing, turned by slot so that NPCs dealt the same parts differ.
@@ -200,6 +201,7 @@ class NPCDrafter:
         self.rng = random.Random(f"{seed}|{world_id}|{VERSION}")
         self.generic_mix = GENERIC_MIX * max(temperature, 0.0)
         self.cast_key = f"{inputs.get('cast_seed', 0)}|{world_id}|{VERSION}"
+        self._mix: dict[str, bool] = {}
         # The NPC's place in the cast's decks; a lone redraw takes a random one.
         self.slot = int(inputs["slot"]) if "slot" in inputs else self.rng.randrange(1 << 20)
         self.required_traits = [t.lower() for t in inputs.get("traits", ())]
@@ -254,7 +256,9 @@ class NPCDrafter:
         # The world's own names fill about three in four stories when it has some.
         copies = max(2, 3 * len(stock) // max(len(own), 1))
         pool = [*(own * copies), *(e.text for e in stock)]
-        card, _ = deal(f"{self.cast_key}|{field}", pool, self.slot + 37 * stream)
+        card, _ = deal(
+            f"{self.cast_key}|{field}", pool, self.slot + 37 * stream, order=self.tables.deck_order
+        )
         return card or ""
 
     def _haunt(self, place: str) -> str:
@@ -273,7 +277,11 @@ class NPCDrafter:
     def _mixed(self, table: str) -> bool:
         """Whether this cast tops ``table`` up from the generic one (more likely when
         hotter); decided once per cast, so every NPC of it deals the same deck."""
-        return random.Random(f"{self.cast_key}|mix|{table}").random() < self.generic_mix
+        if table not in self._mix:
+            self._mix[table] = (
+                random.Random(f"{self.cast_key}|mix|{table}").random() < self.generic_mix
+            )
+        return self._mix[table]
 
     def _pool(self, table: str) -> tuple[Entry, ...]:
         own = self.tables.npc.get(self.genre.id, {}).get(table, ())
@@ -298,12 +306,14 @@ class NPCDrafter:
         )
         where = self.slot if position is None else position
         key = f"{self.cast_key}|{table}"
-        dealt = deal(key, pool, where, self.who.fits)
+        order = self.tables.deck_order
+        dealt = deal(key, pool, where, self.who.fits, order)
         if dealt[0] is None:  # nothing fits this NPC: the generic table's cards for the period
-            fallback = deal(key, self.tables.npc[GENERIC].get(table, ()), where, _level_fit(level))
+            generic = self.tables.npc[GENERIC].get(table, ())
+            fallback = deal(key, generic, where, _level_fit(level), order)
             dealt = fallback
         card, size = dealt
-        replaced = card is not deal(key, pool, where)[0]
+        replaced = card is not deal(key, pool, where, order=order)[0]
         text = card.text.format_map(self.values) if card else ""
         return Drawn(text, max(size, 1), replaced)
 
@@ -365,7 +375,9 @@ class NPCDrafter:
         def open_to(occupation: Occupation) -> bool:
             return _titled(occupation, self.gender) is not None
 
-        chosen = deal(f"{self.cast_key}|occupations", pool, self.slot, open_to)[0]
+        chosen = deal(
+            f"{self.cast_key}|occupations", pool, self.slot, open_to, self.tables.deck_order
+        )[0]
         return chosen or pool[0]
 
     def traits(self) -> list[str]:
@@ -380,10 +392,12 @@ class NPCDrafter:
                 if len(chosen) < target and trait not in chosen:
                     chosen.append(trait)
 
+        clashes = data.clashes
+
         def allowed(trait: str) -> bool:
             # Clashes are mutual, so a trait fits exactly when none of its clashes is chosen
             # (a full conflicts() scan per candidate cost more than the rest of the NPC).
-            return trait not in chosen and not data.clashes_with(trait).intersection(chosen)
+            return trait not in chosen and clashes.get(trait, NO_CLASHES).isdisjoint(chosen)
 
         names = sorted(data.traits)
         for polarity in ("positive", "negative"):

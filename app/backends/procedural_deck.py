@@ -91,17 +91,19 @@ def deal(
     pool: Sequence[T],
     position: int,
     fits: Callable[[T], bool] = lambda _: True,
+    order: Callable[[str, int], Sequence[int]] = shuffled,
 ) -> tuple[T | None, int]:
     """The card at ``position`` of the cast's deck of ``pool``, and the deck's size.
 
     Every NPC of a cast deals the same deck (a deck per gender or age would
     hand two NPCs the same card); when the card does not fit, the first that
     fits in an order of this position's own replaces it (walking on to the
-    next card would give that card to two NPCs).
+    next card would give that card to two NPCs). ``order`` gives the cast's
+    shuffle (a memo of ``shuffled`` in the app: every NPC asks for the same).
     """
     if not pool:
         return None, 0
-    deck = [pool[i] for i in shuffled(f"{key}|{len(pool)}", len(pool))]
+    deck = [pool[i] for i in order(f"{key}|{len(pool)}", len(pool))]
     card = deck[position % len(deck)]
     if fits(card):
         return card, len(deck)

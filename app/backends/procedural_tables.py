@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.backends.procedural_deck import shuffled
 from app.cache.memo import Memo
 from app.personality import PersonalityData
 
@@ -25,6 +26,8 @@ GENERIC = "generic"
 # Distinct world texts whose genre is remembered, and casts whose names are.
 GENRE_MEMO_SIZE = 256
 NAMES_MEMO_SIZE = 128
+# Shuffled decks: about 60 tables per cast, for a few dozen casts.
+DECKS_MEMO_SIZE = 4096
 # Elves and androids outlive any table's idea of old age.
 NO_AGE_LIMIT = 100_000
 
@@ -133,6 +136,13 @@ class Tables:
     names_memo: Memo[tuple[Any, ...], Any] = field(
         default_factory=lambda: Memo("procedural.cast_names", NAMES_MEMO_SIZE)
     )
+    decks_memo: Memo[tuple[str, int], tuple[int, ...]] = field(
+        default_factory=lambda: Memo("procedural.decks", DECKS_MEMO_SIZE)
+    )
+
+    def deck_order(self, key: str, size: int) -> tuple[int, ...]:
+        """The cast's shuffle of a table, worked out once for all its NPCs."""
+        return self.decks_memo.get((key, size), lambda: tuple(shuffled(key, size)))
 
     def entries(self, genre: str, table: str) -> tuple[Entry, ...]:
         return self.npc.get(genre, {}).get(table, ()) or self.npc[GENERIC].get(table, ())
