@@ -24,8 +24,9 @@ from app.backends.base import Backend, ChatRequest, JSONReply, JSONRequest
 from app.backends.procedural_chat import chat_reply, chunks
 from app.backends.procedural_deck import Blanks, composed_position, deal, pronouns
 from app.backends.procedural_memory import extract_memories, reflect
+from app.backends.procedural_names import cast_names, given_pool, infer_gender, pick_gender
 from app.backends.procedural_relationships import draft_relationships
-from app.backends.procedural_tables import GENERIC, Culture, Entry, Genre, Occupation, Tables, Who
+from app.backends.procedural_tables import GENERIC, Entry, Genre, Occupation, Tables, Who
 from app.backends.procedural_world import Setting, read_world
 from app.errors import BackendCapabilityError
 from app.models import (
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
     from app.backends.registry import BackendContext
 
 VERSION = "v1"
-GENDERS: tuple[str, ...] = ("male", "female", "non-binary")
-GENDER_WEIGHTS: tuple[float, ...] = (0.47, 0.47, 0.06)
 ELDERS = ("grandmother", "grandfather", "aunt", "uncle", "great-aunt", "older cousin")
 RELATIVES = ("sister", "brother", "mother", "father", "cousin", "uncle", "aunt", "daughter", "son")
 # Chance of drawing from the generic tables instead of the genre's, at temperature 1.
@@ -76,80 +75,6 @@ def _fingerprint(world: Mapping[str, Any]) -> str:
     return hashlib.blake2b(
         orjson.dumps(world, option=orjson.OPT_SORT_KEYS), digest_size=8
     ).hexdigest()
-
-
-def _pick_gender(rng: random.Random) -> str:
-    return rng.choices(GENDERS, GENDER_WEIGHTS)[0]
-
-
-def _given_pool(culture: Culture, gender: str) -> tuple[str, ...]:
-    key = {"male": "male", "female": "female"}.get(gender, "neutral")
-    return culture.given[key] or culture.given["neutral"] or culture.given["male"]
-
-
-def _full_name(culture: Culture, given: str, gender: str, rng: random.Random) -> str:
-    family = ""
-    if culture.family:
-        index = rng.randrange(len(culture.family))
-        feminine = gender == "female" and len(culture.family_female) == len(culture.family)
-        family = (culture.family_female if feminine else culture.family)[index]
-    epithet = rng.choice(culture.epithets) if culture.epithets else ""
-    return " ".join(culture.format.format(given=given, family=family, epithet=epithet).split())
-
-
-def _cast_names(
-    tables: Tables, cultures: tuple[str, ...], cast_key: str, avoid: tuple[str, ...], count: int
-) -> tuple[tuple[str, str, str], ...]:
-    """``count`` distinct (full name, given name, gender) for the unnamed NPCs of a cast.
-
-    Drawn from one RNG for the whole cast, so slot k gets the same name no
-    matter in which order the NPCs are generated; remembered with the tables.
-    """
-    key = (cultures, cast_key, avoid, count)
-    built: tuple[tuple[str, str, str], ...] = tables.names_memo.get(
-        key, lambda: _draw_cast_names(tables, cultures, cast_key, avoid, count)
-    )
-    return built
-
-
-def _draw_cast_names(
-    tables: Tables, culture_ids: tuple[str, ...], cast_key: str, avoid: tuple[str, ...], count: int
-) -> tuple[tuple[str, str, str], ...]:
-    rng = random.Random(f"names|{cast_key}")
-    cultures = [tables.cultures[c] for c in culture_ids if c in tables.cultures] or list(
-        tables.cultures.values()
-    )
-    taken_full = {name.lower() for name in avoid}
-    taken_given = {name.split()[0].lower() for name in avoid if name.split()}
-    names: list[tuple[str, str, str]] = []
-    attempts = 0
-    while len(names) < count:
-        attempts += 1
-        culture = rng.choice(cultures)
-        gender = _pick_gender(rng)
-        given = rng.choice(_given_pool(culture, gender))
-        # Prefer distinct first names too; accept a repeat only when the pool runs dry.
-        if given.lower() in taken_given and attempts < 40 * count:
-            continue
-        full = _full_name(culture, given, gender, rng)
-        if full.lower() in taken_full:
-            if attempts > 400 * count:  # every combination used: number them
-                full = f"{full} {len(names) + 2}"
-            else:
-                continue
-        taken_full.add(full.lower())
-        taken_given.add(given.lower())
-        names.append((full, given, gender))
-    return tuple(names)
-
-
-def _infer_gender(tables: Tables, given: str, rng: random.Random) -> str:
-    lowered = given.lower()
-    for culture in tables.cultures.values():
-        for gender in ("male", "female"):
-            if any(name.lower() == lowered for name in culture.given[gender]):
-                return gender
-    return _pick_gender(rng)
 
 
 def _turning(slot: int, first_size: int, pace: int) -> int:
@@ -341,11 +266,11 @@ class NPCDrafter:
         given_name = inputs.get("name")
         if given_name:
             given = given_name.split()[0]
-            return given_name, given, _infer_gender(self.tables, given, self.rng)
+            return given_name, given, infer_gender(self.tables, given, self.rng)
         slot = int(inputs.get("slot", 0))
         # Compute names in blocks so a cast of n NPCs does not redo the draw n times.
         block = 32 * (slot // 32 + 1)
-        names = _cast_names(
+        names = cast_names(
             self.tables,
             self.setting.cultures,
             self.cast_key,
@@ -357,7 +282,7 @@ class NPCDrafter:
     def _other_name(self) -> str:
         cultures = [self.tables.cultures[c] for c in self.setting.cultures]
         culture = self.rng.choice(cultures or list(self.tables.cultures.values()))
-        pool = [name for name in _given_pool(culture, _pick_gender(self.rng)) if name != self.given]
+        pool = [name for name in given_pool(culture, pick_gender(self.rng)) if name != self.given]
         return self.rng.choice(pool) if pool else "an old friend"
 
     def _occupation(self) -> Occupation:
