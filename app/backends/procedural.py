@@ -131,15 +131,15 @@ class NPCDrafter:
         self.slot = int(inputs["slot"]) if "slot" in inputs else self.rng.randrange(1 << 20)
         self.required_traits = [t.lower() for t in inputs.get("traits", ())]
         self.name, self.given, self.gender = self._name(inputs)
-        occupation = self._occupation()
-        self.occupation_title = _titled(occupation, self.gender) or occupation.title
-        self.age = self.rng.randint(occupation.age_min, max(occupation.age_min, occupation.age_max))
         # Fields the designer locked: later text must agree with them.
         locked: Mapping[str, Any] = inputs.get("locked") or {}
         if locked.get("name"):
             self.name = str(locked["name"])
             self.given = self.name.split()[0]
         self.gender = str(locked.get("gender") or self.gender)
+        occupation = self._occupation()  # open to the (locked) gender
+        self.occupation_title = _titled(occupation, self.gender) or occupation.title
+        self.age = self.rng.randint(occupation.age_min, max(occupation.age_min, occupation.age_max))
         self.occupation_title = str(locked.get("occupation") or self.occupation_title)
         self.age = int(locked.get("age") or self.age)
         if locked.get("personality_traits"):
