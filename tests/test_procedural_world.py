@@ -12,7 +12,7 @@ from app.backends.procedural_period import Period
 from app.backends.procedural_relationships import draft_relationships
 from app.backends.procedural_world import read_world
 from app.models import NPC, World
-from app.services.content_check import cast_report, parse_content_rules
+from app.services.content_check import cast_report, check_npc, parse_content_rules
 from app.services.worlds import list_world_files, load_world_file, world_from_setting
 from app.wiring import Services
 from tests import casts
@@ -120,6 +120,19 @@ def test_every_entry_the_checker_would_flag_carries_its_constraint(services: Ser
                     assert entry.min_age >= rules.grey_min_age, where
                 later = rules.later_than(entry.level, entry.text)
                 assert later is None, (where, later)
+
+
+def test_every_occupation_the_checker_would_flag_carries_its_gender(services: Services) -> None:
+    rules = parse_content_rules(orjson.loads((ASSETS_DIR / "content_rules.json").read_bytes()))
+    tables = services.assets.tables()
+    for group in (*tables.occupations.values(), *tables.cues.values()):
+        for occupation in group:
+            for gender in ("male", "female"):
+                if occupation.gender not in (None, gender):
+                    continue
+                npc = {"name": "X", "gender": gender, "age": 40, "occupation": occupation.title}
+                found = [f for f in check_npc(npc, Period(None, None), rules) if f.rule == "gender"]
+                assert found == [], (occupation.title, gender)
 
 
 async def test_relationship_lines_use_the_npcs_pronouns(services: Services) -> None:
