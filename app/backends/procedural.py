@@ -51,6 +51,8 @@ MIN_OWN_ENTRIES = 10
 NO_CLASHES: frozenset[str] = frozenset()
 # How far a sentence's second part moves when its first part was a replacement.
 REPLACED_STRIDE = 7
+# A cast holds at most 100 NPCs by default (max_npcs): positions past that are free.
+SECOND_REMARK = 100
 # Ways to say the same thing, turned by slot so that NPCs dealt the same parts differ.
 WEARS = ("wears", "goes about in", "is seldom seen out of", "turns out in", "is usually found in")
 AGES = ("{age} years old", "aged {age}", "{age} this year", "some {age} years of age")
@@ -428,7 +430,8 @@ class NPCDrafter:
             opener, hint = self._pair("interjections", "secret_hints", 29)
             lines.append(f"{opener} {hint}")
         if self.rng.random() < 0.3:
-            opener, remark = self._pair("interjections", "remarks", 53)
+            # A second remark is dealt from the positions after the whole cast's first ones.
+            opener, remark = self._pair("interjections", "remarks", 17 + SECOND_REMARK)
             lines.append(f"{opener} {remark}")
         unique = list(dict.fromkeys(" ".join(line.split()) for line in lines if line.strip()))
         return unique[:4]
