@@ -6,7 +6,10 @@ import re
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from app.backends.procedural import NPCDrafter
 from app.backends.procedural_deck import composed_position
 from app.backends.procedural_period import Period
 from app.backends.procedural_relationships import draft_relationships
@@ -153,3 +156,16 @@ async def test_a_100_npc_cast_hardly_repeats_a_sentence(services: Services) -> N
         # Measured 0 on these two with seed 7 (benchmarks/content.py: 8 in 1,800 NPCs).
         assert report.repeated_sentences <= 1, report.repeated.most_common(3)
         assert report.distinct_line_share >= 0.9
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=st.text(min_size=1, max_size=300))
+def test_any_setting_text_is_read_and_drafted(services: Services, text: str) -> None:
+    world = World(era=text.strip() or "x", time_period=text[::-1].strip() or "y", detail=text)
+    tables = services.assets.tables()
+    read_world(tables, world)
+    npc = NPCDrafter(tables, {"world": world.model_dump(), "slot": 3}, 1, 0.9).draft()
+    assert npc["name"] and npc["appearance"]
+    assert not re.search(r"\{(?:they|them|their|place|haunt|faction|given)\}", npc["backstory"])

@@ -142,7 +142,8 @@ def _pitch_places(world: World) -> list[str]:
         )
         chunk = re.sub(r"^\s*(?:an?|the)\s+", "", chunk.strip(), flags=re.IGNORECASE).strip(" .")
         chunk = re.sub(r"^(?:Victorian|Medieval|Ancient|Modern|Roman) (?=[A-Z])", "", chunk)
-        if chunk[:1].isupper() and " " in chunk and not chunk.split()[1][:1].isupper():
+        words = chunk.split()
+        if chunk[:1].isupper() and len(words) > 1 and not words[1][:1].isupper():
             chunk = chunk[0].lower() + chunk[1:]  # "Orbital shipyard" is no name
         if 3 <= len(chunk) <= 50 and not re.search(
             r"\b(?:years?|after|ago|age of|who|which|that)\b", chunk
