@@ -40,6 +40,7 @@ bench: install-dev  ## every benchmark, figures as ratios measured in one run ea
 	$(BIN)/python benchmarks/caching.py
 	$(BIN)/python benchmarks/library.py
 	$(BIN)/python benchmarks/chat.py
+	$(BIN)/python benchmarks/content.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -51,14 +51,12 @@ class Assets:
 
     def tables(self) -> Tables:
         """Every procedural table; rebuilt only when one of the files changed."""
-        genres, names, occupations, npc = (
-            self.files.read(self.directory / name) for name in TABLE_FILES
-        )
+        raw = {name: self.files.read(self.directory / name) for name in TABLE_FILES}
         personalities = self.personalities()
         tables = self._tables.get(
             self.directory,
-            (genres, names, occupations, npc, personalities),
-            lambda: build_tables(genres, names, occupations, npc, personalities),
+            (*raw.values(), personalities),
+            lambda: build_tables(raw, personalities),
         )
         self._last_tables = tables
         return tables
@@ -83,7 +81,7 @@ class Assets:
         stats.register(self._personalities.name, self._personalities.stats)
         stats.register(self._tables.name, self._tables.stats)
         # The memos live in the current tables; before the first build they are empty.
-        for name in ("procedural.genres", "procedural.cast_names"):
+        for name in ("procedural.genres", "procedural.cast_names", "procedural.decks"):
             stats.register(name, self._memo_source(name))
 
     def _memo_source(self, name: str) -> Callable[[], CacheStats]:
@@ -93,5 +91,5 @@ class Assets:
         tables = self._last_tables
         if tables is None:
             return CacheStats(name, 0, 0, 0, None)
-        memo = tables.genre_memo if name == tables.genre_memo.name else tables.names_memo
-        return memo.stats()
+        memos = {m.name: m for m in (tables.genre_memo, tables.names_memo, tables.decks_memo)}
+        return memos[name].stats()

@@ -1,9 +1,14 @@
-"""Personality data: traits with their opposites, and archetypes."""
+"""Personality data: traits with their opposites, clash groups, and archetypes.
+
+Two traits clash when one is the other's opposite or when a clash group in
+personalities.json holds both (lazy and tireless are no listed opposites,
+but no one is both).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from app.errors import InputError
@@ -32,6 +37,11 @@ class PersonalityData:
 
     traits: dict[str, Trait]
     archetypes: tuple[Archetype, ...]
+    # trait -> every trait it clashes with (its opposite and its clash groups' members)
+    clashes: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def clashes_with(self, trait: str) -> frozenset[str]:
+        return self.clashes.get(trait.lower(), frozenset())
 
     def opposite(self, trait: str) -> str | None:
         known = self.traits.get(trait.lower())
@@ -42,9 +52,8 @@ class PersonalityData:
         chosen_set = {trait.lower() for trait in chosen}
         pairs = set()
         for trait in chosen_set:
-            opposite = self.opposite(trait)
-            if opposite in chosen_set:
-                pairs.add(tuple(sorted((trait, opposite))))
+            for other in self.clashes_with(trait) & chosen_set:
+                pairs.add(tuple(sorted((trait, other))))
         return sorted(pairs)  # type: ignore[arg-type]
 
     def check_compatible(self, chosen: Iterable[str]) -> None:
@@ -87,4 +96,20 @@ def parse_personalities(raw: object, source: str) -> PersonalityData:
         )
         for entry in raw.get("archetypes", ())
     )
-    return PersonalityData(traits=traits, archetypes=archetypes)
+    clashes: dict[str, set[str]] = {name: set() for name in traits}
+    for trait in traits.values():
+        if trait.opposite:
+            clashes[trait.name].add(trait.opposite)
+            clashes.setdefault(trait.opposite, set()).add(trait.name)
+    for group in raw.get("clash_groups", ()):
+        members = {str(t).strip().lower() for t in group}
+        unknown = sorted(members - set(traits))
+        if unknown:
+            raise ValueError(f"{source}: clash group names unknown traits {unknown}")
+        for member in members:
+            clashes[member] |= members - {member}
+    return PersonalityData(
+        traits=traits,
+        archetypes=archetypes,
+        clashes={name: frozenset(found) for name, found in clashes.items()},
+    )

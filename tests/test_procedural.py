@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from app.assets import Assets
 from app.backends.procedural import ProceduralBackend
 from app.backends.procedural_tables import GENERIC, Tables
+from app.backends.procedural_world import read_world
 from app.models import NPC, World
 from app.services.worlds import list_world_files, load_world_file
 from app.wiring import Services
@@ -89,12 +90,11 @@ async def test_no_npc_ever_gets_contradicting_traits(services: Services, seed: i
 
 
 def test_genre_detection_reads_the_world(tables: Tables) -> None:
-    assert (
-        tables.detect_genre(ROME.detail_text(), f"{ROME.era} {ROME.time_period}") == "ancient_rome"
-    )
-    assert tables.detect_genre(NEON.detail_text(), f"{NEON.era} {NEON.time_period}") == "cyberpunk"
-    assert tables.detect_genre("nothing recognisable here", "") == GENERIC
-    assert tables.detect_genre("chromed", "") != "ancient_rome"  # whole words only
+    assert read_world(tables, ROME).genre == "ancient_rome"
+    assert read_world(tables, NEON).genre == "cyberpunk"
+    plain = World(era="somewhere", time_period="sometime", detail="nothing recognisable here")
+    assert read_world(tables, plain).genre == GENERIC
+    assert tables.genre_scores("chromed")["ancient_rome"] == 0  # whole words only
 
 
 SHIPPED_GENRES = {
@@ -113,9 +113,7 @@ def test_every_shipped_world_gets_its_genre(tables: Tables) -> None:
     found = {}
     for path in list_world_files(WORLDS_DIR).values():
         world = load_world_file(path, JSONFileCache())
-        found[path.stem] = tables.detect_genre(
-            world.detail_text(), f"{world.era} {world.time_period}"
-        )
+        found[path.stem] = read_world(tables, world).genre
     assert found == SHIPPED_GENRES
 
 

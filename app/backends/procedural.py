@@ -1,9 +1,11 @@
 """The procedural backend: a seeded generator over the tables in assets/.
 
-Deterministic for a seed, instant and offline. It reads the world (era,
-period and detail keywords pick a genre, and with it names, occupations and
-details), never gives one NPC contradicting traits, and gives every unnamed
-NPC of a cast a name no other NPC of that cast has. It is the default when no
+Deterministic for a seed, instant and offline. It reads the world (the
+year picks the technology level, the keywords the genre, the text its own
+places, factions and occupations; see procedural_world), deals every table
+from a deck shuffled per cast, keeps entries to the NPCs they suit (gender,
+age, class, trade, period), never gives one NPC clashing traits, and gives
+every unnamed NPC of a cast a name no other NPC of that cast has. It is the default when no
 LLM is configured and the backbone of the tests.
 """
 
@@ -13,16 +15,19 @@ import asyncio
 import hashlib
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
 from app.backends.base import Backend, ChatRequest, JSONReply, JSONRequest
 from app.backends.procedural_chat import chat_reply, chunks
+from app.backends.procedural_deck import Blanks, composed_position, deal, pronouns
 from app.backends.procedural_memory import extract_memories, reflect
+from app.backends.procedural_names import cast_names, given_pool, infer_gender, pick_gender
 from app.backends.procedural_relationships import draft_relationships
-from app.backends.procedural_tables import GENERIC, Culture, Genre, Tables
+from app.backends.procedural_tables import GENERIC, Entry, Genre, Occupation, Tables, Who
+from app.backends.procedural_world import Setting, read_world
 from app.errors import BackendCapabilityError
 from app.models import (
     FIELD_TASK,
@@ -38,18 +43,21 @@ if TYPE_CHECKING:
     from app.backends.registry import BackendContext
 
 VERSION = "v1"
-GENDERS: tuple[str, ...] = ("male", "female", "non-binary")
-GENDER_WEIGHTS: tuple[float, ...] = (0.47, 0.47, 0.06)
+ELDERS = ("grandmother", "grandfather", "aunt", "uncle", "great-aunt", "older cousin")
 RELATIVES = ("sister", "brother", "mother", "father", "cousin", "uncle", "aunt", "daughter", "son")
 # Chance of drawing from the generic tables instead of the genre's, at temperature 1.
 GENERIC_MIX = 0.12
-
-
-class _Blanks(dict[str, str]):
-    """format_map values; an unknown placeholder stays as written."""
-
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
+MIN_OWN_ENTRIES = 10
+NO_CLASHES: frozenset[str] = frozenset()
+# How far a sentence's second part moves when its first part was a replacement.
+REPLACED_STRIDE = 7
+# A cast holds at most 100 NPCs by default (max_npcs): positions past that are free.
+SECOND_REMARK = 100
+# Ways to say the same thing, turned by slot so that NPCs dealt the same parts differ.
+WEARS = ("wears", "goes about in", "is seldom seen out of", "turns out in", "is usually found in")
+AGES = ("{age} years old", "aged {age}", "{age} this year", "some {age} years of age")
+WANTS = ("wants", "means", "hopes", "is determined", "has sworn")
+TRUTHS = ("", "Few know that ", "In truth, ", "", "What nobody knows: ")
 
 
 def _sentence(text: str) -> str:
@@ -71,79 +79,39 @@ def _fingerprint(world: Mapping[str, Any]) -> str:
     ).hexdigest()
 
 
-def _pick_gender(rng: random.Random) -> str:
-    return rng.choices(GENDERS, GENDER_WEIGHTS)[0]
+def _turning(slot: int, first_size: int, pace: int) -> int:
+    """Where a later part of a sentence is dealt: it turns ``pace`` cards for each
+    round of the first part, so NPCs sharing the first part differ in this one."""
+    size = max(first_size, 1)
+    return slot % size + pace * (slot // size)
 
 
-def _given_pool(culture: Culture, gender: str) -> tuple[str, ...]:
-    key = {"male": "male", "female": "female"}.get(gender, "neutral")
-    return culture.given[key] or culture.given["neutral"] or culture.given["male"]
+def _level_fit(level: int) -> Callable[[Entry], bool]:
+    return lambda entry: entry.fits_level(level)
 
 
-def _full_name(culture: Culture, given: str, gender: str, rng: random.Random) -> str:
-    family = ""
-    if culture.family:
-        index = rng.randrange(len(culture.family))
-        feminine = gender == "female" and len(culture.family_female) == len(culture.family)
-        family = (culture.family_female if feminine else culture.family)[index]
-    epithet = rng.choice(culture.epithets) if culture.epithets else ""
-    return " ".join(culture.format.format(given=given, family=family, epithet=epithet).split())
+def _titled(occupation: Occupation, gender: str) -> str | None:
+    """The occupation's title for this gender, or None when it is not open to it."""
+    if occupation.gender is None or occupation.gender == gender:
+        return occupation.title
+    if occupation.gender == "male" and gender == "female":
+        # A fisherman's trade open to women is a fisherwoman's.
+        words = occupation.title.split()
+        changed = [
+            w[:-3] + "woman" if w.endswith("man") and w not in ("woman", "roman") else w
+            for w in words
+        ]
+        if changed != words and not any(w.startswith(("guards", "free")) for w in changed):
+            return " ".join(changed)
+    return None
 
 
-def _cast_names(
-    tables: Tables, genre_id: str, cast_key: str, avoid: tuple[str, ...], count: int
-) -> tuple[tuple[str, str, str], ...]:
-    """``count`` distinct (full name, given name, gender) for the unnamed NPCs of a cast.
+class Drawn(NamedTuple):
+    """One card dealt to an NPC, filled in."""
 
-    Drawn from one RNG for the whole cast, so slot k gets the same name no
-    matter in which order the NPCs are generated; remembered with the tables.
-    """
-    key = (genre_id, cast_key, avoid, count)
-    built: tuple[tuple[str, str, str], ...] = tables.names_memo.get(
-        key, lambda: _draw_cast_names(tables, genre_id, cast_key, avoid, count)
-    )
-    return built
-
-
-def _draw_cast_names(
-    tables: Tables, genre_id: str, cast_key: str, avoid: tuple[str, ...], count: int
-) -> tuple[tuple[str, str, str], ...]:
-    rng = random.Random(f"names|{cast_key}")
-    genre = tables.genres.get(genre_id) or tables.genres[GENERIC]
-    cultures = [tables.cultures[c] for c in genre.cultures if c in tables.cultures] or list(
-        tables.cultures.values()
-    )
-    taken_full = {name.lower() for name in avoid}
-    taken_given = {name.split()[0].lower() for name in avoid if name.split()}
-    names: list[tuple[str, str, str]] = []
-    attempts = 0
-    while len(names) < count:
-        attempts += 1
-        culture = rng.choice(cultures)
-        gender = _pick_gender(rng)
-        given = rng.choice(_given_pool(culture, gender))
-        # Prefer distinct first names too; accept a repeat only when the pool runs dry.
-        if given.lower() in taken_given and attempts < 40 * count:
-            continue
-        full = _full_name(culture, given, gender, rng)
-        if full.lower() in taken_full:
-            if attempts > 400 * count:  # every combination used: number them
-                full = f"{full} {len(names) + 2}"
-            else:
-                continue
-        taken_full.add(full.lower())
-        taken_given.add(given.lower())
-        names.append((full, given, gender))
-    return tuple(names)
-
-
-def _infer_gender(tables: Tables, given: str, rng: random.Random) -> str:
-    lowered = given.lower()
-    for culture in tables.cultures.values():
-        for gender in ("male", "female"):
-            if any(name.lower() == lowered for name in culture.given[gender]):
-                return gender
-    return _pick_gender(rng)
+    text: str
+    size: int  # cards in the deck it came from
+    replaced: bool  # the card at the NPC's position did not suit it
 
 
 class NPCDrafter:
@@ -155,85 +123,192 @@ class NPCDrafter:
         self.tables = tables
         self.world = World.model_validate(inputs["world"])
         world_id = _fingerprint(inputs["world"])
-        self.genre: Genre = tables.genres.get(self._detect(), tables.genres[GENERIC])
+        self.setting: Setting = read_world(tables, self.world)
+        self.genre: Genre = tables.genres.get(self.setting.genre, tables.genres[GENERIC])
         self.rng = random.Random(f"{seed}|{world_id}|{VERSION}")
         self.generic_mix = GENERIC_MIX * max(temperature, 0.0)
+        self.cast_key = f"{inputs.get('cast_seed', 0)}|{world_id}|{VERSION}"
+        self._mix: dict[str, bool] = {}
+        # The NPC's place in the cast's decks; a lone redraw takes a random one.
+        self.slot = int(inputs["slot"]) if "slot" in inputs else self.rng.randrange(1 << 20)
         self.required_traits = [t.lower() for t in inputs.get("traits", ())]
-        self.name, self.given, self.gender = self._name(inputs, world_id)
-        self.occupation_title, self.age = self._occupation()
+        self.name, self.given, self.gender = self._name(inputs)
         # Fields the designer locked: later text must agree with them.
         locked: Mapping[str, Any] = inputs.get("locked") or {}
         if locked.get("name"):
             self.name = str(locked["name"])
             self.given = self.name.split()[0]
         self.gender = str(locked.get("gender") or self.gender)
+        occupation = self._occupation()  # open to the (locked) gender
+        self.occupation_title = _titled(occupation, self.gender) or occupation.title
+        self.age = self.rng.randint(occupation.age_min, max(occupation.age_min, occupation.age_max))
         self.occupation_title = str(locked.get("occupation") or self.occupation_title)
         self.age = int(locked.get("age") or self.age)
         if locked.get("personality_traits"):
             self.required_traits = [str(t).lower() for t in locked["personality_traits"]]
+        self.who = Who(
+            gender=self.gender,
+            age=self.age,
+            social=occupation.social,
+            tags=frozenset(occupation.tags),
+            level=self.setting.level,
+        )
+        self.social = occupation.social
         # One place, faction, item and acquaintance per NPC, so the story hangs together.
-        self.values = _Blanks(
+        place = self._own("places", 0)
+        self.values = Blanks(
             name=self.name,
             given=self.given,
             occupation=self.occupation_title,
-            place=self._from_genre("places"),
-            faction=self._from_genre("factions"),
-            item=self._from_genre("items"),
+            place=place,
+            haunt=self._haunt(place),
+            faction=self._own("factions", 1),
+            item=self._own("items", 2),
             other=self._other_name(),
-            relative=self.rng.choice(RELATIVES),
+            region=self.setting.regions[self.slot % len(self.setting.regions)]
+            if self.setting.regions
+            else "",
+            relative=self._relative(),
+            elder=ELDERS[(self.slot * 5 + self.rng.randrange(2)) % len(ELDERS)],
+            **pronouns(self.gender),
         )
 
-    def _detect(self) -> str:
-        world = self.world
-        return self.tables.detect_genre(
-            world.detail_text(), f"{world.name} {world.era} {world.time_period}"
+    def _own(self, field: str, stream: int) -> str:
+        """A place, faction or item: the world's own when its text names some."""
+        own: tuple[str, ...] = getattr(self.setting, field, ())
+        stock = [e for e in getattr(self.genre, field) if e.fits_level(self.setting.level)]
+        if not stock or self._mixed(field):
+            generic = getattr(self.tables.genres[GENERIC], field)
+            stock = [e for e in generic if e.fits_level(self.setting.level)]
+        # The world's own names fill about three in four stories when it has some.
+        copies = max(2, 3 * len(stock) // max(len(own), 1))
+        pool = [*(own * copies), *(e.text for e in stock)]
+        card, _ = deal(
+            f"{self.cast_key}|{field}", pool, self.slot + 37 * stream, order=self.tables.deck_order
         )
+        return card or ""
 
-    def _from_genre(self, field: str) -> str:
-        own: Sequence[str] = getattr(self.genre, field)
-        generic: Sequence[str] = getattr(self.tables.genres[GENERIC], field)
-        pool = generic if (not own or self.rng.random() < self.generic_mix) else own
-        return self.rng.choice(pool) if pool else ""
+    def _haunt(self, place: str) -> str:
+        """A second place for the same story, never the first one again."""
+        for stream in range(4, 10):
+            haunt = self._own("places", stream)
+            if haunt != place:
+                return haunt
+        return place
 
-    def _table(self, table: str) -> str:
+    def _relative(self) -> str:
+        # Nobody under twenty is dealt a grown son or daughter to mourn or protect.
+        pool = RELATIVES if self.age >= 20 else RELATIVES[:-2]
+        return pool[(self.slot * 7 + self.rng.randrange(3)) % len(pool)]
+
+    def _mixed(self, table: str) -> bool:
+        """Whether this cast tops ``table`` up from the generic one (more likely when
+        hotter); decided once per cast, so every NPC of it deals the same deck."""
+        if table not in self._mix:
+            self._mix[table] = (
+                random.Random(f"{self.cast_key}|mix|{table}").random() < self.generic_mix
+            )
+        return self._mix[table]
+
+    def _pool(self, table: str) -> tuple[Entry, ...]:
         own = self.tables.npc.get(self.genre.id, {}).get(table, ())
         generic = self.tables.npc[GENERIC].get(table, ())
-        pool = generic if (not own or self.rng.random() < self.generic_mix) else own
-        return self.rng.choice(pool).format_map(self.values) if pool else ""
+        # A thin table of the genre's is topped up from the generic one (what fits the
+        # period), or a cast of 100 would deal its few cards over and over.
+        if len(own) < MIN_OWN_ENTRIES or self._mixed(table):
+            return (*own, *generic)
+        return own
 
-    def _name(self, inputs: Mapping[str, Any], world_id: str) -> tuple[str, str, str]:
+    def _entry(
+        self, table: str, position: int | None = None, also: Callable[[Entry], bool] | None = None
+    ) -> Drawn:
+        """The NPC's card from ``table`` (filled in), the deck's size, and whether the
+        card at the NPC's position did not suit it and was replaced."""
+        # What the whole cast shares (the period) is taken out of the deck before
+        # dealing, so every NPC deals one deck and no two share a card below its
+        # size; what differs per NPC is left to the deal's own replacement.
+        level = self.setting.level
+        pool = tuple(
+            e for e in self._pool(table) if e.fits_level(level) and (also is None or also(e))
+        )
+        where = self.slot if position is None else position
+        key = f"{self.cast_key}|{table}"
+        order = self.tables.deck_order
+        dealt = deal(key, pool, where, self.who.fits, order)
+        if dealt[0] is None:  # nothing fits this NPC: the generic table's cards for the period
+            generic = self.tables.npc[GENERIC].get(table, ())
+            fallback = deal(key, generic, where, _level_fit(level), order)
+            dealt = fallback
+        card, size = dealt
+        replaced = card is not deal(key, pool, where, order=order)[0]
+        text = card.text.format_map(self.values) if card else ""
+        return Drawn(text, max(size, 1), replaced)
+
+    def _table(self, table: str, position: int | None = None) -> str:
+        return self._entry(table, position).text
+
+    def _pair(
+        self,
+        first: str,
+        second: str,
+        shift: int = 0,
+        also: Callable[[Entry], bool] | None = None,
+    ) -> tuple[str, str]:
+        """Two parts of one sentence, dealt so that no two slots share both."""
+        slot = self.slot + shift
+        one = self._entry(first, slot)
+        position = composed_position(slot, one.size)
+        if one.replaced:
+            # The first part is another slot's card: move the second part off that
+            # slot's too, or the two NPCs would share the whole sentence.
+            position += 1 + (slot * REPLACED_STRIDE) % one.size
+        return one.text, self._entry(second, position, also).text
+
+    def _name(self, inputs: Mapping[str, Any]) -> tuple[str, str, str]:
         given_name = inputs.get("name")
         if given_name:
             given = given_name.split()[0]
-            return given_name, given, _infer_gender(self.tables, given, self.rng)
+            return given_name, given, infer_gender(self.tables, given, self.rng)
         slot = int(inputs.get("slot", 0))
         # Compute names in blocks so a cast of n NPCs does not redo the draw n times.
         block = 32 * (slot // 32 + 1)
-        cast_key = f"{inputs.get('cast_seed', 0)}|{world_id}|{VERSION}"
-        names = _cast_names(
-            self.tables, self.genre.id, cast_key, tuple(inputs.get("avoid_names", ())), block
+        names = cast_names(
+            self.tables,
+            self.setting.cultures,
+            self.cast_key,
+            tuple(inputs.get("avoid_names", ())),
+            block,
         )
         return names[slot]
 
     def _other_name(self) -> str:
-        cultures = [
-            self.tables.cultures[c] for c in self.genre.cultures if c in self.tables.cultures
-        ]
+        cultures = [self.tables.cultures[c] for c in self.setting.cultures]
         culture = self.rng.choice(cultures or list(self.tables.cultures.values()))
-        pool = [name for name in _given_pool(culture, _pick_gender(self.rng)) if name != self.given]
+        pool = [name for name in given_pool(culture, pick_gender(self.rng)) if name != self.given]
         return self.rng.choice(pool) if pool else "an old friend"
 
-    def _occupation(self) -> tuple[str, int]:
+    def _occupation(self) -> Occupation:
+        """The world's own occupations first (up to about half the cast), then the genre's."""
+        level = self.setting.level
         own = self.tables.occupations.get(self.genre.id, ())
-        generic = self.tables.occupations.get(GENERIC, ())
-        pool = generic if (not own or self.rng.random() < self.generic_mix) else own
-        occupation = self.rng.choice(pool)
-        return occupation.title, self.rng.randint(
-            occupation.age_min, max(occupation.age_min, occupation.age_max)
-        )
+        if not own or self._mixed("occupations"):
+            own = (*own, *self.tables.occupations.get(GENERIC, ()))
+        stock = [o for o in own if o.fits_level(level)]
+        mined = list(self.setting.occupations)
+        # Each occupation the world names is dealt a few times, never most of the cast.
+        copies = max(1, min(3, len(stock) // max(len(mined), 1)))
+        pool = [*(mined * copies), *stock] or list(self.tables.occupations[GENERIC])
+
+        def open_to(occupation: Occupation) -> bool:
+            return _titled(occupation, self.gender) is not None
+
+        chosen = deal(
+            f"{self.cast_key}|occupations", pool, self.slot, open_to, self.tables.deck_order
+        )[0]
+        return chosen or pool[0]
 
     def traits(self) -> list[str]:
-        """Required traits first, then random ones that contradict none chosen,
+        """Required traits first, then random ones that clash with none chosen,
         with at least one strength and one flaw when there is room."""
         data = self.tables.personalities
         chosen = list(dict.fromkeys(self.required_traits))
@@ -244,11 +319,12 @@ class NPCDrafter:
                 if len(chosen) < target and trait not in chosen:
                     chosen.append(trait)
 
+        clashes = data.clashes
+
         def allowed(trait: str) -> bool:
-            # Opposites are mutual, so a trait clashes with the chosen ones exactly
-            # when its opposite is among them (a full conflicts() scan per candidate
-            # cost more than the rest of the NPC).
-            return trait not in chosen and data.opposite(trait) not in chosen
+            # Clashes are mutual, so a trait fits exactly when none of its clashes is chosen
+            # (a full conflicts() scan per candidate cost more than the rest of the NPC).
+            return trait not in chosen and clashes.get(trait, NO_CLASHES).isdisjoint(chosen)
 
         names = sorted(data.traits)
         for polarity in ("positive", "negative"):
@@ -265,50 +341,114 @@ class NPCDrafter:
             chosen.append(self.rng.choice(pool))
         return chosen
 
+    def _turn(self, options: Sequence[str], first_size: int, shift: int = 0) -> str:
+        """One of several ways to say a sentence's frame. NPCs dealt the same first
+        part are a deck apart (k, k + n), and a replaced card lands anywhere, so
+        the choice turns with both the slot and the round."""
+        slot = self.slot + shift
+        return options[(3 * slot + slot // max(first_size, 1)) % len(options)]
+
     def appearance(self) -> str:
-        build = _clause(self._table("builds"))
-        hair = _clause(self._table("hair"))
-        eyes = _clause(self._table("eyes"))
-        feature = _clause(self._table("features"))
-        clothing = _clause(self._table("clothing"))
-        quirk = _clause(self._table("quirks"))
+        build, hair = self._pair("builds", "hair")
+        # A third part turns at twice the pace of the second, so NPCs sharing a
+        # build and hair still differ in the eyes.
+        builds = self._entry("builds").size
+        features = self._entry("features").size
+        eyes = self._table("eyes", _turning(self.slot, builds, 2) + 1)
+        feature, clothing = self._pair("features", "clothing", 11)
+        wears = self._turn(WEARS, features, 11)
+        quirk, tail = self._pair("quirks", "quirk_tails", 23)
+        age = self._turn(AGES, builds).format(age=self.age)
         return " ".join(
             [
-                _sentence(f"{build}, {self.age} years old, with {hair} and {eyes}"),
-                _sentence(f"{self.given} has {feature} and wears {clothing}"),
-                _sentence(f"{self.given} {quirk}"),
+                _sentence(f"{_clause(build)}, {age}, with {_clause(hair)} and {_clause(eyes)}"),
+                _sentence(f"{self.given} has {_clause(feature)} and {wears} {_clause(clothing)}"),
+                _sentence(f"{self.given} {_clause(quirk)}, {_clause(tail)}"),
             ]
         )
 
     def backstory(self) -> str:
-        origin = _clause(self._table("origins"))
-        turning = _clause(self._table("turning_points"))
-        present = self._table("present")
-        return " ".join([_sentence(f"{origin}, {turning}"), _sentence(present)])
+        origin, turning = self._pair("origins", "turning_points")
+        # The present ends on a tie to the world's places and factions (its places
+        # only, when its factions are implied rather than named).
+        named = self.setting.named_factions or not self.setting.places
+        regions = bool(self.setting.regions)
+
+        def tie_fits(entry: Entry) -> bool:
+            if "{region}" in entry.text:
+                return regions
+            return named or "{faction}" not in entry.text
+
+        present, tie = self._pair("present", "ties", 5, tie_fits)
+        return " ".join(
+            [
+                _sentence(f"{_clause(origin)}, {_clause(turning)}"),
+                _sentence(f"{_clause(present)}; {_clause(tie)}"),
+            ]
+        )
+
+    def motivation(self) -> str:
+        goal, reason = self._pair("goals", "goal_reasons", 31)
+        wants = self._turn(WANTS, self._entry("goals").size, 31)
+        return _sentence(f"{self.given} {wants} {_clause(goal)}, {_clause(reason)}")
+
+    def secret(self) -> str:
+        secret, stake = self._pair("secrets", "secret_stakes", 41)
+        joint = ", " if stake.startswith(("and ", "which ", "though ")) else "; "
+        opening = self._turn(TRUTHS, self._entry("secrets").size, 41)
+        return _sentence(f"{opening}{self.given} {_clause(secret)}{joint}{_clause(stake)}")
+
+    def speech_style(self, traits: Sequence[str]) -> str:
+        """Built from the NPC's first traits, class and trade, not picked whole."""
+        speech = self.tables.speech
+        parts: list[str] = []
+        for trait in traits[:2]:
+            options = speech.get("traits", {}).get(trait)
+            if options:
+                parts.append(options[(self.slot + len(parts)) % len(options)])
+        known = self.tables.personalities.traits.get(traits[0]) if traits else None
+        if not parts and known is not None:  # the first trait's leaning, when none is listed
+            options = speech.get("polarity", {}).get(known.polarity, ())
+            if options:
+                parts.append(options[self.slot % len(options)])
+        by_class = speech.get("social", {}).get(self.social, ())
+        if by_class:
+            parts.append(by_class[(self.slot // 3) % len(by_class)])
+        for tag in sorted(self.who.tags):
+            options = speech.get("tags", {}).get(tag)
+            if options:
+                parts.append(options[self.slot % len(options)])
+                break
+        text = ", ".join(dict.fromkeys(p.format_map(self.values) for p in parts))
+        return _sentence(text) if text else _sentence(self._table("speech_styles"))
 
     def sample_lines(self) -> list[str]:
-        lines = [self._table("greetings"), self._table("remarks")]
+        greeting, aside = self._pair("greetings", "asides", 3)
+        opener, remark = self._pair("interjections", "remarks", 17)
+        lines = [f"{greeting} {aside}", f"{opener} {remark}"]
         if self.rng.random() < 0.6:
-            lines.append(self._table("secret_hints"))
+            opener, hint = self._pair("interjections", "secret_hints", 29)
+            lines.append(f"{opener} {hint}")
         if self.rng.random() < 0.3:
-            lines.append(self._table("remarks"))
-        unique = list(dict.fromkeys(line.strip() for line in lines if line.strip()))
-        while len(unique) < 2:
-            unique.append(self._table("remarks").strip() or "...")
+            # A second remark is dealt from the positions after the whole cast's first ones.
+            opener, remark = self._pair("interjections", "remarks", 17 + SECOND_REMARK)
+            lines.append(f"{opener} {remark}")
+        unique = list(dict.fromkeys(" ".join(line.split()) for line in lines if line.strip()))
         return unique[:4]
 
     def draft(self) -> dict[str, Any]:
+        traits = self.traits()
         return {
             "name": self.name,
             "age": self.age,
             "gender": self.gender,
             "occupation": self.occupation_title,
             "appearance": self.appearance(),
-            "personality_traits": self.traits(),
+            "personality_traits": traits,
             "backstory": self.backstory(),
-            "motivation": _sentence(f"{self.given} wants {_clause(self._table('goals'))}"),
-            "secret": _sentence(f"{self.given} {_clause(self._table('secrets'))}"),
-            "speech_style": _sentence(self._table("speech_styles")),
+            "motivation": self.motivation(),
+            "secret": self.secret(),
+            "speech_style": self.speech_style(traits),
             "sample_lines": self.sample_lines(),
         }
 

@@ -11,6 +11,8 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from app.backends.procedural_deck import pronouns
+
 # type -> (weight range, chance it is secret, one-line descriptions)
 RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]] = {
     "ally": (
@@ -19,6 +21,8 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         (
             "{a} and {b} cover for each other when it counts",
             "{a} trusts {b} with the jobs nobody else can know about",
+            "{a} once lied under oath to keep {b} out of trouble",
+            "{a} and {b} have an arrangement that suits them both",
         ),
     ),
     "friend": (
@@ -27,6 +31,8 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         (
             "{a} and {b} share a drink and old stories most evenings",
             "{a} would lend {b} anything but money",
+            "{a} and {b} grew up on the same street and still argue like children",
+            "{a} keeps a chair by the fire for {b}",
         ),
     ),
     "rival": (
@@ -35,6 +41,8 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         (
             "{a} and {b} want the same thing and both know it",
             "{a} measures every success against {b}'s",
+            "{a} and {b} have been undercutting each other for years",
+            "{a} would never admit that {b} is better at the work",
         ),
     ),
     "enemy": (
@@ -43,6 +51,8 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         (
             "{a} blames {b} for a loss that never healed",
             "{a} is waiting for the right moment to ruin {b}",
+            "{a} has sworn that {b} will pay for what happened",
+            "{a} spreads stories about {b} wherever {a_they} can",
         ),
     ),
     "family": (
@@ -50,15 +60,19 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         0.2,
         (
             "{a} and {b} are cousins, though they rarely admit it",
-            "{a} is {b}'s older sibling and never lets them forget it",
+            "{a} is {b}'s older sibling and never lets {b_them} forget it",
+            "{a} and {b} share a grandmother and a grudge",
+            "{a} raised {b} after the rest of the family was gone",
         ),
     ),
     "mentor": (
         (0.5, 0.9),
         0.05,
         (
-            "{a} taught {b} the trade and still corrects their mistakes",
+            "{a} taught {b} the trade and still corrects {b_their} mistakes",
             "{a} sees a younger self in {b}",
+            "{a} is teaching {b} everything except the one thing that matters",
+            "{a} took {b} in when nobody else would",
         ),
     ),
     "lover": (
@@ -67,6 +81,8 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         (
             "{a} and {b} meet where no one will see them",
             "{a} has loved {b} for years and said nothing",
+            "{a} writes letters to {b} that are never sent",
+            "{a} and {b} were promised to each other once",
         ),
     ),
     "employer": (
@@ -74,15 +90,19 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         0.1,
         (
             "{a} pays {b}'s wages and expects loyalty for it",
-            "{a} employs {b} and trusts them less each month",
+            "{a} employs {b} and trusts {b_them} less each month",
+            "{a} pays {b} well and asks no questions",
+            "{a} hired {b} as a favour to someone else",
         ),
     ),
     "debtor": (
         (-0.4, 0.1),
         0.4,
         (
-            "{a} owes {b} more than they can repay",
-            "{a} borrowed from {b} and has been avoiding them since",
+            "{a} owes {b} more than {a_they} can repay",
+            "{a} borrowed from {b} and has been avoiding {b_them} since",
+            "{a} lost a bet to {b} and has not paid",
+            "{a} still owes {b} for a favour years old",
         ),
     ),
     "acquaintance": (
@@ -91,6 +111,8 @@ RELATIONSHIP_TABLE: dict[str, tuple[tuple[float, float], float, tuple[str, ...]]
         (
             "{a} knows {b} by sight and by rumour",
             "{a} and {b} nod to each other in the street",
+            "{a} has heard a great deal about {b}, little of it good",
+            "{a} and {b} have met once and both remember it differently",
         ),
     ),
 }
@@ -107,8 +129,17 @@ def _lean(member: Mapping[str, Any], other: Mapping[str, Any]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def _names(member: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, str]:
+    """Names and pronouns of both ends of a tie ("they" when a gender is not given)."""
+    values = {"a": str(member["name"]), "b": str(other["name"])}
+    for end, npc in (("a", member), ("b", other)):
+        words = pronouns(str(npc.get("gender") or "non-binary"))
+        values |= {f"{end}_{key}": words[key] for key in ("they", "them", "their")}
+    return values
+
+
 def draft_relationships(cast: Sequence[Mapping[str, Any]], seed: int) -> list[dict[str, Any]]:
-    """Ties among ``cast`` (dicts with id, name, polarities); deterministic for a seed."""
+    """Ties among ``cast`` (dicts with id, name, gender, polarities); deterministic for a seed."""
     if len(cast) < 2:
         return []
     rng = random.Random(f"relationships|{seed}|{'|'.join(str(m['id']) for m in cast)}")
@@ -134,7 +165,7 @@ def draft_relationships(cast: Sequence[Mapping[str, Any]], seed: int) -> list[di
                     "type": kind,
                     "weight": round(rng.uniform(low, high), 2),
                     "secret": rng.random() < secret_chance,
-                    "description": rng.choice(lines).format(a=member["name"], b=other["name"]),
+                    "description": rng.choice(lines).format_map(_names(member, other)),
                 }
             )
     return ties

@@ -239,7 +239,13 @@ def relationships_request(
         "(devoted), whether it is secret, and a one-line description. Use the names exactly."
     )
     cast = [
-        {"id": npc.id, "name": npc.name, "polarities": polarities.get(npc.id, [])} for npc in npcs
+        {
+            "id": npc.id,
+            "name": npc.name,
+            "gender": npc.gender,  # the procedural backend's pronouns
+            "polarities": polarities.get(npc.id, []),
+        }
+        for npc in npcs
     ]
     return JSONRequest(
         task=RELATIONSHIPS_TASK,
