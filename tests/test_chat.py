@@ -260,3 +260,24 @@ async def test_the_npc_remembers_across_conversations_and_restarts(
     assert "Harrow Bay" in reply.reply
     assert any("Harrow Bay" in memory_text(m) for m in reply.memories)
     assert all(m.score >= 0 for m in reply.memories)  # scored, as the side panel shows
+
+
+def test_the_persona_leaves_out_what_an_imported_card_did_not_say() -> None:
+    from app.models import World
+    from app.services.chat import persona
+    from tests.npc_fixtures import valid_profile
+
+    npc = NPC.model_validate(
+        {
+            **valid_profile(),
+            "id": "npc-imp",
+            "world": "W",
+            "backend": "import",
+            "seed": 0,
+            "motivation": "unknown",
+            "secret": "Unknown",
+        }
+    )
+    prompt = persona(npc, World(name="W", era="Medieval", time_period="1250"), [])
+    assert "What you want" not in prompt and "Your secret" not in prompt
+    assert "How you speak" in prompt and "unknown" not in prompt.lower()

@@ -70,10 +70,20 @@ class ChatUpdate:
     done: bool = False
 
 
+UNKNOWN = frozenset({"unknown", "n/a", "none", "-"})
+
+
 def memory_text(memory: Any) -> str:
     """The text of a retrieved memory (a ScoredMemory or a plain Memory)."""
     inner = getattr(memory, "memory", memory)
     return str(getattr(inner, "text", inner))
+
+
+def _known(line: str, value: object) -> list[str]:
+    """``[line]`` when its value is known: an imported card may leave a field
+    empty or "unknown", and the prompt must not tell the NPC it wants "unknown"."""
+    text = ", ".join(value) if isinstance(value, list) else str(value or "")
+    return [line] if text.strip() and text.strip().lower() not in UNKNOWN else []
 
 
 def persona(npc: NPC, world: World, memories: Sequence[Any]) -> str:
@@ -89,13 +99,16 @@ def persona(npc: NPC, world: World, memories: Sequence[Any]) -> str:
         f"You are {npc.identity()}. "
         "Stay in character at all times and speak as this person would, in their own "
         "words. Never say you are an AI, a model or a program.",
-        f"Personality: {', '.join(npc.personality_traits)}.",
-        f"How you speak: {npc.speech_style}",
-        f"Appearance: {npc.appearance}",
-        f"Your past: {npc.backstory}",
-        f"What you want: {npc.motivation}",
-        f"Your secret: {npc.secret} Keep it. Deflect questions about it; only if the player "
-        "pushes hard and keeps pushing, let a part of it slip.",
+        *_known(f"Personality: {', '.join(npc.personality_traits)}.", npc.personality_traits),
+        *_known(f"How you speak: {npc.speech_style}", npc.speech_style),
+        *_known(f"Appearance: {npc.appearance}", npc.appearance),
+        *_known(f"Your past: {npc.backstory}", npc.backstory),
+        *_known(f"What you want: {npc.motivation}", npc.motivation),
+        *_known(
+            f"Your secret: {npc.secret} Keep it. Deflect questions about it; only if the "
+            "player pushes hard and keeps pushing, let a part of it slip.",
+            npc.secret,
+        ),
         world_block(world)
         + "\nKnow only what someone of this time and place would know; nothing later.",
     ]
