@@ -152,6 +152,21 @@ class Settings(BaseSettings):
         r"|everyone|all|again|too|then|now|so much|very much|and|and you|you too|to you",
     )
 
+    # Portraits and voices: drawn and spoken offline by default; an OpenAI-compatible
+    # server paints portraits (/v1/images/generations) when images_model is set and
+    # speaks lines (/v1/audio/speech) when speech_model is set. media_base_url
+    # defaults to openai_base_url (and the API key is openai_api_key).
+    media_base_url: str | None = None
+    images_model: str | None = None
+    images_size: str = "1024x1024"
+    images_timeout: float = Field(default=120.0, gt=0)
+    speech_model: str | None = None
+    speech_timeout: float = Field(default=60.0, gt=0)
+    # The longest text one spoken line may have; longer text is cut at a word.
+    voice_max_chars: int = Field(default=600, ge=20, le=5000)
+    # Speak the sample lines of just-generated NPCs in the background, into the cache.
+    voice_warm_lines: bool = True
+
     max_npcs: int = Field(default=100, ge=1)
     max_setting_chars: int = Field(default=20_000, ge=100)
     default_temperature: float = Field(default=0.9, ge=0, le=2)
@@ -200,6 +215,10 @@ def setting_default(name: str) -> Any:
 
 def resolved_cache_dir(settings: Settings) -> Path:
     return settings.cache_dir or settings.data_dir / "cache"
+
+
+def resolved_media_base_url(settings: Settings) -> str:
+    return settings.media_base_url or settings.openai_base_url or "https://api.openai.com/v1"
 
 
 def get_settings(**overrides: object) -> Settings:

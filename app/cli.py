@@ -129,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_cards_parser(commands)
 
+    from app.cli_media import add_media_parsers
+
+    add_media_parsers(commands)
+
     cache = commands.add_parser("cache", help="show or clear the response cache")
     cache.add_argument("action", choices=["stats", "clear"])
 
@@ -199,6 +203,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app.cli_cards import run_cards
 
             return asyncio.run(_with_services(run_cards, args, settings))
+        if command in ("portrait", "say"):
+            from app.cli_media import run_portrait, run_say
+
+            run = run_portrait if command == "portrait" else run_say
+            return asyncio.run(_with_services(run, args, settings))
         if command == "cache":
             return _cache_command(args.action, settings, sys.stdout)
         if command == "stats":

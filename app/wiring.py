@@ -37,8 +37,10 @@ from app.services.extraction import MemoryWriter
 from app.services.library import Library
 from app.services.memory import MemoryService
 from app.services.observability import ObservabilityService
+from app.services.portraits import Portraits
 from app.services.quotas import QuotaCollector, Quotas
 from app.services.refine import RefineService
+from app.services.voices import Voices
 from app.services.worlds import WorldService
 from app.store.client import SharedClient
 from app.store.memory_store import MemoryStore
@@ -181,6 +183,11 @@ class Services:
         self.observability = ObservabilityService(
             self.stats, self.metrics, self.backends, self.quotas
         )
+        # Portraits and voices: offline by default, an images/speech API when configured.
+        self.portraits = Portraits.from_settings(
+            settings, self.assets, self.worlds, cache=self.response_cache, stats=self.stats
+        )
+        self.voices = Voices.from_settings(settings, self.response_cache)
 
     async def _npc_name(self, npc_id: str) -> str:
         """The name extraction prompts use for an NPC."""
@@ -224,6 +231,8 @@ class Services:
         await self.cast.aclose()
         await self.chat.aclose()
         await self.memory.aclose()
+        await self.voices.aclose()
+        await self.portraits.aclose()
         if self.response_cache is not None:
             await self.response_cache.flush()
         await self.backends.aclose()
