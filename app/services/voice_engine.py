@@ -55,7 +55,8 @@ class PCM:
 
 
 class EspeakEngine:
-    """One per process (the library is process-wide); loaded on first use."""
+    """The library, loaded on first use. Get it with ``espeak_engine()``: eSpeak NG
+    is initialised once per process (a second ``espeak_Initialize`` crashes it)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -127,3 +128,17 @@ class EspeakEngine:
                 self._sink = None
             elapsed = time.perf_counter() - started
         return PCM(b"".join(chunks), self._rate, first[0] if first else elapsed, elapsed)
+
+
+_ENGINE_LOCK = threading.Lock()
+# The one module-level object of the app, on purpose: it stands for the C library's
+# own process-wide state (one voice, one callback), which cannot be had twice.
+_ENGINE: list[EspeakEngine] = []
+
+
+def espeak_engine() -> EspeakEngine:
+    """The process's eSpeak NG engine (every Services of the process shares it)."""
+    with _ENGINE_LOCK:
+        if not _ENGINE:
+            _ENGINE.append(EspeakEngine())
+        return _ENGINE[0]

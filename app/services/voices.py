@@ -26,7 +26,7 @@ from app.errors import InputError, NPCForgeError
 from app.models import NPC
 from app.services.portrait_features import gender_key
 from app.services.voice_codec import MIME, SUFFIX, pcm_to_ogg_opus
-from app.services.voice_engine import EspeakEngine, EspeakVoice
+from app.services.voice_engine import EspeakEngine, EspeakVoice, espeak_engine
 from app.services.voice_remote import RemoteSpeaker
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ class Voices:
             )
             speaker = RemoteSpeaker(client, settings.speech_model)
         return cls(
-            EspeakEngine(),
+            espeak_engine(),
             cache,
             speaker=speaker,
             max_chars=settings.voice_max_chars,
