@@ -18,6 +18,7 @@ from app.services.accounts import check_exposure
 from app.ui.chat_tab import build_chat
 from app.ui.generate_tab import build_generate
 from app.ui.library_tab import build_library
+from app.ui.media_routes import CardMedia, add_media_routes
 from app.ui.personalities_tab import build_personalities
 from app.ui.routes import add_routes
 from app.ui.stats_tab import build_stats
@@ -55,6 +56,7 @@ def create_app(services: Services, export_dir: Path | None = None) -> gr.Blocks:
 
 def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
     exports = export_dir or Path(tempfile.gettempdir()) / "npc-forge-exports"
+    media = CardMedia(services.portraits, services.voices)
     keep = int(services.settings.download_keep_s)
     with gr.Blocks(
         title="NPC Forge",
@@ -65,7 +67,9 @@ def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
         gr.Markdown(f"# NPC Forge <small>v{__version__}</small>")
         with gr.Tabs():
             with gr.Tab("Generate", id="generate"):
-                build_generate(services.cast, services.worlds, exports, services.admission)
+                build_generate(
+                    services.cast, services.worlds, exports, services.admission, media=media
+                )
             with gr.Tab("Library", id="library"):
                 build_library(
                     services.library,
@@ -74,10 +78,16 @@ def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
                     exports,
                     default_temperature=services.refine.default_temperature,
                     admission=services.admission,
+                    media=media,
                 )
             with gr.Tab("Chat", id="chat"):
                 build_chat(
-                    services.chat, services.library, services.memory, exports, services.admission
+                    services.chat,
+                    services.library,
+                    services.memory,
+                    exports,
+                    services.admission,
+                    media=media,
                 )
             with gr.Tab("Personalities", id="personalities") as personalities_tab:
                 build_personalities(services.assets.personalities, personalities_tab)
@@ -120,6 +130,7 @@ def serve(
         options["auth_message"] = "Sign in to NPC Forge with the account you were given."
     _inside_an_event_loop(lambda: demo.launch(**options))
     add_routes(demo.app, services.observability)
+    add_media_routes(demo.app, services.portraits, services.voices, services.library)
     loop = server_loop(demo)
     if loop is not None:
         warm: Future[None] = asyncio.run_coroutine_threadsafe(services.warm_up(), loop)

@@ -13,6 +13,7 @@ from typing import Any
 from app.models import NPC
 from app.services.cast import CastPlan, CastRun, SaveReport
 from app.services.generation import NPCOutcome
+from app.ui.media_routes import CardMedia
 from app.ui.render import failed_card, npc_card
 
 # The status line names at most this many NPCs still being generated.
@@ -34,6 +35,7 @@ class CastView:
     saved: int = 0
     save_error: str | None = None
     run: CastRun | None = field(default=None, repr=False)
+    media: CardMedia | None = field(default=None, repr=False)  # portraits and voices
     # Rendered once per outcome: a stream re-sends the cast after every NPC.
     _cards: dict[int, str] = field(default_factory=dict, repr=False)
     _dumps: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
@@ -76,6 +78,8 @@ class CastView:
         self.stopped = stopped
         self.saving = saving
         self.run = None
+        if self.media is not None:
+            self.media.cast_finished([npc for npc in self.npcs if npc is not None])
 
     def record_save(self, report: SaveReport | None) -> None:
         self.saving = False
@@ -94,7 +98,7 @@ class CastView:
     def _card(self, index: int) -> str:
         npc, error = self.npcs[index], self.errors[index]
         if npc is not None:
-            return npc_card(npc, index + 1)
+            return npc_card(npc, index + 1, self.media)
         return failed_card(index + 1, self.plan.specs[index].label, error or "")
 
     def html(self) -> str:

@@ -26,6 +26,7 @@ from app.services.memory import MemoryService
 from app.ui.downloads import offer
 from app.ui.errors import required_npc_id, user_errors, warn
 from app.ui.identity import caller_of
+from app.ui.media_routes import CardMedia
 
 MEMORY_COLUMNS = ["memory", "recency", "importance", "relevance", "gate", "score"]
 NEW = "(new conversation)"
@@ -251,6 +252,8 @@ def build_chat(
     memory: MemoryService,
     export_dir: Path,
     admission: Admission | None = None,
+    *,
+    media: CardMedia | None = None,
 ) -> None:
     handlers = ChatHandlers(chat, library, memory, export_dir, admission)
     backend_choices = ["auto", *chat.backends.names()]
@@ -273,6 +276,10 @@ def build_chat(
                 fresh = gr.Button("New conversation")
             status = gr.Markdown()
         with gr.Column(scale=2):
+            if media is not None:  # the NPC's portrait, its lines to play, Speak
+                from app.ui.media_panel import build_media_panel
+
+                build_media_panel(npc, bubbles, media, library, export_dir)
             memories = gr.Dataframe(
                 headers=MEMORY_COLUMNS,
                 label="Memories used for the last reply (scores 0-1)",

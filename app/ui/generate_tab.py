@@ -20,6 +20,7 @@ from app.ui.cast_view import CastView
 from app.ui.downloads import offer
 from app.ui.errors import user_errors, warn
 from app.ui.identity import caller_of
+from app.ui.media_routes import CardMedia
 from app.ui.render import EMPTY_CAST
 from utils.jsonio import dumps
 
@@ -36,11 +37,14 @@ class GenerateHandlers:
         worlds: WorldService,
         export_dir: Path,
         admission: Admission | None = None,
+        *,
+        media: CardMedia | None = None,
     ) -> None:
         self.cast = cast
         self.worlds = worlds
         self.export_dir = export_dir
         self.admission = admission  # None: every caller is trusted (direct calls)
+        self.media = media  # portraits and play buttons on the cards
 
     @asynccontextmanager
     async def _admitted(
@@ -145,7 +149,7 @@ class GenerateHandlers:
         async with self._admitted(caller, request.count, backend) as ticket:
             owner = self.admission.owner(ticket.caller) if self.admission else None
             plan = await self.cast.plan(request, backend=ticket.backend, owner=owner)
-            view = CastView(plan)
+            view = CastView(plan, media=self.media)
             async for outputs in self._stream(view, range(view.total), bool(use_cache)):
                 ticket.produced = view.produced
                 yield outputs
@@ -182,10 +186,15 @@ class GenerateHandlers:
 
 
 def build_generate(
-    cast: CastService, worlds: WorldService, export_dir: Path, admission: Admission
+    cast: CastService,
+    worlds: WorldService,
+    export_dir: Path,
+    admission: Admission,
+    *,
+    media: CardMedia | None = None,
 ) -> None:
     """Lay out the Generate tab inside the current Blocks."""
-    handlers = GenerateHandlers(cast, worlds, export_dir, admission)
+    handlers = GenerateHandlers(cast, worlds, export_dir, admission, media=media)
     limits = cast.limits
     choices = handlers.world_choices()
     backend_choices = ["auto", *cast.backends.names()]

@@ -18,6 +18,7 @@ from app.services.ties import TIE_COLUMNS, tie_rows
 from app.ui.errors import required_npc_id, user_errors
 from app.ui.identity import caller_of
 from app.ui.library_cards import build_card_io, status_of_last_action, unchanged
+from app.ui.media_routes import CardMedia
 from app.ui.render import npc_card
 
 ALL_WORLDS = "(all worlds)"
@@ -46,11 +47,16 @@ class LibraryHandlers:
     """Plain methods, tested directly; the tab wires them to components."""
 
     def __init__(
-        self, library: Library, refine: RefineService, admission: Admission | None = None
+        self,
+        library: Library,
+        refine: RefineService,
+        admission: Admission | None = None,
+        media: CardMedia | None = None,
     ) -> None:
         self.library = library
         self.refine = refine
         self.admission = admission  # None: every caller is trusted (direct calls)
+        self.media = media  # portraits and play buttons on the card
 
     def _library(self, request: gr.Request | None) -> Library:
         """The library as the caller sees it: a designer's own NPCs and the team's."""
@@ -118,7 +124,7 @@ class LibraryHandlers:
         if not npc_id:
             return NOTHING_OPEN, ""
         npc = await self._library(request).get(_required(npc_id))
-        return npc_card(npc, 1), field_text(npc, field or "backstory")
+        return npc_card(npc, 1, self.media), field_text(npc, field or "backstory")
 
     async def field_value(
         self, npc_id: str | None, field: str, request: gr.Request | None = None
@@ -132,7 +138,7 @@ class LibraryHandlers:
     ) -> tuple[str, str]:
         """Set a field by hand."""
         npc = await self._library(request).edit_field(_required(npc_id), field, value or "")
-        return npc_card(npc, 1), f"Saved {field} of {npc.name}."
+        return npc_card(npc, 1, self.media), f"Saved {field} of {npc.name}."
 
     async def regenerate_field(
         self,
@@ -146,7 +152,7 @@ class LibraryHandlers:
         new = await self._refine(request).regenerate_field(
             _required(npc_id), field, backend=backend, temperature=temperature
         )
-        return npc_card(new, 1), field_text(new, field), f"New {field} for {new.name}."
+        return npc_card(new, 1, self.media), field_text(new, field), f"New {field} for {new.name}."
 
     async def regenerate_npc(
         self,
@@ -161,7 +167,7 @@ class LibraryHandlers:
             _required(npc_id), locked or [], backend=backend, temperature=temperature
         )
         kept = f" (kept {', '.join(locked)})" if locked else ""
-        return npc_card(new, 1), f"Regenerated {new.name}{kept}."
+        return npc_card(new, 1, self.media), f"Regenerated {new.name}{kept}."
 
     async def delete(
         self, npc_id: str | None, request: gr.Request | None = None
@@ -210,8 +216,9 @@ def build_library(
     *,
     default_temperature: float,
     admission: Admission | None = None,
+    media: CardMedia | None = None,
 ) -> None:
-    handlers = LibraryHandlers(library, refine, admission)
+    handlers = LibraryHandlers(library, refine, admission, media)
     backend_choices = ["auto", *refine.backends.names()]
     with gr.Row():
         query = gr.Textbox(

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
+from typing import Protocol
 
 from app.models import NPC
+
+
+class MediaLinks(Protocol):
+    """A card's portrait and the audio of its sample lines (app/ui/media_routes.py)."""
+
+    def portrait_uri(self, npc: NPC) -> str: ...
+
+    def line_url(self, npc: NPC, line: str) -> str: ...
 
 
 def _chips(items: Sequence[str]) -> str:
@@ -23,9 +32,31 @@ def _timing(npc: NPC) -> str:
     )
 
 
-def npc_card(npc: NPC, position: int) -> str:
-    """One finished NPC."""
-    lines = "".join(f"<li>“{escape(line)}”</li>" for line in npc.sample_lines)
+def _line(npc: NPC, line: str, media: MediaLinks | None) -> str:
+    if media is None:
+        return f"<li>“{escape(line)}”</li>"
+    src = escape(media.line_url(npc, line))
+    return (
+        f"<li>“{escape(line)}” "
+        f'<audio class="npc-voice" controls preload="none" src="{src}"></audio></li>'
+    )
+
+
+def voice_lines(npc: NPC, media: MediaLinks) -> str:
+    """The sample lines with a play button each."""
+    lines = "".join(_line(npc, line, media) for line in npc.sample_lines)
+    return f'<ul class="npc-lines">{lines}</ul>'
+
+
+def npc_card(npc: NPC, position: int, media: MediaLinks | None = None) -> str:
+    """One finished NPC (with its portrait and play buttons when ``media`` is given)."""
+    lines = "".join(_line(npc, line, media) for line in npc.sample_lines)
+    portrait = (
+        f'<img class="npc-portrait" src="{media.portrait_uri(npc)}" '
+        f'alt="Portrait of {escape(npc.name)}" width="112" height="112">'
+        if media is not None
+        else ""
+    )
     badges = "".join(
         f'<span class="npc-badge">{label}</span>'
         for label, shown in (("cached", npc.cached), ("repaired", npc.repaired))
@@ -35,7 +66,7 @@ def npc_card(npc: NPC, position: int) -> str:
     return (
         f'<article class="npc-card" data-npc-id="{escape(npc.id)}" style="order:{position}">'
         f'<header><span class="npc-pos">#{position}</span>'
-        f"<h3>{escape(npc.name)}</h3>{badges}</header>"
+        f"<h3>{escape(npc.name)}</h3>{badges}</header>{portrait}"
         f'<p class="npc-meta">{escape(npc.occupation)} · {npc.age_text()} · '
         f"{escape(npc.gender)}</p>"
         f'<p class="npc-traits">{_chips(npc.personality_traits)}</p>'

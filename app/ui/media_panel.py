@@ -1,0 +1,78 @@
+"""The Chat tab's portrait and voice panel: the NPC's face, its sample lines with
+play buttons, and "Speak" for any text (the last reply when the box is empty).
+API: ``portrait`` (NPC id -> PNG file) and ``say`` (NPC id, text -> Ogg Opus file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.errors import InputError
+from app.services.exports import safe_filename
+from app.services.library import Library
+from app.ui.downloads import offer
+from app.ui.errors import required_npc_id, user_errors
+from app.ui.media_routes import CardMedia
+from app.ui.render import voice_lines
+
+
+def _text(content: Any) -> str:
+    """A Chatbot message's text: Gradio 6 sends a list of ``{"type": "text", ...}`` parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text") or "")
+    if isinstance(content, list):
+        return " ".join(_text(part) for part in content).strip()
+    return ""
+
+
+def _last_reply(bubbles: Any) -> str | None:
+    for message in reversed(bubbles or []):
+        if isinstance(message, dict) and message.get("role") == "assistant":
+            return _text(message.get("content")) or None
+    return None
+
+
+class MediaHandlers:
+    def __init__(self, media: CardMedia, library: Library, export_dir: Path) -> None:
+        self.media = media
+        self.library = library
+        self.export_dir = export_dir
+
+    async def portrait(self, npc_id: str | None) -> tuple[str | None, str]:
+        """The NPC's portrait as a PNG file, and its sample lines with play buttons."""
+        if not npc_id:
+            return None, ""
+        npc = await self.library.get(required_npc_id(npc_id, "pick an NPC first"))
+        image = await self.media.portraits.png(npc)
+        path = await offer(self.export_dir, "portrait-", safe_filename(npc.name, ".png"), image.png)
+        return path, voice_lines(npc, self.media)
+
+    async def say(self, npc_id: str | None, text: str | None, bubbles: Any = None) -> str:
+        """The NPC saying ``text`` (or its last reply), as an Ogg Opus file."""
+        npc = await self.library.get(required_npc_id(npc_id, "pick an NPC first"))
+        line = text if text and text.strip() else _last_reply(bubbles)
+        if not line:
+            raise InputError("Type what the NPC should say, or talk to it first.")
+        speech = await self.media.voices.say(npc, line)
+        name = safe_filename(f"{npc.name} line", speech.suffix)
+        return await offer(self.export_dir, "voice-", name, speech.audio)
+
+
+def build_media_panel(
+    npc: gr.Dropdown, bubbles: gr.Chatbot, media: CardMedia, library: Library, export_dir: Path
+) -> None:
+    """Inside the current column: the portrait, the lines and the Speak button."""
+    handlers = MediaHandlers(media, library, export_dir)
+    with gr.Row():
+        face = gr.Image(label="Portrait", type="filepath", interactive=False, height=220, scale=1)
+        lines = gr.HTML(scale=2)
+    with gr.Row():
+        text = gr.Textbox(label="Say (empty = the last reply)", scale=3)
+        speak = gr.Button("Speak", scale=0)
+    audio = gr.Audio(label="Voice", type="filepath", interactive=False, autoplay=True)
+    npc.change(user_errors(handlers.portrait), [npc], [face, lines], api_name="portrait")
+    speak.click(user_errors(handlers.say), [npc, text, bubbles], [audio], api_name="say")

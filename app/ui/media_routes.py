@@ -1,0 +1,117 @@
+"""Portraits and play buttons on cards, and the routes that serve them.
+
+``CardMedia`` is what the card renderer is handed: the portrait as an inline
+SVG data URI (no request, no lookup, shown with the card) and, per sample
+line, the URL of ``/media/voice.ogg?voice=KEY&text=LINE``, a route that needs
+nothing but its query: the voice key says how to speak, the response cache
+holds what was spoken. ``/media/portrait/NPC_ID.png|.svg`` serves a library
+NPC's portrait (painted when configured). With sign-in on, both answer only
+a signed-in browser (Gradio's session cookie), as the UI does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from app.errors import NPCForgeError
+from app.models import NPC
+from app.services.library import Library
+from app.services.portraits import Portraits
+from app.services.voices import Voices, parse_voice_key
+
+VOICE_ROUTE = "/media/voice.ogg"
+# Spoken lines and portraits are content-addressed: a URL always means the same bytes.
+CACHE_CONTROL = "public, max-age=86400"
+
+
+class CardMedia:
+    """The portrait and the play-button URLs of a card."""
+
+    def __init__(self, portraits: Portraits, voices: Voices) -> None:
+        self.portraits = portraits
+        self.voices = voices
+
+    def portrait_uri(self, npc: NPC) -> str:
+        return self.portraits.procedural(npc).data_uri()
+
+    def line_url(self, npc: NPC, line: str) -> str:
+        voice = self.voices.voice_for(npc)
+        return f"{VOICE_ROUTE}?voice={quote(voice.key, safe='')}&text={quote(line, safe='')}"
+
+    def cast_finished(self, npcs: Sequence[NPC]) -> None:
+        """Speak the new NPCs' sample lines in the background (the cards are out)."""
+        self.voices.warm_soon(npcs)
+
+
+SignedIn = Callable[[Request], bool]
+
+
+def gradio_session(app: Any) -> SignedIn:
+    """Whether a request carries a session of the Gradio app's sign-in (always
+    true when sign-in is off). Gradio guards its own routes only."""
+
+    def signed_in(request: Request) -> bool:
+        if getattr(app, "auth", None) is None:
+            return True
+        cookie_id = getattr(app, "cookie_id", "")
+        token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(
+            f"access-token-unsecure-{cookie_id}"
+        )
+        return token is not None and getattr(app, "tokens", {}).get(token) is not None
+
+    return signed_in
+
+
+def build_media_routes(
+    portraits: Portraits,
+    voices: Voices,
+    library: Library,
+    signed_in: SignedIn = lambda request: True,
+) -> list[Route]:
+    refused = PlainTextResponse("Sign in first.", status_code=401)
+
+    async def voice(request: Request) -> Response:
+        if not signed_in(request):
+            return refused
+        try:
+            speech = await voices.say_as(
+                parse_voice_key(request.query_params.get("voice", "")),
+                request.query_params.get("text"),
+            )
+        except NPCForgeError as exc:
+            return PlainTextResponse(str(exc), status_code=400)
+        return Response(
+            speech.audio, media_type=speech.mime, headers={"Cache-Control": CACHE_CONTROL}
+        )
+
+    async def portrait(request: Request) -> Response:
+        if not signed_in(request):
+            return refused
+        npc_id, kind = request.path_params["npc_id"], request.path_params["kind"]
+        try:
+            npc = await library.get(npc_id)
+            if kind == "svg":
+                return Response(portraits.svg(npc), media_type="image/svg+xml")
+            image = await portraits.png(npc)
+        except NPCForgeError as exc:
+            return PlainTextResponse(str(exc), status_code=404)
+        return Response(image.png, media_type="image/png")
+
+    return [
+        Route(VOICE_ROUTE, voice, methods=["GET"]),
+        Route("/media/portrait/{npc_id}.{kind:str}", portrait, methods=["GET"]),
+    ]
+
+
+def add_media_routes(app: ASGIApp, portraits: Portraits, voices: Voices, library: Library) -> None:
+    """Put the media routes ahead of Gradio's catch-all ones."""
+    routes = build_media_routes(portraits, voices, library, gradio_session(app))
+    for route in reversed(routes):
+        app.router.routes.insert(0, route)  # type: ignore[attr-defined]
