@@ -78,7 +78,7 @@ async def test_a_line_is_ogg_opus_and_spoken_once(services: Services) -> None:
     assert (first.source, again.source) == ("computed", "memory")
     assert first.audio == again.audio
     info = soundfile.info(io.BytesIO(first.audio))
-    assert (info.format, info.subtype, info.samplerate) == ("OGG", "OPUS", 24_000)
+    assert (info.format, info.subtype, info.samplerate) == ("OGG", "OPUS", 16_000)
     assert 1.0 < info.duration < 6.0
     assert len(first.audio) / info.duration < 8_000  # compact: well under 64 kbit/s
 

@@ -11,12 +11,16 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from app.cache.memo import Memo
 from app.services.portrait_features import PortraitSpec
 from app.services.portrait_parts import CANVAS, PartsData, Point, Segment, Shape
 
 SUPERSAMPLE = 2
 CURVE_STEPS = 10
+PNG_COLOURS = 128
+BACKGROUND_MEMO_SIZE = 32
 PNG_COMPRESS_LEVEL = 3  # 7 ms and ~25 KB; 6 costs half again for 15% less, 9 six times
 
 
@@ -30,6 +34,7 @@ class Drawn:
     stroke: str | None
     width: float
     opacity: float
+    layer: str = ""
 
 
 def _colour(role: str, colours: dict[str, str]) -> str | None:
@@ -67,7 +72,9 @@ def _split(segments: Sequence[Segment]) -> Iterator[tuple[tuple[Segment, ...], b
         yield tuple(current), False
 
 
-def _resolve(shape: Shape, colours: dict[str, str], scale: float, mirror: bool) -> Drawn:
+def _resolve(
+    shape: Shape, colours: dict[str, str], scale: float, mirror: bool, layer: str
+) -> Drawn:
     if shape.ellipse is not None:
         cx, cy, rx, ry = shape.ellipse
         (cx, _) = _transform((cx, cy), scale, mirror)
@@ -84,6 +91,7 @@ def _resolve(shape: Shape, colours: dict[str, str], scale: float, mirror: bool) 
         _colour(shape.stroke, colours) if shape.width > 0 else None,
         shape.width,
         shape.opacity,
+        layer,
     )
 
 
@@ -109,9 +117,9 @@ def drawn_shapes(spec: PortraitSpec, data: PartsData) -> list[Drawn]:
             else 1.0
         )
         for shape in by_layer[layer]:
-            out.append(_resolve(shape, spec.colours, scale, mirror=False))
+            out.append(_resolve(shape, spec.colours, scale, False, layer))
             if shape.mirror:
-                out.append(_resolve(shape, spec.colours, scale, mirror=True))
+                out.append(_resolve(shape, spec.colours, scale, True, layer))
     return out
 
 
@@ -201,12 +209,9 @@ def _rgba(colour: str, opacity: float) -> tuple[int, int, int, int]:
     )
 
 
-def to_png(shapes: Sequence[Drawn]) -> bytes:
-    """The same picture as ``to_svg``, as a 512x512 PNG."""
-    from PIL import Image, ImageDraw
+def _draw(image: Any, shapes: Sequence[Drawn]) -> None:
+    from PIL import ImageDraw
 
-    size = CANVAS * SUPERSAMPLE
-    image = Image.new("RGB", (size, size), "#000000")
     draw = ImageDraw.Draw(image, "RGBA")  # RGBA colours blend onto the picture
     s = float(SUPERSAMPLE)
     for drawn in shapes:
@@ -235,7 +240,40 @@ def to_png(shapes: Sequence[Drawn]) -> bytes:
                     r = width / 2
                     for px, py in (points[0], points[-1]):
                         draw.ellipse([px - r, py - r, px + r, py + r], fill=stroke)
-    image = image.reduce(SUPERSAMPLE)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()
+
+
+class PngRenderer:
+    """Draws pictures as PNG; the background of a world is drawn once and reused
+    (it costs 40% of a portrait: it covers the whole canvas)."""
+
+    def __init__(self, backgrounds: int = BACKGROUND_MEMO_SIZE) -> None:
+        self._bases: Memo[tuple[Drawn, ...], Any] = Memo("portraits.backgrounds", backgrounds)
+
+    def _base(self, background: tuple[Drawn, ...]) -> Any:
+        from PIL import Image
+
+        def draw() -> Any:
+            size = CANVAS * SUPERSAMPLE
+            image = Image.new("RGB", (size, size), "#000000")
+            _draw(image, background)
+            return image
+
+        return self._bases.get(background, draw)
+
+    def png(self, shapes: Sequence[Drawn]) -> bytes:
+        """The same picture as ``to_svg``, as a 512x512 PNG (128 colours: flat art
+        loses nothing, and the file is half the size and faster to write)."""
+        from PIL import Image
+
+        background = tuple(d for d in shapes if d.layer == "background")
+        image = self._base(background).copy()
+        _draw(image, [d for d in shapes if d.layer != "background"])
+        small = image.reduce(SUPERSAMPLE).quantize(PNG_COLOURS, method=Image.Quantize.FASTOCTREE)
+        buffer = io.BytesIO()
+        small.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        return buffer.getvalue()
+
+
+def to_png(shapes: Sequence[Drawn]) -> bytes:
+    """A PNG of the shapes, without a renderer of one's own."""
+    return PngRenderer(backgrounds=1).png(shapes)

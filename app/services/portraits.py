@@ -31,7 +31,7 @@ from app.models import NPC
 from app.services.portrait_features import PortraitSpec, SpecBuilder
 from app.services.portrait_parts import PartsData
 from app.services.portrait_remote import ImagePainter
-from app.services.portrait_render import drawn_shapes, to_png, to_svg
+from app.services.portrait_render import PngRenderer, drawn_shapes, to_svg
 
 if TYPE_CHECKING:
     from app.assets import Assets
@@ -92,6 +92,7 @@ class Portraits:
         self.painter = painter
         self._svgs: Memo[tuple[int, str], Portrait] = Memo("portraits.svg", SVG_MEMO_SIZE)
         self._styles: Memo[str, tuple[str, str]] = Memo("portraits.world_style", STYLE_MEMO_SIZE)
+        self._png = PngRenderer()
         if stats is not None:
             stats.register(self._svgs.name, self._svgs.stats)
 
@@ -162,7 +163,7 @@ class Portraits:
     def procedural_png(self, npc: NPC) -> bytes:
         """The offline portrait as PNG bytes (blocking: call it in a thread)."""
         portrait = self.procedural(npc)
-        return to_png(drawn_shapes(portrait.spec, self._parts()))
+        return self._png.png(drawn_shapes(portrait.spec, self._parts()))
 
     def prompt(self, npc: NPC) -> str:
         """What an images model is asked to paint: the appearance in its world."""
@@ -190,7 +191,7 @@ class Portraits:
         key = _digest(f"portrait-png|v{RENDER_VERSION}|{portrait.key}")
 
         async def render() -> str:
-            png = await asyncio.to_thread(to_png, drawn_shapes(portrait.spec, self._parts()))
+            png = await asyncio.to_thread(self.procedural_png, npc)
             return base64.b64encode(png).decode()
 
         return await self._cached(key, render, painted=False)

@@ -1,0 +1,97 @@
+"""Portraits and play buttons where the designer sees NPCs: cards, the voice route, Chat."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import soundfile
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from app.models import NPC
+from app.ui.media_panel import MediaHandlers
+from app.ui.media_routes import CardMedia, build_media_routes
+from app.ui.render import npc_card
+from app.wiring import Services
+from tests.test_portraits import npc
+
+
+def _media(services: Services) -> CardMedia:
+    return CardMedia(services.portraits, services.voices)
+
+
+def test_a_card_shows_the_portrait_and_a_player_per_line(services: Services) -> None:
+    one = npc()
+    html = npc_card(one, 1, _media(services))
+    uri = html.split('class="npc-portrait" src="')[1].split('"')[0]
+    svg = base64.b64decode(uri.removeprefix("data:image/svg+xml;base64,")).decode()
+    assert svg == services.portraits.svg(one)
+    assert html.count("<audio") == len(one.sample_lines)
+    assert "<audio" not in npc_card(one, 1) and "npc-portrait" not in npc_card(one, 1)
+
+
+def test_the_voice_route_speaks_what_the_card_links_to(services: Services) -> None:
+    one = npc()
+    media = _media(services)
+    client = TestClient(Starlette(routes=build_media_routes(
+        services.portraits, services.voices, services.library
+    )))  # fmt: skip
+    url = media.line_url(one, one.sample_lines[0]).replace("&amp;", "&")
+    answer = client.get(url)
+    assert answer.status_code == 200 and answer.headers["content-type"] == "audio/ogg"
+    assert soundfile.info(io.BytesIO(answer.content)).subtype == "OPUS"
+    query = parse_qs(urlparse(url).query)
+    assert query["voice"] == [services.voices.voice_for(one).key]
+    bad = client.get("/media/voice.ogg?voice=nobody&text=hi")
+    assert bad.status_code == 400 and "Unknown voice" in bad.text
+
+
+class RecordingMedia(CardMedia):
+    def __init__(self, services: Services) -> None:
+        super().__init__(services.portraits, services.voices)
+        self.finished: list[list[NPC]] = []
+
+    def cast_finished(self, npcs: list[NPC]) -> None:  # type: ignore[override]
+        self.finished.append(list(npcs))
+
+
+async def test_the_cast_view_warms_the_voices_once_the_cards_are_out(services: Services) -> None:
+    from app.services.planning import CastRequest
+    from app.ui.cast_view import CastView
+
+    world = services.worlds.world_for("Saltmere")
+    plan = await services.cast.plan(
+        CastRequest(world=world, count=3, temperature=0.9, seed=4), save=False
+    )
+    media = RecordingMedia(services)
+    view = CastView(plan, media=media)
+    async with services.cast.run(plan) as run:
+        view.start(run)
+        async for outcome in run.outcomes():
+            view.apply(outcome)
+            assert media.finished == []  # never while cards are still coming
+    view.finish(0.1, stopped=False, saving=False)
+    assert [len(batch) for batch in media.finished] == [3]
+    assert view.html().count("npc-portrait") == 3
+
+
+async def test_chat_speaks_the_last_reply(services: Services, tmp_path: Path) -> None:
+    handlers = MediaHandlers(_media(services), services.library, tmp_path)
+    one = npc()
+
+    async def get(npc_id: str) -> NPC:
+        return one
+
+    services.library.get = get  # type: ignore[method-assign]
+    bubbles = [
+        {"role": "user", "content": [{"type": "text", "text": "Who are you?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Bram, the smith."}]},
+    ]
+    path = await handlers.say(one.id, "", bubbles)
+    assert Path(path).suffix == ".ogg" and soundfile.info(path).duration > 0.3
+    face, lines = await handlers.portrait(one.id)
+    assert face is not None and Path(face).read_bytes().startswith(b"\x89PNG")
+    assert lines.count("<audio") == len(one.sample_lines)
