@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from app.models import NPC
 from app.ui.media_panel import MediaHandlers
-from app.ui.media_routes import CardMedia, build_media_routes
+from app.ui.media_routes import CardMedia, build_media_routes, gradio_session
 from app.ui.render import npc_card
 from app.wiring import Services
 from tests.test_portraits import npc
@@ -47,6 +47,22 @@ def test_the_voice_route_speaks_what_the_card_links_to(services: Services) -> No
     assert query["voice"] == [services.voices.voice_for(one).key]
     bad = client.get("/media/voice.ogg?voice=nobody&text=hi")
     assert bad.status_code == 400 and "Unknown voice" in bad.text
+
+
+def test_with_sign_in_on_the_routes_answer_only_a_session(services: Services) -> None:
+    app = Starlette()
+    app.auth = object()  # type: ignore[attr-defined]  # what Gradio's App has when auth is set
+    app.cookie_id = "abc"  # type: ignore[attr-defined]
+    app.tokens = {"token-1": "ada"}  # type: ignore[attr-defined]
+    routes = build_media_routes(
+        services.portraits, services.voices, services.library, gradio_session(app)
+    )
+    app.router.routes.extend(routes)
+    url = _media(services).line_url(npc(), "Hello.")
+    assert TestClient(app).get(url).status_code == 401
+    signed = TestClient(app, cookies={"access-token-abc": "token-1"})
+    assert signed.get(url).status_code == 200
+    assert TestClient(app, cookies={"access-token-abc": "forged"}).get(url).status_code == 401
 
 
 class RecordingMedia(CardMedia):
