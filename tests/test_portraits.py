@@ -177,3 +177,31 @@ def test_paths_parse_h_and_v_into_lines() -> None:
     assert parse_path("M0 0 H10 V5 Z", "t") == (
         ("M", (0.0, 0.0)), ("L", (10.0, 0.0)), ("L", (10.0, 5.0)), ("Z", ()),
     )  # fmt: skip
+
+
+def test_free_text_as_a_model_writes_it(services: Services) -> None:
+    girl = services.portraits.spec(
+        npc(
+            gender="female",
+            age=10,
+            appearance="A freckled girl of ten with two copper pigtails, a gap in her front "
+            "teeth and a patched woollen dress.",
+        )
+    )
+    assert (girl.part("hair"), girl.colours["hair"]) == ("braids", "#b5552c")
+    assert girl.part("mouth") == "gap" and girl.part("body") == "dress"
+    assert girl.part("facial_hair") is None and girl.part("age") == "young"
+    dwarf = services.portraits.spec(
+        npc(age=140, appearance="A stout dwarf with a long braided white beard and chainmail.")
+    )
+    assert dwarf.part("facial_hair") == "long_beard" and dwarf.colours["beard"] == "#ecebe6"
+    assert dwarf.part("body") == "armour"
+    crone = services.portraits.spec(
+        npc(
+            gender="female",
+            age=81,
+            appearance="Stooped, wild white hair under a deep hood pulled low, a green shawl.",
+        )
+    )
+    assert crone.part("headwear") == "hood_up"
+    assert crone.colours["cloth"] == "#4f6b3a"  # the shawl's green, not the hair's white

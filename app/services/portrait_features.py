@@ -23,12 +23,18 @@ _CLAUSE_SPLIT = re.compile(r"[.;!?]+|,\s*|\s+with\s+|\s+and\s+|\s+under\s+")
 _SENTENCE_SPLIT = re.compile(r"[.;!?]+")
 _HAIR = re.compile(
     r"hair|curl|braid|plait|mane|lock|ponytail|\bbun\b|mohawk|dread|buzz|scalp|head\b|tonsure"
-    r"|bald|crown|wig|cut\b|fringe|undercut|pate|beard|tangle|shock of|\bpart\b|slick",
+    r"|bald|crown|wig|cut\b|fringe|undercut|pate|tangle|shock of|\bpart\b|slick|pigtail",
     re.IGNORECASE,
 )
 _EYES = re.compile(r"\beyes?\b|optic|lens|implant|gaze", re.IGNORECASE)
 _BEARD = re.compile(r"beard|moustache|mustache|goatee|whisker|stubble", re.IGNORECASE)
 _HAT = re.compile(r"\bhat\b|\bcap\b|hood|bonnet|helmet|band\b|scarf|wimple|veil", re.IGNORECASE)
+_CLOTHES = re.compile(
+    r"cloak|coat|dress|gown|robe|tunic|shirt|jacket|apron|armou?r|mail\b|suit|toga|stola|shawl"
+    r"|hood\b|uniform|vest|tabard|jerkin|habit|smock|trousers|scarf|cape|mantle|overalls"
+    r"|jumpsuit|kimono|sari|hoodie|sweater|jumper|blouse|rags|wrap\b|harness|leathers|furs",
+    re.IGNORECASE,
+)
 _WEARS = re.compile(r"\b(?:wears?|wearing|dressed in|clad in|in a|in an)\b(.*)", re.IGNORECASE)
 _BUILDS = {
     "wide": re.compile(
@@ -113,7 +119,9 @@ def _clauses(text: str, wanted: re.Pattern[str]) -> str:
 
 def _clothing_text(appearance: str) -> str:
     worn = [m.group(1) for s in _SENTENCE_SPLIT.split(appearance) if (m := _WEARS.search(s))]
-    return " ; ".join(worn) if worn else appearance
+    # No "wears": the clauses that name clothes (not the whole text, whose first
+    # colour is as likely the hair's).
+    return " ; ".join(worn) if worn else _clauses(appearance, _CLOTHES)
 
 
 def texts_of(npc: NPC) -> Texts:
