@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from app.models import NPC
 from app.services.voices import API_VOICES
 from app.wiring import Services
 from tests.conftest import MakeServices, make_settings
@@ -82,3 +83,22 @@ async def test_a_failed_speech_call_speaks_offline(
     speech = await media.voices.say(npc(), "Mind the anvil.")
     assert not speech.remote and speech.audio.startswith(b"OggS")
     assert speech.voice.startswith("espeak:")
+
+
+async def test_chat_shows_the_drawn_portrait_while_the_painting_runs(
+    media: Services, media_server: FakeMediaServer, tmp_path: Path
+) -> None:
+    from app.ui.media_panel import MediaHandlers
+    from app.ui.media_routes import CardMedia
+
+    one = npc()
+
+    async def get(npc_id: str) -> NPC:
+        return one
+
+    media.library.get = get  # type: ignore[method-assign]
+    handlers = MediaHandlers(CardMedia(media.portraits, media.voices), media.library, tmp_path)
+    shown = [Path(face).read_bytes() async for face, _ in handlers.portrait(one.id)]
+    assert shown[0] == media.portraits.procedural_png(one)
+    assert len(shown) == 2 and shown[1] != shown[0]
+    assert media_server.paths() == ["/v1/images/generations"]

@@ -108,6 +108,8 @@ async def test_chat_speaks_the_last_reply(services: Services, tmp_path: Path) ->
     ]
     path = await handlers.say(one.id, "", bubbles)
     assert Path(path).suffix == ".ogg" and soundfile.info(path).duration > 0.3
-    face, lines = await handlers.portrait(one.id)
+    shown = [update async for update in handlers.portrait(one.id)]
+    assert len(shown) == 1  # no images model: the drawn portrait only
+    face, lines = shown[0]
     assert face is not None and Path(face).read_bytes().startswith(b"\x89PNG")
     assert lines.count("<audio") == len(one.sample_lines)

@@ -95,3 +95,13 @@ async def test_warm_up_speaks_the_sample_lines_in_the_background(services: Servi
         for line in one.sample_lines:
             assert (await services.voices.say(one, line)).source == "memory"
     assert engine.calls == lines
+
+
+async def test_casts_finishing_together_share_one_warm_up_worker(services: Services) -> None:
+    engine = CountingEngine(services.voices.engine)
+    services.voices.engine = engine  # type: ignore[assignment]
+    services.voices.warm_soon([npc()])
+    services.voices.warm_soon([npc(id="npc-other", name="Other One")])
+    assert len(services.voices._warming) == 1
+    await services.voices.wait_warm()
+    assert engine.calls == 4 == services.voices.warmed

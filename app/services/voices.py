@@ -17,6 +17,7 @@ import hashlib
 import logging
 import random
 import re
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -181,6 +182,7 @@ class Voices:
         self.max_chars = max_chars
         self.warm_lines = warm_lines
         self._warming: set[asyncio.Task[None]] = set()
+        self._queue: deque[tuple[NPC, str]] = deque()
         self.warmed = 0
 
     @classmethod
@@ -255,22 +257,26 @@ class Voices:
         )
 
     def warm_soon(self, npcs: Sequence[NPC]) -> None:
-        """Speak these NPCs' sample lines into the cache, in the background, one
-        line at a time (a failure costs that line only)."""
+        """Speak these NPCs' sample lines into the cache, in the background: one
+        worker per event loop takes them one line at a time, so casts finishing
+        together queue up instead of taking every core (a failure costs that line)."""
         if not self.warm_lines or not npcs or self.cache is None:
             return
-        task = asyncio.get_running_loop().create_task(self._warm(list(npcs)))
-        self._warming.add(task)
-        task.add_done_callback(self._warming.discard)
+        self._queue.extend((npc, line) for npc in npcs for line in npc.sample_lines)
+        loop = asyncio.get_running_loop()
+        if not any(task.get_loop() is loop for task in self._warming):
+            task = loop.create_task(self._warm())
+            self._warming.add(task)
+            task.add_done_callback(self._warming.discard)
 
-    async def _warm(self, npcs: list[NPC]) -> None:
-        for npc in npcs:
-            for line in npc.sample_lines:
-                try:
-                    await self.say(npc, line)
-                    self.warmed += 1
-                except Exception as exc:  # warm-up is a convenience: log and go on
-                    log.warning("voice warm-up of %s: %s", npc.id, exc)
+    async def _warm(self) -> None:
+        while self._queue:
+            npc, line = self._queue.popleft()
+            try:
+                await self.say(npc, line)
+                self.warmed += 1
+            except Exception as exc:  # warm-up is a convenience: log and go on
+                log.warning("voice warm-up of %s: %s", npc.id, exc)
 
     async def wait_warm(self) -> None:
         """Wait until the background warm-ups of this loop have finished (tests, CLI)."""
@@ -280,6 +286,7 @@ class Voices:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def aclose(self) -> None:
+        self._queue.clear()
         for task in list(self._warming):
             task.cancel()
         await self.wait_warm()

@@ -4,6 +4,7 @@ API: ``portrait`` (NPC id -> PNG file) and ``say`` (NPC id, text -> Ogg Opus fil
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,20 @@ class MediaHandlers:
         self.library = library
         self.export_dir = export_dir
 
-    async def portrait(self, npc_id: str | None) -> tuple[str | None, str]:
-        """The NPC's portrait as a PNG file, and its sample lines with play buttons."""
+    async def portrait(self, npc_id: str | None) -> AsyncIterator[tuple[str | None, str]]:
+        """The NPC's portrait as a PNG file, and its sample lines with play buttons:
+        the drawn portrait at once, then the painted one when an images model is set."""
         if not npc_id:
-            return None, ""
+            yield None, ""
+            return
         npc = await self.library.get(required_npc_id(npc_id, "pick an NPC first"))
-        image = await self.media.portraits.png(npc)
-        path = await offer(self.export_dir, "portrait-", safe_filename(npc.name, ".png"), image.png)
-        return path, voice_lines(npc, self.media)
+        portraits, lines = self.media.portraits, voice_lines(npc, self.media)
+        for kind in ("procedural", "auto") if portraits.painter else ("procedural",):
+            image = await portraits.png(npc, kind=kind)
+            if kind == "auto" and not image.painted:
+                return  # the painting failed: the drawn portrait stays
+            name = safe_filename(npc.name, ".png")
+            yield await offer(self.export_dir, "portrait-", name, image.png), lines
 
     async def say(self, npc_id: str | None, text: str | None, bubbles: Any = None) -> str:
         """The NPC saying ``text`` (or its last reply), as an Ogg Opus file."""
