@@ -78,7 +78,7 @@ def build_media_panel(
         face = gr.Image(label="Portrait", type="filepath", interactive=False, height=220, scale=1)
         lines = gr.HTML(scale=2)
     with gr.Row():
-        text = gr.Textbox(label="Say (empty = the last reply)", scale=3)
+        text = gr.Textbox(label="Text to speak (empty = the last reply)", scale=3)
         speak = gr.Button("Speak", scale=0)
     audio = gr.Audio(label="Voice", type="filepath", interactive=False, autoplay=True)
     npc.change(user_errors(handlers.portrait), [npc], [face, lines], api_name="portrait")
