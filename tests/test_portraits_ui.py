@@ -113,3 +113,19 @@ async def test_chat_speaks_the_last_reply(services: Services, tmp_path: Path) ->
     face, lines = shown[0]
     assert face is not None and Path(face).read_bytes().startswith(b"\x89PNG")
     assert lines.count("<audio") == len(one.sample_lines)
+
+
+async def test_the_library_card_has_the_portrait(services: Services, tmp_path: Path) -> None:
+    from app.ui.library_tab import LibraryHandlers
+
+    one = npc()
+
+    async def get(npc_id: str) -> NPC:
+        return one
+
+    services.library.get = get  # type: ignore[method-assign]
+    handlers = LibraryHandlers(
+        services.library, services.refine, services.exports, tmp_path, _media(services)
+    )
+    card, _ = await handlers.open(one.id, "backstory")
+    assert 'class="npc-portrait"' in card and card.count("<audio") == len(one.sample_lines)

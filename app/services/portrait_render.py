@@ -247,7 +247,7 @@ class PngRenderer:
     (it costs 40% of a portrait: it covers the whole canvas)."""
 
     def __init__(self, backgrounds: int = BACKGROUND_MEMO_SIZE) -> None:
-        self._bases: Memo[tuple[Drawn, ...], Any] = Memo("portraits.backgrounds", backgrounds)
+        self.backgrounds: Memo[tuple[Drawn, ...], Any] = Memo("portraits.backgrounds", backgrounds)
 
     def _base(self, background: tuple[Drawn, ...]) -> Any:
         from PIL import Image
@@ -258,7 +258,7 @@ class PngRenderer:
             _draw(image, background)
             return image
 
-        return self._bases.get(background, draw)
+        return self.backgrounds.get(background, draw)
 
     def png(self, shapes: Sequence[Drawn]) -> bytes:
         """The same picture as ``to_svg``, as a 512x512 PNG (128 colours: flat art

@@ -95,6 +95,7 @@ class Portraits:
         self._png = PngRenderer()
         if stats is not None:
             stats.register(self._svgs.name, self._svgs.stats)
+            stats.register(self._png.backgrounds.name, self._png.backgrounds.stats)
 
     @classmethod
     def from_settings(
