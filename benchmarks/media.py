@@ -132,6 +132,7 @@ async def speech(services: Services, npcs: Sequence[NPC], lines: int) -> list[Ro
     synth = encode = audio_s = first = 0.0
     sizes = 0
     to_file: list[float] = []
+    cpu_started = time.process_time()
     for npc, line in picked:
         voice = voices.voice_for(npc).espeak
         started = time.perf_counter()
@@ -143,9 +144,11 @@ async def speech(services: Services, npcs: Sequence[NPC], lines: int) -> list[Ro
         audio_s += pcm.duration_s
         first += pcm.first_audio_s
         sizes += len(ogg)
+    cpu = time.process_time() - cpu_started
     n = len(picked)
     return [
         (f"speech, {n} sample lines (eSpeak NG)", f"{audio_s:.1f} s of audio"),
+        ("  real-time factor, CPU (synthesis + Opus)", f"{cpu / audio_s:.4f}"),
         ("  real-time factor, synthesis", f"{synth / audio_s:.4f}"),
         ("  real-time factor, synthesis + Opus", f"{(synth + encode) / audio_s:.4f}"),
         ("  time to first samples", f"{_ms(first / n)} mean"),
