@@ -157,10 +157,23 @@ _NEGATED = re.compile(r"\b(?:no|not|never|without|nor)\s+(?:\w+\s+)?$", re.IGNOR
 def _first_match(patterns: Sequence[re.Pattern[str]], text: str) -> str | None:
     """The first pattern's words that occur, not negated ("hair that no hat can tame")."""
     for pattern in patterns:
-        for found in pattern.finditer(text):
-            if not _NEGATED.search(text[max(0, found.start() - 20) : found.start()]):
+        found = _word_search(pattern, text)
+        while found is not None:
+            if not _NEGATED.search(text, max(0, found.start() - 20), found.start()):
                 return found.group(0)
+            found = _word_search(pattern, text, found.end())
     return None
+
+
+def _word_search(pattern: re.Pattern[str], text: str, start: int = 0) -> re.Match[str] | None:
+    """The first match that begins a word ("red" in "a red hood", not in "bored")."""
+    found = pattern.search(text, start)
+    while found is not None and found.start() > 0:
+        before = text[found.start() - 1]
+        if not (before.isalnum() or before in "-_"):
+            break
+        found = pattern.search(text, found.start() + 1)
+    return found
 
 
 def _colour_word(words: Sequence[ColourWord], text: str) -> tuple[str, str] | None:
@@ -168,7 +181,7 @@ def _colour_word(words: Sequence[ColourWord], text: str) -> tuple[str, str] | No
     best: tuple[int, str, str] | None = None
     for word in words:
         for pattern in word.when:
-            found = pattern.search(text)
+            found = _word_search(pattern, text)
             if found and (best is None or found.start() < best[0]):
                 best = (found.start(), word.colour, found.group(0))
     return (best[1], best[2]) if best else None

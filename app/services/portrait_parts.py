@@ -157,7 +157,9 @@ def _patterns(raw: Any, where: str) -> tuple[re.Pattern[str], ...]:
     patterns = []
     for text in raw or ():
         try:
-            patterns.append(re.compile(rf"(?<![\w-]){text}", re.IGNORECASE))
+            # Matched at the start of a word (checked by the caller: a leading
+            # look-behind would cost the regex engine its fast literal scan).
+            patterns.append(re.compile(text, re.IGNORECASE))
         except re.error as exc:
             raise ConfigError(f"{where}: bad pattern {text!r} ({exc})") from None
     return tuple(patterns)
