@@ -190,7 +190,7 @@ def test_free_text_as_a_model_writes_it(services: Services) -> None:
     )
     assert (girl.part("hair"), girl.colours["hair"]) == ("braids", "#b5552c")
     assert girl.part("mouth") == "gap" and girl.part("body") == "dress"
-    assert girl.part("facial_hair") is None and girl.part("age") == "young"
+    assert girl.part("facial_hair") is None and girl.part("age") == "child"
     dwarf = services.portraits.spec(
         npc(age=140, appearance="A stout dwarf with a long braided white beard and chainmail.")
     )
