@@ -108,6 +108,9 @@ async def test_chat_speaks_the_last_reply(services: Services, tmp_path: Path) ->
     ]
     path = await handlers.say(one.id, "", bubbles)
     assert Path(path).suffix == ".ogg" and soundfile.info(path).duration > 0.3
+    assert isinstance(await handlers.speak_reply(one.id, False, bubbles), dict)  # gr.skip()
+    spoken = await handlers.speak_reply(one.id, True, bubbles)
+    assert soundfile.info(spoken).duration > 0.3
     shown = [update async for update in handlers.portrait(one.id)]
     assert len(shown) == 1  # no images model: the drawn portrait only
     face, lines = shown[0]

@@ -276,10 +276,11 @@ def build_chat(
                 fresh = gr.Button("New conversation")
             status = gr.Markdown()
         with gr.Column(scale=2):
+            panel = None
             if media is not None:  # the NPC's portrait, its lines to play, Speak
                 from app.ui.media_panel import build_media_panel
 
-                build_media_panel(npc, bubbles, media, library, export_dir)
+                panel = build_media_panel(npc, bubbles, media, library, export_dir)
             memories = gr.Dataframe(
                 headers=MEMORY_COLUMNS,
                 label="Memories used for the last reply (scores 0-1)",
@@ -316,11 +317,13 @@ def build_chat(
         h(handlers.open_conversation), [npc, conversation], [bubbles], api_visibility="private"
     )
     chat_inputs = [npc, conversation, player, message, backend]
-    send.click(h(handlers.send), chat_inputs, outputs, api_name="chat")
-    message.submit(h(handlers.send), chat_inputs, outputs, api_visibility="private")
-    again.click(
+    sent = send.click(h(handlers.send), chat_inputs, outputs, api_name="chat")
+    said = message.submit(h(handlers.send), chat_inputs, outputs, api_visibility="private")
+    redone = again.click(
         h(handlers.regenerate), [npc, conversation, backend], outputs, api_name="chat_regenerate"
     )
+    if panel is not None:
+        panel.speak_replies_after(sent, said, redone)
     fresh.click(h(handlers.new_conversation), [npc, player], outputs, api_name="chat_new")
     export.click(h(handlers.export), [npc, conversation, fmt], [exported], api_name="chat_export")
     recall.click(

@@ -68,10 +68,37 @@ class MediaHandlers:
         name = safe_filename(f"{npc.name} line", speech.suffix)
         return await offer(self.export_dir, "voice-", name, speech.audio)
 
+    async def speak_reply(self, npc_id: str | None, every: bool, bubbles: Any) -> Any:
+        """After a reply has streamed: speak it when "Speak every reply" is ticked."""
+        if not every or not npc_id or not _last_reply(bubbles):
+            return gr.skip()
+        return await self.say(npc_id, None, bubbles)
+
+
+class MediaPanel:
+    """What the chat wires after its own events: speak each finished reply when asked."""
+
+    def __init__(
+        self, handlers: MediaHandlers, npc: gr.Dropdown, bubbles: gr.Chatbot, every: gr.Checkbox,
+        audio: gr.Audio,
+    ) -> None:  # fmt: skip
+        self.handlers, self.npc, self.bubbles, self.every, self.audio = (
+            handlers, npc, bubbles, every, audio,
+        )  # fmt: skip
+
+    def speak_replies_after(self, *events: Any) -> None:
+        for event in events:
+            event.then(
+                user_errors(self.handlers.speak_reply),
+                [self.npc, self.every, self.bubbles],
+                [self.audio],
+                api_visibility="private",
+            )
+
 
 def build_media_panel(
     npc: gr.Dropdown, bubbles: gr.Chatbot, media: CardMedia, library: Library, export_dir: Path
-) -> None:
+) -> MediaPanel:
     """Inside the current column: the portrait, the lines and the Speak button."""
     handlers = MediaHandlers(media, library, export_dir)
     with gr.Row():
@@ -80,6 +107,8 @@ def build_media_panel(
     with gr.Row():
         text = gr.Textbox(label="Text to speak (empty = the last reply)", scale=3)
         speak = gr.Button("Speak", scale=0)
+    every = gr.Checkbox(label="Speak every reply", value=False)
     audio = gr.Audio(label="Voice", type="filepath", interactive=False, autoplay=True)
     npc.change(user_errors(handlers.portrait), [npc], [face, lines], api_name="portrait")
     speak.click(user_errors(handlers.say), [npc, text, bubbles], [audio], api_name="say")
+    return MediaPanel(handlers, npc, bubbles, every, audio)
