@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import soundfile
@@ -132,3 +133,32 @@ async def test_the_library_card_has_the_portrait(services: Services, tmp_path: P
     )
     card, _ = await handlers.open(one.id, "backstory")
     assert 'class="npc-portrait"' in card and card.count("<audio") == len(one.sample_lines)
+
+
+def test_a_portrait_is_served_only_to_who_may_see_the_npc(services: Services) -> None:
+    from app.services.library import Viewer
+
+    theirs = npc(owner="bea")
+
+    class Store:
+        def get(self, npc_id: str) -> NPC | None:
+            return theirs if npc_id == theirs.id else None
+
+    services.library._lazy._store = Store()  # type: ignore[assignment]
+
+    def scope(library: Any, user: str, request: Any) -> Any:
+        return library.as_seen_by(Viewer(user, sees_all=False))
+
+    def session(request: Any) -> str | None:
+        return request.headers.get("x-user")
+
+    app = Starlette(
+        routes=build_media_routes(
+            services.portraits, services.voices, services.library, session, scope
+        )
+    )
+    client = TestClient(app)
+    url = f"/media/portrait/{theirs.id}.png"
+    assert client.get(url, headers={"x-user": "bea"}).content.startswith(b"\x89PNG")
+    assert client.get(url, headers={"x-user": "ada"}).status_code == 404
+    assert client.get(url).status_code == 401

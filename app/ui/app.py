@@ -130,7 +130,9 @@ def serve(
         options["auth_message"] = "Sign in to NPC Forge with the account you were given."
     _inside_an_event_loop(lambda: demo.launch(**options))
     add_routes(demo.app, services.observability)
-    add_media_routes(demo.app, services.portraits, services.voices, services.library)
+    add_media_routes(
+        demo.app, services.portraits, services.voices, services.library, services.admission
+    )
     loop = server_loop(demo)
     if loop is not None:
         warm: Future[None] = asyncio.run_coroutine_threadsafe(services.warm_up(), loop)

@@ -280,7 +280,7 @@ def build_chat(
             if media is not None:  # the NPC's portrait, its lines to play, Speak
                 from app.ui.media_panel import build_media_panel
 
-                panel = build_media_panel(npc, bubbles, media, library, export_dir)
+                panel = build_media_panel(npc, bubbles, media, library, export_dir, admission)
             memories = gr.Dataframe(
                 headers=MEMORY_COLUMNS,
                 label="Memories used for the last reply (scores 0-1)",

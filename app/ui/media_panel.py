@@ -11,10 +11,12 @@ from typing import Any
 import gradio as gr
 
 from app.errors import InputError
+from app.services.admission import Admission
 from app.services.exports import safe_filename
 from app.services.library import Library
 from app.ui.downloads import offer
 from app.ui.errors import required_npc_id, user_errors
+from app.ui.identity import caller_of
 from app.ui.media_routes import CardMedia
 from app.ui.render import voice_lines
 
@@ -38,18 +40,33 @@ def _last_reply(bubbles: Any) -> str | None:
 
 
 class MediaHandlers:
-    def __init__(self, media: CardMedia, library: Library, export_dir: Path) -> None:
+    def __init__(
+        self,
+        media: CardMedia,
+        library: Library,
+        export_dir: Path,
+        admission: Admission | None = None,
+    ) -> None:
         self.media = media
         self.library = library
         self.export_dir = export_dir
+        self.admission = admission  # None: every caller sees every NPC (direct calls)
 
-    async def portrait(self, npc_id: str | None) -> AsyncIterator[tuple[str | None, str]]:
+    def _library(self, request: gr.Request | None) -> Library:
+        """The library as the caller sees it (their own NPCs and the team's)."""
+        if self.admission is None:
+            return self.library
+        return self.library.as_seen_by(self.admission.viewer(caller_of(self.admission, request)))
+
+    async def portrait(
+        self, npc_id: str | None, request: gr.Request | None = None
+    ) -> AsyncIterator[tuple[str | None, str]]:
         """The NPC's portrait as a PNG file, and its sample lines with play buttons:
         the drawn portrait at once, then the painted one when an images model is set."""
         if not npc_id:
             yield None, ""
             return
-        npc = await self.library.get(required_npc_id(npc_id, "pick an NPC first"))
+        npc = await self._library(request).get(required_npc_id(npc_id, "pick an NPC first"))
         portraits, lines = self.media.portraits, voice_lines(npc, self.media)
         for kind in ("procedural", "auto") if portraits.painter else ("procedural",):
             image = await portraits.png(npc, kind=kind)
@@ -58,9 +75,15 @@ class MediaHandlers:
             name = safe_filename(npc.name, ".png")
             yield await offer(self.export_dir, "portrait-", name, image.png), lines
 
-    async def say(self, npc_id: str | None, text: str | None, bubbles: Any = None) -> str:
+    async def say(
+        self,
+        npc_id: str | None,
+        text: str | None,
+        bubbles: Any = None,
+        request: gr.Request | None = None,
+    ) -> str:
         """The NPC saying ``text`` (or its last reply), as an Ogg Opus file."""
-        npc = await self.library.get(required_npc_id(npc_id, "pick an NPC first"))
+        npc = await self._library(request).get(required_npc_id(npc_id, "pick an NPC first"))
         line = text if text and text.strip() else _last_reply(bubbles)
         if not line:
             raise InputError("Type what the NPC should say, or talk to it first.")
@@ -68,11 +91,13 @@ class MediaHandlers:
         name = safe_filename(f"{npc.name} line", speech.suffix)
         return await offer(self.export_dir, "voice-", name, speech.audio)
 
-    async def speak_reply(self, npc_id: str | None, every: bool, bubbles: Any) -> Any:
+    async def speak_reply(
+        self, npc_id: str | None, every: bool, bubbles: Any, request: gr.Request | None = None
+    ) -> Any:
         """After a reply has streamed: speak it when "Speak every reply" is ticked."""
         if not every or not npc_id or not _last_reply(bubbles):
             return gr.skip()
-        return await self.say(npc_id, None, bubbles)
+        return await self.say(npc_id, None, bubbles, request)
 
 
 class MediaPanel:
@@ -97,10 +122,15 @@ class MediaPanel:
 
 
 def build_media_panel(
-    npc: gr.Dropdown, bubbles: gr.Chatbot, media: CardMedia, library: Library, export_dir: Path
+    npc: gr.Dropdown,
+    bubbles: gr.Chatbot,
+    media: CardMedia,
+    library: Library,
+    export_dir: Path,
+    admission: Admission | None = None,
 ) -> MediaPanel:
     """Inside the current column: the portrait, the lines and the Speak button."""
-    handlers = MediaHandlers(media, library, export_dir)
+    handlers = MediaHandlers(media, library, export_dir, admission)
     with gr.Row():
         face = gr.Image(label="Portrait", type="filepath", interactive=False, height=220, scale=1)
         lines = gr.HTML(scale=2)

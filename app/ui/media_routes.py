@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 
 from app.errors import NPCForgeError
 from app.models import NPC
+from app.services.admission import Admission
 from app.services.library import Library
 from app.services.portraits import Portraits
 from app.services.voices import Voices, parse_voice_key
@@ -50,35 +51,48 @@ class CardMedia:
         self.voices.warm_soon(npcs)
 
 
-SignedIn = Callable[[Request], bool]
+# Who sent a request: "" when nobody signs in, the user's name, or None (not signed in).
+Session = Callable[[Request], str | None]
+# The library as that user sees it.
+Scope = Callable[[Library, str, Request], Library]
 
 
-def gradio_session(app: Any) -> SignedIn:
-    """Whether a request carries a session of the Gradio app's sign-in (always
-    true when sign-in is off). Gradio guards its own routes only."""
+def gradio_session(app: Any) -> Session:
+    """The signed-in user of a request, from the Gradio app's session cookie
+    (Gradio guards its own routes only)."""
 
-    def signed_in(request: Request) -> bool:
+    def user(request: Request) -> str | None:
         if getattr(app, "auth", None) is None:
-            return True
+            return ""
         cookie_id = getattr(app, "cookie_id", "")
         token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(
             f"access-token-unsecure-{cookie_id}"
         )
-        return token is not None and getattr(app, "tokens", {}).get(token) is not None
+        name = getattr(app, "tokens", {}).get(token) if token is not None else None
+        return str(name) if name else None
 
-    return signed_in
+    return user
+
+
+def admission_scope(admission: Admission) -> Scope:
+    def scope(library: Library, user: str, request: Request) -> Library:
+        host = request.client.host if request.client else None
+        return library.as_seen_by(admission.viewer(admission.caller(user or None, host)))
+
+    return scope
 
 
 def build_media_routes(
     portraits: Portraits,
     voices: Voices,
     library: Library,
-    signed_in: SignedIn = lambda request: True,
+    session: Session = lambda request: "",
+    scope: Scope = lambda library, user, request: library,
 ) -> list[Route]:
     refused = PlainTextResponse("Sign in first.", status_code=401)
 
     async def voice(request: Request) -> Response:
-        if not signed_in(request):
+        if session(request) is None:
             return refused
         try:
             speech = await voices.say_as(
@@ -92,11 +106,12 @@ def build_media_routes(
         )
 
     async def portrait(request: Request) -> Response:
-        if not signed_in(request):
+        user = session(request)
+        if user is None:
             return refused
         npc_id, kind = request.path_params["npc_id"], request.path_params["kind"]
         try:
-            npc = await library.get(npc_id)
+            npc = await scope(library, user, request).get(npc_id)
             if kind == "svg":
                 return Response(portraits.svg(npc), media_type="image/svg+xml")
             image = await portraits.png(npc)
@@ -110,8 +125,19 @@ def build_media_routes(
     ]
 
 
-def add_media_routes(app: ASGIApp, portraits: Portraits, voices: Voices, library: Library) -> None:
-    """Put the media routes ahead of Gradio's catch-all ones."""
-    routes = build_media_routes(portraits, voices, library, gradio_session(app))
+def add_media_routes(
+    app: ASGIApp,
+    portraits: Portraits,
+    voices: Voices,
+    library: Library,
+    admission: Admission | None = None,
+) -> None:
+    """Put the media routes ahead of Gradio's catch-all ones; a portrait is served
+    to whoever may see its NPC in the library."""
+    session = gradio_session(app)
+    if admission is None:
+        routes = build_media_routes(portraits, voices, library, session)
+    else:
+        routes = build_media_routes(portraits, voices, library, session, admission_scope(admission))
     for route in reversed(routes):
         app.router.routes.insert(0, route)  # type: ignore[attr-defined]
