@@ -54,6 +54,9 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "data_dir": tmp_path / "data",
         "backend": "procedural",
         "library_autosave": False,
+        # Speaking a finished cast's lines in the background changes the cache's
+        # figures while a test reads them; the tests about it switch it on.
+        "voice_warm_lines": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from app.errors import InputError
 from app.models import NPC
 from app.services.voices import clean_text, parse_voice_key, voice_for
 from app.wiring import Services
+from tests.conftest import MakeServices, make_settings
 from tests.npc_fixtures import valid_profile
 
 
@@ -83,7 +85,13 @@ async def test_a_line_is_ogg_opus_and_spoken_once(services: Services) -> None:
     assert len(first.audio) / info.duration < 8_000  # compact: well under 64 kbit/s
 
 
-async def test_warm_up_speaks_the_sample_lines_in_the_background(services: Services) -> None:
+@pytest.fixture
+def warming(tmp_path: Path, make_services: MakeServices) -> Services:
+    return make_services(make_settings(tmp_path, voice_warm_lines=True))
+
+
+async def test_warm_up_speaks_the_sample_lines_in_the_background(warming: Services) -> None:
+    services = warming
     engine = CountingEngine(services.voices.engine)
     services.voices.engine = engine  # type: ignore[assignment]
     cast = [npc(), npc(id="npc-second", name="Second One")]
@@ -97,7 +105,8 @@ async def test_warm_up_speaks_the_sample_lines_in_the_background(services: Servi
     assert engine.calls == lines
 
 
-async def test_casts_finishing_together_share_one_warm_up_worker(services: Services) -> None:
+async def test_casts_finishing_together_share_one_warm_up_worker(warming: Services) -> None:
+    services = warming
     engine = CountingEngine(services.voices.engine)
     services.voices.engine = engine  # type: ignore[assignment]
     services.voices.warm_soon([npc()])
@@ -105,3 +114,8 @@ async def test_casts_finishing_together_share_one_warm_up_worker(services: Servi
     assert len(services.voices._warming) == 1
     await services.voices.wait_warm()
     assert engine.calls == 4 == services.voices.warmed
+
+
+async def test_warm_up_can_be_switched_off(services: Services) -> None:
+    services.voices.warm_soon([npc()])  # the tests' settings switch it off
+    assert services.voices._warming == set() and services.voices.warmed == 0
