@@ -205,3 +205,10 @@ def test_free_text_as_a_model_writes_it(services: Services) -> None:
     )
     assert crone.part("headwear") == "hood_up"
     assert crone.colours["cloth"] == "#4f6b3a"  # the shawl's green, not the hair's white
+
+
+def test_an_npc_without_an_age_is_drawn_and_voiced_as_an_adult(services: Services) -> None:
+    unknown = npc(age=None, appearance="Wiry, with short hair.")
+    assert services.portraits.spec(unknown).part("age") == "young"
+    assert services.voices.voice_for(unknown).espeak.variant != "grandpa"
+    assert "age unknown" in services.portraits.prompt(unknown)

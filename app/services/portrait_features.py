@@ -54,6 +54,7 @@ _BUILDS = {
 BODY_SCALE = {"wide": 1.12, "round": 1.08, "narrow": 0.9, "average": 1.0}
 HEAD_SCALE = {"wide": 1.05, "round": 1.04, "narrow": 0.96, "average": 1.0}
 OLD_AGE, GREYING_AGE, WHITE_AGE = 60, 45, 75
+UNKNOWN_AGE = 30
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,11 @@ class PortraitSpec:
         """The slot's (first) part id, or None when the slot is empty."""
         chosen = self.parts.get(slot, ())
         return chosen[0] if chosen else None
+
+
+def age_of(npc: NPC) -> int:
+    """The NPC's age, or an adult's when it is unknown (an imported card may not say)."""
+    return npc.age if npc.age is not None else UNKNOWN_AGE
 
 
 def gender_key(gender: str) -> str:
@@ -254,7 +260,7 @@ class SpecBuilder:
         fitting = [
             p
             for p in slot.parts
-            if p.default is not None and p.default.fits(gender, genre, build, npc.age)
+            if p.default is not None and p.default.fits(gender, genre, build, age_of(npc))
         ]
         if not fitting:
             return [], ""
@@ -319,15 +325,16 @@ class SpecBuilder:
             because["colour.hair"] = f"'{found[1]}'"
             return found[0]
         natural = _rng(npc, "hair").choice(data.natural_hair)
+        age = age_of(npc)
         # The text gives no colour: age does. Grey from 60, white from 75, greying between.
-        if npc.age >= WHITE_AGE:
-            because["colour.hair"] = f"age {npc.age}"
+        if age >= WHITE_AGE:
+            because["colour.hair"] = f"age {age}"
             return data.white_hair
-        if npc.age >= OLD_AGE:
-            because["colour.hair"] = f"age {npc.age}"
+        if age >= OLD_AGE:
+            because["colour.hair"] = f"age {age}"
             return data.grey_hair
-        if npc.age >= GREYING_AGE:
-            because["colour.hair"] = f"age {npc.age} (greying)"
-            return mix(natural, data.grey_hair, (npc.age - GREYING_AGE) / (OLD_AGE - GREYING_AGE))
+        if age >= GREYING_AGE:
+            because["colour.hair"] = f"age {age} (greying)"
+            return mix(natural, data.grey_hair, (age - GREYING_AGE) / (OLD_AGE - GREYING_AGE))
         because["colour.hair"] = "default"
         return natural

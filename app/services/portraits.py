@@ -109,16 +109,14 @@ class Portraits:
     ) -> Portraits:
         """Parts from assets/portraits/, the world's genre as the procedural backend
         sees it, and a painter when an images model is configured."""
+        from app.backends.procedural_world import read_world
         from app.services.portrait_parts import PartsSource
         from app.services.portrait_remote import MediaClient
         from config import resolved_media_base_url
 
         def world_style(name: str) -> tuple[str, str]:
             world = worlds.world_for(name)
-            genre = assets.tables().detect_genre(
-                world.detail_text(), f"{world.name} {world.era} {world.time_period}"
-            )
-            return genre, world.key()
+            return read_world(assets.tables(), world).genre, world.key()
 
         painter = None
         if settings.images_model:
@@ -169,10 +167,11 @@ class Portraits:
     def prompt(self, npc: NPC) -> str:
         """What an images model is asked to paint: the appearance in its world."""
         genre, _ = self.style(npc.world)
+        who = f"{npc.age_text(' years old')}, {npc.gender} {npc.occupation}"
         return (
-            f"Head-and-shoulders portrait of {npc.name}, a {npc.age}-year-old {npc.gender} "
-            f"{npc.occupation} in the world of {npc.world} ({genre.replace('_', ' ')}). "
-            f"{npc.appearance} Painted character art, plain background, no text."
+            f"Head-and-shoulders portrait of {npc.name}, {who}, in the world of {npc.world} "
+            f"({genre.replace('_', ' ')}). {npc.appearance} "
+            "Painted character art, plain background, no text."
         )
 
     async def png(self, npc: NPC, *, kind: Kind = "auto") -> PortraitImage:

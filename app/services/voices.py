@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from app.cache.response import ResponseCache, Source
 from app.errors import InputError, NPCForgeError
 from app.models import NPC
-from app.services.portrait_features import gender_key
+from app.services.portrait_features import age_of, gender_key
 from app.services.voice_codec import MIME, SUFFIX, pcm_to_ogg_opus
 from app.services.voice_engine import EspeakEngine, EspeakVoice, espeak_engine
 from app.services.voice_remote import RemoteSpeaker
@@ -111,6 +111,7 @@ def voice_for(npc: NPC, *, api: bool = False) -> Voice:
     age, intonation range and speed by speech style; small seeded differences
     so two NPCs of one kind do not sound alike."""
     gender = gender_key(npc.gender)
+    age = age_of(npc)
     style = npc.speech_style
     seed = hashlib.blake2b(f"{npc.id}|{npc.name}|voice".encode(), digest_size=8).digest()
     rng = random.Random(int.from_bytes(seed, "big"))
@@ -119,17 +120,17 @@ def voice_for(npc: NPC, *, api: bool = False) -> Voice:
         variant = "whisperf" if gender == "f" else "whisper"
     elif _STYLE["robot"].search(style):
         variant = "robosoft"
-    elif _STYLE["croak"].search(style) and npc.age >= 50:
+    elif _STYLE["croak"].search(style) and age >= 50:
         variant = "croak"
-    elif npc.age >= 70 and gender in ("m", "f"):
+    elif age >= 70 and gender in ("m", "f"):
         variant = "grandpa" if gender == "m" else "grandma"
     pitch = BASE_PITCH[gender] + rng.uniform(-6, 6)
-    if npc.age < 14:
+    if age < 14:
         pitch += 22
-    elif npc.age < 18:
+    elif age < 18:
         pitch += 8
-    elif npc.age >= 60:
-        pitch -= 6 + (4 if npc.age >= 75 else 0)
+    elif age >= 60:
+        pitch -= 6 + (4 if age >= 75 else 0)
     pitch += -10 if _STYLE["deep"].search(style) else 0
     pitch += 10 if _STYLE["high"].search(style) else 0
     tone = 50 + rng.uniform(-8, 8)
@@ -137,7 +138,7 @@ def voice_for(npc: NPC, *, api: bool = False) -> Voice:
     rate = BASE_RATE + rng.uniform(-8, 8)
     rate += 40 if _STYLE["fast"].search(style) else 0
     rate -= 35 if _STYLE["slow"].search(style) else 0
-    rate -= 15 if npc.age >= 65 else 0
+    rate -= 15 if age >= 65 else 0
     espeak = EspeakVoice(variant, _clamp(pitch, 5, 95), _clamp(tone, 5, 95), _clamp(rate, 90, 320))
     if not api:
         return Voice(espeak)
