@@ -157,8 +157,16 @@ class Services:
             self.assets.personalities,
             default_temperature=settings.default_temperature,
         )
+        # Portraits and voices: offline by default, an images/speech API when configured.
+        self.portraits = Portraits.from_settings(
+            settings, self.assets, self.worlds, cache=self.response_cache, stats=self.stats
+        )
+        self.voices = Voices.from_settings(settings, self.response_cache)
         self.exports = ExportService(
-            self.library, self.worlds, CardStore(Path(settings.data_dir) / "cards")
+            self.library,
+            self.worlds,
+            CardStore(Path(settings.data_dir) / "cards"),
+            portrait=self.portraits.procedural_png,
         )
         self.chat = ChatService(
             backends=self.backends,
@@ -183,11 +191,6 @@ class Services:
         self.observability = ObservabilityService(
             self.stats, self.metrics, self.backends, self.quotas
         )
-        # Portraits and voices: offline by default, an images/speech API when configured.
-        self.portraits = Portraits.from_settings(
-            settings, self.assets, self.worlds, cache=self.response_cache, stats=self.stats
-        )
-        self.voices = Voices.from_settings(settings, self.response_cache)
 
     async def _npc_name(self, npc_id: str) -> str:
         """The name extraction prompts use for an NPC."""

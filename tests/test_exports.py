@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
+import orjson
 import pytest
 
 from app.errors import InputError
@@ -23,6 +25,7 @@ from app.services.exports import (
     safe_filename,
     unique_name,
 )
+from tests.conftest import MakeServices, make_settings
 from tests.npc_fixtures import valid_profile
 
 
@@ -100,3 +103,35 @@ def test_export_names_and_unknown_formats() -> None:
     assert whole.filename == "Saltmere.md"
     with pytest.raises(InputError, match="Unknown export format 'YAML'"):
         build_export(ExportInput([_npc()], world), "YAML")
+
+
+async def test_card_exports_carry_the_npcs_portrait(
+    tmp_path: Path, make_services: MakeServices
+) -> None:
+    import base64
+    import zipfile
+
+    from PIL import Image
+
+    from tests import casts
+
+    services = make_services(make_settings(tmp_path))
+    world = services.worlds.resolve("saltmere", None).world
+    npcs = [o.npc for o in await casts.outcomes(services, world, 2, seed=3) if o.npc is not None]
+    await services.library.save(npcs)
+    drawn = services.portraits.procedural_png(npcs[0])
+
+    def pixels(png: bytes) -> bytes:
+        return Image.open(io.BytesIO(png)).convert("RGB").tobytes()
+
+    png_card = await services.exports.export(npcs[0].id, "this NPC", "Character Card V2 (PNG)")
+    assert pixels(png_card.data) == pixels(drawn)  # the face, not the initials placeholder
+    v3 = await services.exports.export(npcs[0].id, "this NPC", "Character Card V3 (JSON)")
+    [icon] = orjson.loads(v3.data)["data"]["assets"]
+    assert base64.b64decode(icon["uri"].partition(",")[2]) == drawn
+    world_zip = await services.exports.export(
+        npcs[0].id, "its whole world", "Character Card V3 (PNG)"
+    )
+    with zipfile.ZipFile(io.BytesIO(world_zip.data)) as archive:
+        faces = {pixels(archive.read(name)) for name in archive.namelist()}
+    assert faces == {pixels(services.portraits.procedural_png(npc)) for npc in npcs}

@@ -180,15 +180,23 @@ def _carried(kept: KeptCard | None, npc: NPC) -> KeptCard | None:
 
 
 def card_for(
-    npc: NPC, world: World | None, spec: str, *, kept: KeptCard | None, now: float
+    npc: NPC,
+    world: World | None,
+    spec: str,
+    *,
+    kept: KeptCard | None,
+    now: float,
+    portrait: bytes | None = None,
 ) -> dict[str, Any]:
-    """The NPC's card in ``spec`` (JSON export: a V3 portrait travels as a data URL)."""
+    """The NPC's card in ``spec`` (JSON export: a V3 portrait travels as a data URL;
+    ``portrait`` is the NPC's PNG, None for an initials placeholder)."""
     kept = _carried(kept, npc)
     if kept is not None:
         return kept_card(kept, npc, spec, now=now)
     if spec == SPEC_V2:
         return npc_to_card(npc, world)
-    return npc_to_card_v3(npc, world, now=now, portrait_uri=_data_url(portrait_png(npc.name)))
+    art = portrait or portrait_png(npc.name)
+    return npc_to_card_v3(npc, world, now=now, portrait_uri=_data_url(art))
 
 
 def _chunk(card: Mapping[str, Any]) -> str:
@@ -196,7 +204,13 @@ def _chunk(card: Mapping[str, Any]) -> str:
 
 
 def card_png_for(
-    npc: NPC, world: World | None, spec: str, *, kept: KeptCard | None, now: float
+    npc: NPC,
+    world: World | None,
+    spec: str,
+    *,
+    kept: KeptCard | None,
+    now: float,
+    portrait: bytes | None = None,
 ) -> bytes:
     """The NPC's PNG card: V2 has ``chara``; V3 has ``ccv3`` and a V2 ``chara``.
     The art is the imported card's when it had some, else a generated portrait."""
@@ -213,7 +227,7 @@ def card_png_for(
     if v3 is not None:
         texts["ccv3"] = _chunk(v3)
     art = (kept.png or icon_png(kept.card)) if kept is not None else None
-    return with_text_chunks(art or portrait_png(npc.name), texts)
+    return with_text_chunks(art or portrait or portrait_png(npc.name), texts)
 
 
 def icon_png(card: Mapping[str, Any]) -> bytes | None:

@@ -169,6 +169,8 @@ class ExportInput:
     kept: Mapping[str, KeptCard] = field(default_factory=dict)
     now: float = 0.0
     whole_world: bool = False
+    # The NPC's portrait as PNG (a card's picture); None = an initials placeholder.
+    portrait: Callable[[NPC], bytes] | None = None
 
     @property
     def one(self) -> bool:
@@ -188,9 +190,11 @@ def _card_bytes(given: ExportInput, npc: NPC, spec: str, png: bool) -> bytes:
     from app.services.cards import card_for, card_png_for
 
     kept = given.kept.get(npc.id)
+    art = given.portrait(npc) if given.portrait is not None else None
     if png:
-        return card_png_for(npc, given.world, spec, kept=kept, now=given.now)
-    return dumps(card_for(npc, given.world, spec, kept=kept, now=given.now), pretty=True)
+        return card_png_for(npc, given.world, spec, kept=kept, now=given.now, portrait=art)
+    card = card_for(npc, given.world, spec, kept=kept, now=given.now, portrait=art)
+    return dumps(card, pretty=True)
 
 
 def cards_zip(given: ExportInput, spec: str, *, png: bool) -> bytes:
@@ -282,15 +286,17 @@ class ExportService:
         worlds: WorldService,
         cards: CardStore,
         clock: Callable[[], float] = time.time,
+        portrait: Callable[[NPC], bytes] | None = None,
     ) -> None:
         self.library = library
         self.worlds = worlds
         self.cards = cards
         self.clock = clock
+        self.portrait = portrait  # blocking: called in the export's thread
 
     def seen_by(self, library: Library) -> ExportService:
         """The same service exporting from and importing into one viewer's view."""
-        return ExportService(library, self.worlds, self.cards, self.clock)
+        return ExportService(library, self.worlds, self.cards, self.clock, self.portrait)
 
     async def export(self, npc_id: str, scope: str, fmt: str) -> ExportFile:
         if scope not in SCOPES:
@@ -308,7 +314,14 @@ class ExportService:
         def build() -> ExportFile:
             kept = {npc.id: card for npc in npcs if (card := self.cards.get(npc.id)) is not None}
             world = self.worlds.world_for(npcs[0].world)
-            given = ExportInput(npcs, world, kept, self.clock(), whole_world=scope == SCOPES[1])
+            given = ExportInput(
+                npcs,
+                world,
+                kept,
+                self.clock(),
+                whole_world=scope == SCOPES[1],
+                portrait=self.portrait,
+            )
             return build_export(given, fmt)
 
         return await asyncio.to_thread(build)
