@@ -41,6 +41,7 @@ from app.services.portraits import Portraits
 from app.services.quotas import QuotaCollector, Quotas
 from app.services.refine import RefineService
 from app.services.voices import Voices
+from app.services.world_drafts import WorldDrafter
 from app.services.worlds import WorldService
 from app.store.client import SharedClient
 from app.store.memory_store import MemoryStore
@@ -120,6 +121,7 @@ class Services:
             self.assets.files,
             max_setting_chars=settings.max_setting_chars,
         )
+        self.world_drafts = WorldDrafter(self.backends, self.assets.files, self.assets.directory)
         # One Chroma client and one embedding model for the library and the memories,
         # both opened on first use.
         chroma = SharedClient.from_settings(settings)

@@ -9,11 +9,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
 from pydantic import ValidationError
 
 from app.errors import InputError, NPCForgeError, WorldFileError
 from app.models import World
 from app.services.text import checked_text
+from app.services.world_names import numbered, setting_name, time_period_in
 from utils.cached_json import BrokenJSONError, JSONFileCache
 from utils.jsonio import atomic_write_bytes, dumps, read_json_bytes
 
@@ -101,8 +103,9 @@ def list_world_files(worlds_dir: Path) -> dict[str, Path]:
     return {world_name_from_path(path): path for path in files}
 
 
-def world_from_setting(text: str, *, max_chars: int) -> World:
-    """A world from a free-text description."""
+def world_from_setting(text: str, *, max_chars: int, name: str | None = None) -> World:
+    """A world from a free-text description, named after its first clause
+    unless ``name`` is given; its time period is the first year or century named."""
     text = checked_text(text, "The setting text").strip()
     if not text:
         raise InputError("The setting text is empty. Describe the world, or pick a world file.")
@@ -112,7 +115,12 @@ def world_from_setting(text: str, *, max_chars: int) -> World:
             "Shorten it, or put the detail in a world file."
         )
     first_line = text.splitlines()[0][:200]
-    return World(name="Custom setting", era=first_line, time_period="as described", detail=text)
+    return World(
+        name=name or setting_name(text),
+        era=first_line,
+        time_period=time_period_in(text) or "as described",
+        detail=text,
+    )
 
 
 def with_setting_notes(world: World, text: str, *, max_chars: int) -> World:
@@ -141,7 +149,13 @@ class ResolvedWorld:
 
 
 class WorldService:
-    """Find, read and keep worlds; every read goes through the JSON file cache."""
+    """Find, read and keep worlds; every read goes through the JSON file cache.
+
+    Shipped worlds (``assets/worlds``) are read-only. User worlds are the files
+    under ``saved_dir``: the ones made in the World Builder or the worlds CLI,
+    and the worlds of saved casts (a free-text setting among them). A user
+    world is known by the name inside its file; a shipped name always wins.
+    """
 
     def __init__(
         self, shipped_dir: Path, saved_dir: Path, files: JSONFileCache, *, max_setting_chars: int
@@ -151,36 +165,63 @@ class WorldService:
         self.files = files
         self.max_setting_chars = max_setting_chars
 
+    # -- reading -----------------------------------------------------------------------
     def shipped(self) -> dict[str, Path]:
         """Shipped worlds by display name (the files may change while the app runs)."""
         return list_world_files(self.shipped_dir)
 
+    def user_worlds(self) -> dict[str, Path]:
+        """User worlds by name, sorted; unreadable files are logged and skipped."""
+        shipped = self.shipped()
+        found: dict[str, Path] = {}
+        paths = sorted(self.saved_dir.glob("*.json")) if self.saved_dir.is_dir() else []
+        for path in paths:
+            try:
+                name = self.load(path).name
+            except NPCForgeError as exc:
+                log.warning("skipping user world %s: %s", path.name, exc)
+                continue
+            if name not in shipped:  # a saved cast's copy of a shipped world
+                found.setdefault(name, path)
+        return dict(sorted(found.items(), key=lambda item: item[0].lower()))
+
     def names(self) -> list[str]:
-        return list(self.shipped())
+        """Shipped worlds, then user worlds."""
+        return [*self.shipped(), *self.user_worlds()]
+
+    def is_shipped(self, name: str) -> bool:
+        return name in self.shipped()
 
     def load(self, path: Path) -> World:
         return load_world_file(path, self.files)
 
+    def get(self, name: str) -> World:
+        """A shipped or user world by name (blocking file I/O: call it in a thread)."""
+        return self.load(self._find(name))
+
     def _find(self, world: str | Path) -> Path:
-        """A path as given, or a shipped world by display name or file stem."""
+        """A path as given, or a shipped or user world by name or file stem."""
         shipped = self.shipped()
-        if str(world) in shipped:
-            return shipped[str(world)]
-        by_stem = {path.stem: path for path in shipped.values()}
-        if str(world) in by_stem:
-            return by_stem[str(world)]
+        users = self.user_worlds()
+        for known in (shipped, users):
+            if str(world) in known:
+                return known[str(world)]
+            by_stem = {path.stem: path for path in known.values()}
+            if str(world) in by_stem:
+                return by_stem[str(world)]
         path = Path(world)
-        if path.exists():
+        if path.is_file():
             return path
         names = ", ".join(shipped) or "none"
-        raise WorldFileError(str(world), f"does not exist. Shipped worlds: {names}.")
+        mine = f" Your worlds: {', '.join(users)}." if users else ""
+        raise WorldFileError(str(world), f"does not exist. Shipped worlds: {names}.{mine}")
 
     def resolve(self, world: str | Path | None, setting: str | None) -> ResolvedWorld:
-        """The world for a request: a file (path, or a shipped world's name or stem),
+        """The world for a request: a file (path, or a world's name or stem),
         free text, or a file with the text added as designer notes."""
         setting = setting or ""
         if world is None or world == "":
-            return ResolvedWorld(world_from_setting(setting, max_chars=self.max_setting_chars))
+            return ResolvedWorld(self.setting_world(setting))
         path = self._find(world)
         loaded = with_setting_notes(self.load(path), setting, max_chars=self.max_setting_chars)
         problem = self.files.problem(path)
@@ -192,15 +233,30 @@ class WorldService:
         )
         return ResolvedWorld(loaded, warning)
 
-    def remember(self, world: World) -> None:
-        """Keep the world of a saved cast (blocking file I/O: call it in a thread)."""
-        path = self.saved_dir / world_filename(world.name)
-        atomic_write_bytes(path, dumps(world.model_dump(), pretty=True))
+    def setting_world(self, text: str) -> World:
+        """A free-text setting as its own named world: the same text always gets
+        the same name; a name another world holds moves on to ``Name (2)``."""
+        world = world_from_setting(text, max_chars=self.max_setting_chars)
+        shipped, users = self.shipped(), self.user_worlds()
+        for number in range(1, len(shipped) + len(users) + 2):
+            name = numbered(world.name, number)
+            if name in shipped:
+                continue
+            if name in users and self._detail_of(users[name]) != world.detail:
+                continue
+            return world.model_copy(update={"name": name})
+        raise AssertionError("a free name exists among len(taken) + 1 candidates")
+
+    def _detail_of(self, path: Path) -> str | dict[str, str] | None:
+        try:
+            return self.load(path).detail
+        except NPCForgeError:
+            return None
 
     def world_for(self, name: str) -> World:
         """The world an NPC belongs to: shipped, remembered, or just its name
         (blocking file I/O: call it in a thread)."""
-        for path in (self.shipped().get(name), self.saved_dir / world_filename(name)):
+        for path in (self.shipped().get(name), self.user_worlds().get(name)):
             if path is not None and path.is_file():
                 try:
                     return self.load(path)
@@ -209,9 +265,97 @@ class WorldService:
         return World(name=name, era=name, time_period="unspecified")
 
     def warm(self) -> None:
-        """Read every shipped world now (start-up warm-up, in a thread)."""
+        """Read every shipped and user world now (start-up warm-up, in a thread)."""
         for path in self.shipped().values():
             try:
                 self.load(path)
             except NPCForgeError as exc:
                 log.warning("%s", exc)
+        self.user_worlds()
+
+    # -- writing (blocking file I/O: call these in a thread) -----------------------------
+    def _lock(self) -> FileLock:
+        """One writer at a time across processes (the UI and the CLI may both write)."""
+        self.saved_dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(self.saved_dir / ".worlds.lock")
+
+    def _writable(self, name: str) -> None:
+        if self.is_shipped(name):
+            raise InputError(
+                f"{name!r} is a shipped world and stays read-only; save your version "
+                "under another name."
+            )
+
+    def _new_path(self, name: str) -> Path:
+        """A file for a new user world; two names that make one file name get ``_2``."""
+        stem = Path(world_filename(name)).stem
+        for number in range(1, 1000):
+            path = self.saved_dir / f"{stem if number == 1 else f'{stem}_{number}'}.json"
+            if not path.exists():
+                return path
+        raise InputError(f"Too many worlds are called like {name!r}; choose another name.")
+
+    def _write(self, path: Path, world: World) -> None:
+        atomic_write_bytes(path, dumps(world.model_dump(), pretty=True))
+        self.files.refresh([path])
+
+    def save(self, world: World, *, replace: bool = False) -> Path:
+        """Keep a user world. A name already taken is refused unless ``replace``
+        (then that world's file is rewritten); shipped names always are."""
+        self._writable(world.name)
+        with self._lock():
+            existing = self.user_worlds().get(world.name)
+            if existing is not None and not replace:
+                raise InputError(
+                    f"A world called {world.name!r} already exists; choose another name, "
+                    "or save over it."
+                )
+            path = existing or self._new_path(world.name)
+            self._write(path, world)
+        return path
+
+    def rename(self, old: str, new: str) -> World:
+        """Give a user world a new name (and a new file)."""
+        new = checked_text(new or "", "The new name").strip()
+        if not new:
+            raise InputError("Type the new name of the world.")
+        self._writable(old)
+        self._writable(new)
+        with self._lock():
+            users = self.user_worlds()
+            if old not in users:
+                raise InputError(f"There is no world of yours called {old!r}.")
+            if new in users and new != old:
+                raise InputError(f"A world called {new!r} already exists; choose another name.")
+            try:
+                renamed = self.load(users[old]).model_copy(update={"name": new})
+                renamed = World.model_validate(renamed.model_dump())
+            except ValidationError as exc:
+                raise InputError(f"The new name cannot be used: {_describe(exc)}.") from None
+            path = self._new_path(new)
+            self._write(path, renamed)
+            if path != users[old]:
+                users[old].unlink(missing_ok=True)
+                self.files.refresh([users[old]])
+        return renamed
+
+    def delete(self, name: str) -> Path:
+        """Remove a user world's file; returns where it was."""
+        self._writable(name)
+        with self._lock():
+            path = self.user_worlds().get(name)
+            if path is None:
+                raise InputError(f"There is no world of yours called {name!r}.")
+            path.unlink(missing_ok=True)
+            self.files.refresh([path])
+        return path
+
+    def remember(self, world: World) -> None:
+        """Keep the world of a saved cast, so later edits have its context. An
+        existing user world of that name is left as it is (a cast with designer
+        notes must not overwrite the world it came from)."""
+        with self._lock():
+            if world.name in self.user_worlds():
+                return
+            path = self.saved_dir / world_filename(world.name)
+            self._write(path, world)

@@ -1,0 +1,139 @@
+"""Draft from a pitch: one line becomes a whole world, offline or by an LLM."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from app.errors import InputError
+from app.models import World
+from app.services.world_drafts import DETAIL_SECTIONS, draft_world, period_of, year_of
+from app.wiring import Services
+from tests.conftest import ASSETS_DIR
+from tests.fake_openai import FakeOpenAIServer
+from utils.cached_json import JSONFileCache
+
+LIGHTHOUSE = "a lighthouse island in the Outer Hebrides, 1890"
+
+
+@pytest.fixture
+def tables() -> Any:
+    from app.services.world_drafts import DraftTables
+
+    return DraftTables.model_validate(JSONFileCache().read(ASSETS_DIR / "world_drafts.json"))
+
+
+@pytest.mark.parametrize(
+    ("pitch", "year"),
+    [
+        (LIGHTHOUSE, 1890),
+        ("Rome under Trajan, 110 AD", 110),
+        ("Gaul, 52 BC", -52),
+        ("a starport in the 25th century", 2450),
+        ("Athens in the 5th century BC", -450),
+        ("a quiet village", None),
+    ],
+)
+def test_the_year_of_a_pitch(pitch: str, year: int | None) -> None:
+    assert year_of(pitch) == year
+
+
+@pytest.mark.parametrize(
+    ("pitch", "period"),
+    [
+        (LIGHTHOUSE, "victorian"),
+        ("Silk Road caravan town, 1250", "medieval"),
+        ("Roman frontier fort on Hadrian's Wall, 122 AD", "ancient"),  # not a western
+        ("gold rush town in the Sierra Nevada, 1849", "western"),
+        ("a cyberpunk harbour city, 2077", "near_future"),
+        ("a mining colony on an asteroid in the 25th century", "far_future"),
+        ("a dragon's lair above a mountain village", "fantasy"),
+        ("a wasteland trading post", "post_apocalyptic"),
+        ("a pirate cove", "early_modern"),
+    ],
+)
+def test_the_period_of_a_pitch(pitch: str, period: str, tables: Any) -> None:
+    assert period_of(pitch, tables) == period
+
+
+def test_a_pitch_becomes_a_whole_world_that_stays_in_its_place_and_time(tables: Any) -> None:
+    world = draft_world(LIGHTHOUSE, tables)
+    assert world.name == "Lighthouse Island in the Outer Hebrides, 1890"
+    assert world.time_period == "1890" and "Victorian" in world.era
+    assert isinstance(world.detail, dict) and tuple(world.detail) == DETAIL_SECTIONS
+    text = world.full_text().lower()
+    for noun in ("lighthouse keeper", "lamp room", "crofter", "relief boat"):
+        assert noun in text
+    for anachronism in ("telephone", "radio", "car ", "serf", "knight"):
+        assert anachronism not in world.detail_text().lower()
+    assert "no cars" in world.guardrails["period"]
+    # A valid world file: it round-trips through the format.
+    assert World.model_validate(json.loads(world.model_dump_json())) == world
+
+
+def test_drafts_are_seeded_and_never_repeat_a_sentence(tables: Any) -> None:
+    pitches = [
+        LIGHTHOUSE,
+        "Silk Road caravan town, 1250",
+        "a cyberpunk harbour city, 2077",
+        "a monastery in the mountains, 1150",
+        "a wasteland trading post",
+    ]
+    for pitch in pitches:
+        world = draft_world(pitch, tables, seed=3)
+        assert world == draft_world(pitch, tables, seed=3)
+        sentences = [s.strip() for s in world.detail_text().split(".") if len(s.strip()) > 3]
+        assert len(sentences) == len(set(sentences)), pitch
+    assert draft_world(LIGHTHOUSE, tables, seed=1) != draft_world(LIGHTHOUSE, tables, seed=2)
+
+
+async def test_the_drafter_is_offline_with_the_procedural_backend(services: Services) -> None:
+    draft = await services.world_drafts.draft(LIGHTHOUSE)
+    assert draft.backend.startswith("procedural")
+    assert "lighthouse keeper" in draft.world.full_text()
+    with pytest.raises(InputError, match="one-line pitch"):
+        await services.world_drafts.draft("   ")
+    with pytest.raises(InputError, match="keep it under 500"):
+        await services.world_drafts.draft("x" * 600)
+
+
+def _llm_world(body: dict[str, Any]) -> str:
+    assert "world files" in body["messages"][0]["content"]
+    return json.dumps(
+        {
+            "name": "Eilean Solas",
+            "era": "Victorian Scotland",
+            "time_period": "1890",
+            "detail": {section: f"The {section} of the island." for section in DETAIL_SECTIONS},
+            "guardrails": {"period": "Nothing after 1890.", "tone": "Bleak.", "content": "Kind."},
+        }
+    )
+
+
+async def test_an_llm_backend_drafts_through_one_validated_call(
+    openai_services: Services, openai_server: FakeOpenAIServer
+) -> None:
+    openai_server.set_responder(_llm_world)
+    draft = await openai_services.world_drafts.draft(LIGHTHOUSE)
+    assert draft.backend == "openai:fake-model"
+    assert draft.world.name == "Eilean Solas"
+    assert draft.world.detail["people"] == "The people of the island."  # type: ignore[index]
+    assert len(openai_server.requests) == 1
+    assert LIGHTHOUSE in openai_server.requests[0]["messages"][-1]["content"]
+
+
+async def test_an_invalid_llm_draft_gets_one_repair_call(
+    openai_services: Services, openai_server: FakeOpenAIServer
+) -> None:
+    replies = iter(['{"name": "Half a world"}', _llm_world])
+
+    def responder(body: dict[str, Any]) -> str:
+        reply = next(replies)
+        return reply if isinstance(reply, str) else reply(body)
+
+    openai_server.set_responder(responder)
+    draft = await openai_services.world_drafts.draft(LIGHTHOUSE)
+    assert draft.world.name == "Eilean Solas"
+    assert len(openai_server.requests) == 2
