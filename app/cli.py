@@ -143,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print the raw JSON")
 
     commands.add_parser("backends", help="list the backends and which one 'auto' picks")
-    commands.add_parser("worlds", help="list the shipped worlds")
+    from app.cli_worlds import add_worlds_parser
+
+    add_worlds_parser(commands)
     return parser
 
 
@@ -219,7 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "backends":
             return _list_backends(settings, sys.stdout)
         if command == "worlds":
-            return _list_worlds(settings, sys.stdout)
+            from app.cli_worlds import run_worlds
+
+            return asyncio.run(_with_services(run_worlds, args, settings))
     except NPCForgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -309,12 +313,4 @@ def _list_backends(settings: Settings, out: TextIO) -> int:
     for name in default_registry().names():
         marker = "  <- auto" if name == chosen else ""
         print(f"{name}{marker}", file=out)
-    return EXIT_OK
-
-
-def _list_worlds(settings: Settings, out: TextIO) -> int:
-    from app.services.worlds import list_world_files
-
-    for name, path in list_world_files(settings.assets_dir / "worlds").items():
-        print(f"{path.stem:<24} {name}", file=out)
     return EXIT_OK

@@ -41,6 +41,7 @@ from app.services.portraits import Portraits
 from app.services.quotas import QuotaCollector, Quotas
 from app.services.refine import RefineService
 from app.services.voices import Voices
+from app.services.world_builder import WorldBuilder
 from app.services.world_drafts import WorldDrafter
 from app.services.worlds import WorldService
 from app.store.client import SharedClient
@@ -184,6 +185,7 @@ class Services:
             recall=self.memory,
             writer=self.memory_writer,
         )
+        self.world_builder = WorldBuilder(self.worlds, self.world_drafts, self.library)
         self.accounts = Accounts.from_settings(settings)
         self.quotas = Quotas.from_settings(settings)
         self.metrics.registry.register(QuotaCollector(self.quotas))
