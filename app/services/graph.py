@@ -1,25 +1,53 @@
-"""A picture of a cast's relationships: NPCs on a circle, ties coloured by weight.
+"""A world's cast and its relationships as a graph: laid out with networkx, drawn as SVG.
 
-Drawn with Pillow (it ships with Gradio), so no plotting library is needed:
-red is hostile (-1), grey neutral, green devoted (+1); secret ties are dashed.
+The layout is a force layout (Fruchterman-Reingold, ``spring_layout``) pulled
+into communities (Louvain, over the ties' strengths), so allies and rivals
+cluster; then every node's label box is pushed apart until none overlaps,
+which keeps 50 names readable. The SVG is self-contained (no script, no
+CDN): colours and dashes carry the tie, ``data-*`` attributes carry what the
+browser shows on hover and what a click opens. Red is hostile (-1), grey
+neutral, green devoted (+1); secret ties are dashed.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from html import escape
 
 from app.models import NPC
 
-if TYPE_CHECKING:
-    from PIL import Image, ImageDraw
+NODE_RADIUS = 11.0
+LABEL_FONT_PX = 12
+# A sans-serif character at 12 px is at most ~7 px wide: label boxes are sized with it.
+CHAR_WIDTH_PX = 7.0
+LABEL_GAP_PX = 6.0
+BOX_PADDING_PX = 4.0
+MARGIN_PX = 30.0
+COMMUNITY_PULL = 0.35  # weight of the extra edges that hold a community together
+PALETTE = (
+    "#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2",
+    "#edc948", "#ff9da7", "#9c755f", "#e15759", "#bab0ac",
+)  # fmt: skip
 
-SIZE = 900
-NODE_RADIUS = 34
-BACKGROUND = (250, 248, 244)
-TEXT = (40, 40, 40)
+
+# Inside the SVG, so a downloaded or embedded drawing looks the same; every rule is
+# scoped to svg.cast-graph.
+STYLE = (
+    "svg.cast-graph{width:100%;height:auto;max-height:82vh;background:#faf8f4;"
+    "font-family:system-ui,sans-serif;user-select:none;cursor:grab;touch-action:none}"
+    "svg.cast-graph .ties path{fill:none}"
+    "svg.cast-graph .tie path.hit{stroke:transparent;stroke-width:10}"
+    "svg.cast-graph .node{cursor:pointer}"
+    "svg.cast-graph .node circle{stroke:#2b2b2b;stroke-width:1.5}"
+    "svg.cast-graph .node text{font-size:12px;text-anchor:middle;fill:#1f1f1f;"
+    "paint-order:stroke;stroke:#faf8f4;stroke-width:3px;stroke-linejoin:round}"
+    "svg.cast-graph .node.selected circle{stroke:#000;stroke-width:4}"
+    "svg.cast-graph .node.selected text{font-weight:700}"
+    "svg.cast-graph.focus .tie:not(.lit){opacity:.1}"
+    "svg.cast-graph.focus .node:not(.lit){opacity:.3}"
+)
 
 
 def weight_colour(weight: float) -> tuple[int, int, int]:
@@ -31,93 +59,280 @@ def weight_colour(weight: float) -> tuple[int, int, int]:
     return tuple(round(g + (e - g) * t) for g, e in zip(grey, end, strict=True))  # type: ignore[return-value]
 
 
-def _layout(count: int) -> list[tuple[float, float]]:
-    centre, radius = SIZE / 2, SIZE / 2 - NODE_RADIUS - 70
+def _hex(colour: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*colour)
+
+
+@dataclass(frozen=True, slots=True)
+class GraphNode:
+    id: str
+    name: str
+    occupation: str
+    x: float
+    y: float
+    community: int
+    ties: int
+
+    def label_box(self) -> tuple[float, float, float, float]:
+        """(left, top, right, bottom) of the node and its name under it, padded."""
+        half = max(NODE_RADIUS, len(self.name) * CHAR_WIDTH_PX / 2) + BOX_PADDING_PX
+        top = self.y - NODE_RADIUS - BOX_PADDING_PX
+        bottom = self.y + NODE_RADIUS + LABEL_GAP_PX + LABEL_FONT_PX + BOX_PADDING_PX
+        return (self.x - half, top, self.x + half, bottom)
+
+
+@dataclass(frozen=True, slots=True)
+class GraphEdge:
+    source: str
+    target: str
+    source_name: str
+    target_name: str
+    type: str
+    weight: float
+    secret: bool
+    description: str
+
+    def tip(self) -> str:
+        secret = ", secret" if self.secret else ""
+        text = f"{self.source_name} → {self.target_name}: {self.type} ({self.weight:+.1f}{secret})"
+        return f"{text}. {self.description}" if self.description else text
+
+
+@dataclass(frozen=True, slots=True)
+class CastGraph:
+    """Nodes with positions in pixels, the ties among them, and the drawing's bounds."""
+
+    world: str
+    nodes: tuple[GraphNode, ...]
+    edges: tuple[GraphEdge, ...]
+    view: tuple[float, float, float, float]  # x, y, width, height
+
+    def overlapping_labels(self) -> list[tuple[str, str]]:
+        """Pairs of NPCs whose label boxes overlap (the layout leaves none)."""
+        boxes = [(node.name, node.label_box()) for node in self.nodes]
+        return [
+            (a, b)
+            for i, (a, box_a) in enumerate(boxes)
+            for b, box_b in boxes[i + 1 :]
+            if _overlap(box_a, box_b) is not None
+        ]
+
+
+def _overlap(
+    a: tuple[float, float, float, float], b: tuple[float, float, float, float]
+) -> tuple[float, float] | None:
+    dx = min(a[2], b[2]) - max(a[0], b[0])
+    dy = min(a[3], b[3]) - max(a[1], b[1])
+    return (dx, dy) if dx > 0 and dy > 0 else None
+
+
+def _ties(npcs: Sequence[NPC]) -> list[GraphEdge]:
+    ids = {npc.id for npc in npcs}
     return [
-        (
-            centre + radius * math.cos(2 * math.pi * i / count - math.pi / 2),
-            centre + radius * math.sin(2 * math.pi * i / count - math.pi / 2),
+        GraphEdge(
+            npc.id,
+            tie.target_id,
+            npc.name,
+            tie.target_name,
+            tie.type,
+            tie.weight,
+            tie.secret,
+            tie.description,
         )
-        for i in range(count)
+        for npc in npcs
+        for tie in npc.relationships
+        if tie.target_id in ids and tie.target_id != npc.id
     ]
 
 
-def _dashed(
-    draw: ImageDraw.ImageDraw,
-    start: tuple[float, float],
-    end: tuple[float, float],
-    fill: tuple[int, int, int],
-    width: int,
-    dash: float = 12.0,
-) -> None:
-    length = math.dist(start, end)
-    steps = max(1, int(length // dash))
-    for step in range(0, steps, 2):
-        a, b = step / steps, min(1.0, (step + 1) / steps)
-        draw.line(
-            [
-                (start[0] + (end[0] - start[0]) * a, start[1] + (end[1] - start[1]) * a),
-                (start[0] + (end[0] - start[0]) * b, start[1] + (end[1] - start[1]) * b),
-            ],
-            fill=fill,
-            width=width,
-        )
+def _communities(npcs: Sequence[NPC], edges: Sequence[GraphEdge], seed: int) -> dict[str, int]:
+    """Community of each NPC (Louvain over the ties' strengths); the unconnected share one."""
+    import networkx as nx
+
+    graph = nx.Graph()
+    graph.add_nodes_from(npc.id for npc in npcs)
+    for edge in edges:
+        strength = abs(edge.weight) + 0.3
+        if graph.has_edge(edge.source, edge.target):
+            graph[edge.source][edge.target]["weight"] += strength
+        else:
+            graph.add_edge(edge.source, edge.target, weight=strength)
+    connected = graph.subgraph([n for n in graph if graph.degree(n) > 0])
+    groups = nx.community.louvain_communities(connected, weight="weight", seed=seed)
+    ordered = sorted(groups, key=lambda group: (-len(group), min(group)))
+    community = {node: index for index, group in enumerate(ordered) for node in group}
+    lonely = len(ordered)
+    return {npc.id: community.get(npc.id, lonely) for npc in npcs}
 
 
-def _arrow_tip(start: tuple[float, float], end: tuple[float, float]) -> list[tuple[float, float]]:
-    angle = math.atan2(end[1] - start[1], end[0] - start[0])
-    tip = (end[0] - NODE_RADIUS * math.cos(angle), end[1] - NODE_RADIUS * math.sin(angle))
-    spread = 0.4
-    return [
-        tip,
-        (tip[0] - 16 * math.cos(angle - spread), tip[1] - 16 * math.sin(angle - spread)),
-        (tip[0] - 16 * math.cos(angle + spread), tip[1] - 16 * math.sin(angle + spread)),
+def _force_layout(
+    npcs: Sequence[NPC], edges: Sequence[GraphEdge], community: dict[str, int], seed: int
+) -> dict[str, tuple[float, float]]:
+    """Unit-square positions: ties pull, communities hold together, all repel."""
+    import networkx as nx
+
+    graph = nx.Graph()
+    graph.add_nodes_from(npc.id for npc in npcs)
+    for edge in edges:
+        graph.add_edge(edge.source, edge.target, weight=abs(edge.weight) + 0.3)
+    members: dict[int, list[str]] = {}
+    for npc in npcs:
+        members.setdefault(community[npc.id], []).append(npc.id)
+    for group in members.values():
+        for i, a in enumerate(group):
+            for b in group[i + 1 :]:
+                if not graph.has_edge(a, b):
+                    graph.add_edge(a, b, weight=COMMUNITY_PULL)
+    count = len(npcs)
+    positions = nx.spring_layout(
+        graph, k=1.6 / math.sqrt(count), iterations=200, weight="weight", seed=seed
+    )
+    return {node: (float(x), float(y)) for node, (x, y) in positions.items()}
+
+
+ASPECT = 1.4  # wider than tall, as the Library's column is
+
+
+def _canvas(nodes: Sequence[GraphNode]) -> tuple[float, float]:
+    """Width and height that give every label box room: ~2.2x their total area."""
+    area = sum((b[2] - b[0]) * (b[3] - b[1]) for b in (n.label_box() for n in nodes))
+    height = max(300.0, math.sqrt(area * 2.2 / ASPECT))
+    return height * ASPECT, height
+
+
+def _separate(nodes: list[GraphNode], rounds: int = 400) -> list[GraphNode]:
+    """Push apart nodes whose label boxes overlap, along the axis that frees them soonest."""
+    xs = [node.x for node in nodes]
+    ys = [node.y for node in nodes]
+    widths = [
+        (b[2] - b[0], b[3] - b[1], b[1] - n.y) for n, b in ((n, n.label_box()) for n in nodes)
     ]
+    for _ in range(rounds):
+        moved = False
+        for i in range(len(nodes)):
+            for j in range(i + 1, len(nodes)):
+                dx = (widths[i][0] + widths[j][0]) / 2 - abs(xs[i] - xs[j])
+                dy = (widths[i][1] + widths[j][1]) / 2 - abs(ys[i] - ys[j])
+                if dx <= 0 or dy <= 0:
+                    continue
+                moved = True
+                if dx < dy:
+                    push = (dx / 2 + 0.5) * (1 if xs[i] >= xs[j] else -1)
+                    xs[i] += push
+                    xs[j] -= push
+                else:
+                    push = (dy / 2 + 0.5) * (1 if ys[i] >= ys[j] else -1)
+                    ys[i] += push
+                    ys[j] -= push
+        if not moved:
+            break
+    return [replace(n, x=x, y=y) for n, x, y in zip(nodes, xs, ys, strict=True)]
 
 
-def relationship_graph(npcs: Sequence[NPC]) -> Image.Image:
-    """A PIL image of the ties among ``npcs`` (ties to others are left out)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    image = Image.new("RGB", (SIZE, SIZE), BACKGROUND)
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=15)
-    small = ImageFont.load_default(size=12)
+def layout_cast(npcs: Sequence[NPC], *, world: str = "", seed: int = 7) -> CastGraph:
+    """Positions for a cast and its ties (deterministic for a seed)."""
+    edges = _ties(npcs)
     if not npcs:
-        draw.text((SIZE / 2, SIZE / 2), "No NPCs", fill=TEXT, font=font, anchor="mm")
-        return image
-    positions = dict(zip((npc.id for npc in npcs), _layout(len(npcs)), strict=True))
-    for npc in npcs:
-        for tie in npc.relationships:
-            if tie.target_id not in positions:
-                continue
-            start, end = positions[npc.id], positions[tie.target_id]
-            colour = weight_colour(tie.weight)
-            width = 2 + round(3 * abs(tie.weight))
-            if tie.secret:
-                _dashed(draw, start, end, colour, width)
-            else:
-                draw.line([start, end], fill=colour, width=width)
-            draw.polygon(_arrow_tip(start, end), fill=colour)
-            middle = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)
-            draw.text(middle, tie.type, fill=colour, font=small, anchor="mm")
-    for npc in npcs:
-        x, y = positions[npc.id]
-        draw.ellipse(
-            [x - NODE_RADIUS, y - NODE_RADIUS, x + NODE_RADIUS, y + NODE_RADIUS],
-            fill=(255, 255, 255),
-            outline=TEXT,
-            width=2,
+        return CastGraph(world, (), (), (0.0, 0.0, 420.0, 200.0))
+    community = _communities(npcs, edges, seed)
+    unit = (
+        _force_layout(npcs, edges, community, seed) if len(npcs) > 1 else {npcs[0].id: (0.0, 0.0)}
+    )
+    degree = {npc.id: 0 for npc in npcs}
+    for edge in edges:
+        degree[edge.source] += 1
+        degree[edge.target] += 1
+    draft = [
+        GraphNode(
+            npc.id,
+            npc.name,
+            npc.occupation,
+            x=unit[npc.id][0],
+            y=unit[npc.id][1],
+            community=community[npc.id],
+            ties=degree[npc.id],
         )
-        initials = "".join(part[0] for part in npc.name.split()[:2]).upper()
-        draw.text((x, y), initials, fill=TEXT, font=font, anchor="mm")
-        draw.text((x, y + NODE_RADIUS + 14), npc.name, fill=TEXT, font=font, anchor="mm")
-    legend = "red = hostile · grey = neutral · green = devoted · dashed = secret"
-    draw.text((SIZE / 2, SIZE - 18), legend, fill=TEXT, font=small, anchor="mm")
-    return image
+        for npc in npcs
+    ]
+    width, height = _canvas(draft)
+    xs, ys = [n.x for n in draft], [n.y for n in draft]
+    x_span, y_span = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    scaled = [
+        replace(n, x=(n.x - min(xs)) / x_span * width, y=(n.y - min(ys)) / y_span * height)
+        for n in draft
+    ]
+    nodes = _separate(scaled)
+    boxes = [node.label_box() for node in nodes]
+    left = min(b[0] for b in boxes) - MARGIN_PX
+    top = min(b[1] for b in boxes) - MARGIN_PX
+    right = max(b[2] for b in boxes) + MARGIN_PX
+    bottom = max(b[3] for b in boxes) + MARGIN_PX
+    return CastGraph(world, tuple(nodes), tuple(edges), (left, top, right - left, bottom - top))
 
 
-def relationship_graph_png(npcs: Sequence[NPC]) -> bytes:
-    buffer = io.BytesIO()
-    relationship_graph(npcs).save(buffer, format="PNG")
-    return buffer.getvalue()
+def _edge_path(a: GraphNode, b: GraphNode) -> tuple[str, str]:
+    """A tie bent to its right (so A->B and B->A never lie on each other), and its arrowhead."""
+    dx, dy = b.x - a.x, b.y - a.y
+    length = math.hypot(dx, dy) or 1.0
+    bend = min(40.0, 0.12 * length)
+    cx, cy = (a.x + b.x) / 2 - dy / length * bend, (a.y + b.y) / 2 + dx / length * bend
+    # The arrow stops at the target's rim, pointing along the curve's last tangent.
+    tx, ty = b.x - cx, b.y - cy
+    tangent = math.hypot(tx, ty) or 1.0
+    ux, uy = tx / tangent, ty / tangent
+    tip_x, tip_y = b.x - ux * (NODE_RADIUS + 2), b.y - uy * (NODE_RADIUS + 2)
+    back_x, back_y = tip_x - ux * 9, tip_y - uy * 9
+    wing_x, wing_y = -uy * 4.5, ux * 4.5
+    arrow = (
+        f"{tip_x:.1f},{tip_y:.1f} {back_x + wing_x:.1f},{back_y + wing_y:.1f} "
+        f"{back_x - wing_x:.1f},{back_y - wing_y:.1f}"
+    )
+    return f"M{a.x:.1f},{a.y:.1f} Q{cx:.1f},{cy:.1f} {b.x:.1f},{b.y:.1f}", arrow
+
+
+def _node_svg(node: GraphNode, selected: bool) -> str:
+    colour = PALETTE[node.community % len(PALETTE)]
+    ring = " selected" if selected else ""
+    tip = f"{node.name} — {node.occupation} · {node.ties} ties · click to open"
+    label_y = node.y + NODE_RADIUS + LABEL_GAP_PX + LABEL_FONT_PX - 2
+    return (
+        f'<g class="node{ring}" data-id="{escape(node.id)}" data-tip="{escape(tip)}">'
+        f"<title>{escape(tip)}</title>"
+        f'<circle cx="{node.x:.1f}" cy="{node.y:.1f}" r="{NODE_RADIUS:.0f}" fill="{colour}"/>'
+        f'<text x="{node.x:.1f}" y="{label_y:.1f}">{escape(node.name)}</text></g>'
+    )
+
+
+def graph_svg(graph: CastGraph, *, selected: str | None = None) -> str:
+    """The graph as one self-contained SVG element (the page's script adds pan and zoom)."""
+    x, y, width, height = graph.view
+    view = f"{x:.0f} {y:.0f} {width:.0f} {height:.0f}"
+    if not graph.nodes:
+        return (
+            f'<svg class="cast-graph" viewBox="{view}" data-viewbox="{view}" data-key="" '
+            'xmlns="http://www.w3.org/2000/svg"><text x="210" y="100" text-anchor="middle">'
+            "No NPCs in this world yet.</text></svg>"
+        )
+    by_id = {node.id: node for node in graph.nodes}
+    ties = []
+    for edge in graph.edges:
+        path, arrow = _edge_path(by_id[edge.source], by_id[edge.target])
+        colour = _hex(weight_colour(edge.weight))
+        width_px = 1.2 + 2.3 * abs(edge.weight)
+        dash = ' stroke-dasharray="6 4"' if edge.secret else ""
+        tip = escape(edge.tip())
+        ties.append(
+            f'<g class="tie" data-source="{escape(edge.source)}" '
+            f'data-target="{escape(edge.target)}" data-tip="{tip}"><title>{tip}</title>'
+            f'<path class="hit" d="{path}"/>'
+            f'<path d="{path}" stroke="{colour}" stroke-width="{width_px:.1f}"{dash}/>'
+            f'<polygon points="{arrow}" fill="{colour}"/></g>'
+        )
+    nodes = "".join(_node_svg(node, node.id == selected) for node in graph.nodes)
+    return (
+        f'<svg class="cast-graph" viewBox="{view}" data-viewbox="{view}" '
+        f'data-key="{escape(graph.world)}" xmlns="http://www.w3.org/2000/svg" '
+        f'role="img" aria-label="Relationships of {escape(graph.world)}">'
+        f'<style>{STYLE}</style><g class="ties">{"".join(ties)}</g>'
+        f'<g class="nodes">{nodes}</g></svg>'
+    )

@@ -283,9 +283,16 @@ class Library:
         npc = await self.get(npc_id)
         return await self.list_npcs(world=npc.world, limit=MAX_WORLD_NPCS)
 
-    async def save_tie_rows(self, npc_id: str, rows: Sequence[Sequence[Any]]) -> list[NPC]:
-        """Replace the ties among this NPC's world with an edited table."""
-        cast = await self.world_cast(npc_id)
+    async def save_tie_rows(
+        self,
+        npc_id: str,
+        rows: Sequence[Sequence[Any]],
+        *,
+        limit: int = MAX_CAST_FOR_RELATIONSHIPS,
+    ) -> list[NPC]:
+        """Replace the ties among this NPC's world (the ``limit`` NPCs the table
+        showed) with an edited table."""
+        cast = await self.world_cast(npc_id, limit=limit)
         updated = merge_ties(cast, parse_tie_rows(rows, cast))
         await self.save(updated)
         return updated

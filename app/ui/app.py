@@ -22,6 +22,7 @@ from app.ui.media_routes import CardMedia, add_media_routes
 from app.ui.personalities_tab import build_personalities
 from app.ui.routes import add_routes
 from app.ui.stats_tab import build_stats
+from app.ui.worlds_tab import build_worlds
 from app.wiring import Services
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
                 build_generate(
                     services.cast, services.worlds, exports, services.admission, media=media
                 )
+            with gr.Tab("World Builder", id="worlds") as worlds_tab:
+                build_worlds(services.world_builder, services.backends.names(), exports, worlds_tab)
             with gr.Tab("Library", id="library"):
                 build_library(
                     services.library,

@@ -11,19 +11,22 @@ import gradio as gr
 from app.models import NPC, PROFILE_FIELDS, RELATIONSHIP_TYPES
 from app.services.admission import Admission
 from app.services.exports import ExportService
-from app.services.graph import relationship_graph
 from app.services.library import EDITABLE_FIELDS, MAX_RESULTS, Library, field_text
 from app.services.refine import RefineService
 from app.services.ties import TIE_COLUMNS, tie_rows
+from app.ui.cast_graph import EMPTY, cast_graph_component, cast_graph_html, clicked_npc
 from app.ui.errors import required_npc_id, user_errors
 from app.ui.identity import caller_of
 from app.ui.library_cards import build_card_io, status_of_last_action, unchanged
 from app.ui.media_routes import CardMedia
 from app.ui.render import npc_card
+from app.ui.tables import rows_of
 
 ALL_WORLDS = "(all worlds)"
 RESULT_COLUMNS = ["#", "name", "occupation", "world", "match", "id"]
 NOTHING_OPEN = "<p>Search or list, then choose an NPC.</p>"
+# The graph and the tie table show (and save) this many NPCs of a world at most.
+GRAPH_MAX_NPCS = 200
 
 
 def _choice(npc: NPC) -> tuple[str, str]:
@@ -32,15 +35,6 @@ def _choice(npc: NPC) -> tuple[str, str]:
 
 def _required(npc_id: str | None) -> str:
     return required_npc_id(npc_id, "search or list, then pick one (or give its id)")
-
-
-def _rows_of(table: Any) -> list[list[Any]]:
-    """Rows from what a Dataframe hands over (a pandas frame, or lists via the API)."""
-    if hasattr(table, "values"):
-        return [list(row) for row in table.values.tolist()]
-    if isinstance(table, dict) and "data" in table:  # the API's {"headers", "data"} shape
-        return [list(row) for row in table["data"]]
-    return [list(row) for row in table or []]
 
 
 class LibraryHandlers:
@@ -176,13 +170,17 @@ class LibraryHandlers:
         return "<p>Deleted.</p>", f"Deleted {npc.name} and every relationship pointing at them."
 
     # -- relationships -----------------------------------------------------------------
+    async def _graph(self, npc_id: str, request: gr.Request | None) -> tuple[str, list[list[Any]]]:
+        """The graph and tie rows of this NPC's world, the NPC marked."""
+        cast = await self._library(request).world_cast(npc_id, limit=GRAPH_MAX_NPCS)
+        return await asyncio.to_thread(cast_graph_html, cast, selected=npc_id), tie_rows(cast)
+
     async def show_relationships(
         self, npc_id: str | None, request: gr.Request | None = None
-    ) -> tuple[Any, list[list[Any]]]:
+    ) -> tuple[str, list[list[Any]]]:
         if not npc_id:
-            return await asyncio.to_thread(relationship_graph, []), []
-        cast = await self._library(request).world_cast(_required(npc_id))
-        return await asyncio.to_thread(relationship_graph, cast), tie_rows(cast)
+            return EMPTY, []
+        return await self._graph(_required(npc_id), request)
 
     async def generate_relationships(
         self,
@@ -190,22 +188,24 @@ class LibraryHandlers:
         backend: str | None,
         temperature: float | None,
         request: gr.Request | None = None,
-    ) -> tuple[Any, list[list[Any]], str]:
+    ) -> tuple[str, list[list[Any]], str]:
         """Ties among the NPCs of the chosen NPC's world."""
+        npc_id = _required(npc_id)
         related = await self._refine(request).relationships(
-            _required(npc_id), backend=backend, temperature=temperature
+            npc_id, backend=backend, temperature=temperature
         )
         count = sum(len(npc.relationships) for npc in related)
-        graph = await asyncio.to_thread(relationship_graph, related)
-        return graph, tie_rows(related), f"{count} relationships among {len(related)} NPCs."
+        graph, rows = await self._graph(npc_id, request)
+        return graph, rows, f"{count} relationships among {len(related)} NPCs."
 
     async def save_relationships(
         self, npc_id: str | None, rows: Any, request: gr.Request | None = None
-    ) -> tuple[Any, list[list[Any]], str]:
+    ) -> tuple[str, list[list[Any]], str]:
         """Replace the ties among the world's NPCs with the edited table."""
-        updated = await self._library(request).save_tie_rows(_required(npc_id), _rows_of(rows))
-        graph = await asyncio.to_thread(relationship_graph, updated)
-        return graph, tie_rows(updated), "Relationships saved."
+        npc_id = _required(npc_id)
+        await self._library(request).save_tie_rows(npc_id, rows_of(rows), limit=GRAPH_MAX_NPCS)
+        graph, ties = await self._graph(npc_id, request)
+        return graph, ties, "Relationships saved."
 
 
 def build_library(
@@ -258,14 +258,15 @@ def build_library(
                     )
                 delete = gr.Button("Delete NPC", variant="stop")
             build_card_io(exports, export_dir, chosen, status, admission)
-    with gr.Accordion("Relationships of this NPC's world", open=False):
+    with gr.Accordion("This NPC's world: its cast and relationships", open=True):
         with gr.Row():
             relate = gr.Button("Generate relationships")
             save_ties = gr.Button("Save edited relationships")
-        graph = gr.Image(label="Relationship graph", type="pil", interactive=False)
+        # Full width: 50 names stay readable without zooming; the table is right below.
+        graph = cast_graph_component()
         ties = gr.Dataframe(
             headers=list(TIE_COLUMNS), datatype=["str", "str", "str", "number", "bool", "str"],
-            interactive=True, wrap=True,
+            interactive=True, wrap=True, max_height=600,
             label=f"Edit ties (types: {', '.join(RELATIONSHIP_TYPES)})",
         )  # fmt: skip
 
@@ -283,6 +284,8 @@ def build_library(
     chosen.change(
         h(handlers.show_relationships), [chosen], [graph, ties], api_name="relationships_show"
     )
+    # A click on an NPC of the graph opens it (and so redraws the graph around it).
+    graph.node_click(clicked_npc, None, [chosen], api_visibility="private")
     field.change(h(handlers.field_value), [chosen, field], [value], api_visibility="private")
     save.click(
         s(handlers.save_field, "Save", unchanged(1)), [chosen, field, value], [card, status],
