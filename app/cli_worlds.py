@@ -129,7 +129,7 @@ async def run_worlds(
     if action == "list":
         for entry in await builder.list_worlds():
             kind = "shipped" if entry.shipped else "yours"
-            print(f"{entry.path.stem:<28} {kind:<8} {entry.name}", file=out)
+            print(f"{kind:<8} {entry.name}  ({entry.path.name})", file=out)
     elif action == "show":
         out.write(world_json(await builder.get(args.name)).decode() + "\n")
     elif action == "new":

@@ -6,6 +6,7 @@ their context). ``WorldService`` is the use case; the functions are its parts.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +138,7 @@ def with_setting_notes(world: World, text: str, *, max_chars: int) -> World:
 def world_filename(name: str) -> str:
     """A file name for a world: ``Harrow Bay`` -> ``harrow_bay.json``."""
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in name.strip().lower())
+    stem = re.sub(r"_{2,}", "_", stem)  # "Rome, my way" -> rome_my_way, not rome__my_way
     return f"{stem.strip('_')[:80] or 'world'}.json"
 
 
