@@ -137,3 +137,10 @@ async def test_an_invalid_llm_draft_gets_one_repair_call(
     draft = await openai_services.world_drafts.draft(LIGHTHOUSE)
     assert draft.world.name == "Eilean Solas"
     assert len(openai_server.requests) == 2
+
+
+def test_a_feature_looks_like_its_period(tables: Any) -> None:
+    asteroid = draft_world("a mining colony on an asteroid in the 25th century", tables)
+    assert "drill shafts" in asteroid.detail_text() and "pithead" not in asteroid.detail_text()
+    colliery = draft_world("a mining village in Wales, 1880", tables)
+    assert "pithead" in colliery.detail_text() and "drill shafts" not in colliery.detail_text()

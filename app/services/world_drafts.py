@@ -55,6 +55,16 @@ class Period(BaseModel):
     tone: str
 
 
+class FeatureInPeriod(BaseModel):
+    """What a feature looks like in one period, where the plain lists would not fit
+    (a mine on an asteroid has drill shafts, not a pithead)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    places: list[str] = Field(default_factory=list)
+    people: list[str] = Field(default_factory=list)
+
+
 class Feature(BaseModel):
     """A thing a pitch can name, with the places, people and troubles it brings."""
 
@@ -65,9 +75,18 @@ class Feature(BaseModel):
     people: list[str] = Field(default_factory=list)
     tensions: list[str] = Field(default_factory=list)
     factions: list[str] = Field(default_factory=list)
+    by_period: dict[str, FeatureInPeriod] = Field(default_factory=dict)
 
     def named_in(self, text: str) -> bool:
         return any(re.search(rf"\b{re.escape(word)}(?:s|es)?\b", text) for word in self.words)
+
+    def places_in(self, period: str) -> list[str]:
+        override = self.by_period.get(period)
+        return override.places if override and override.places else self.places
+
+    def people_in(self, period: str) -> list[str]:
+        override = self.by_period.get(period)
+        return override.people if override and override.people else self.people
 
 
 class DraftTables(BaseModel):
@@ -176,9 +195,10 @@ def draft_world(pitch: str, tables: DraftTables, *, seed: int | None = None) -> 
     time = time_period_in(pitch) or period.default_time
     clause = pitch.strip().rstrip(".")
 
-    places = _unique([p for f in features for p in f.places]) or _drawn(rng, period.places, 3)
+    places = _unique([p for f in features for p in f.places_in(kind)])
+    places = places or _drawn(rng, period.places, 3)
     places = places[:5] if features else places
-    local_people = _unique([p for f in features for p in f.people])
+    local_people = _unique([p for f in features for p in f.people_in(kind)])
     people = (local_people[:8] + _drawn(rng, period.people, 8 - min(len(local_people), 6)))[:10]
     tensions = _unique([t for f in features for t in f.tensions])[:2]
     tensions += _drawn(rng, period.tensions, 3 - len(tensions))
