@@ -19,20 +19,13 @@ NAME = "Lighthouse Island in the Outer Hebrides, 1890"
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 
-@pytest.fixture(autouse=True)
-def _own_port(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A free port of our own: Gradio probing a taken 7860 leaves an unclosed socket,
-    which pytest (warnings as errors) pins on whatever test runs next."""
-    monkeypatch.setenv("GRADIO_SERVER_PORT", str(free_port()))
-
-
 def test_every_world_builder_action_has_an_endpoint(tmp_path: Path) -> None:
     from gradio_client import Client
 
     from app.ui.app import serve, shutdown
 
     services = Services(make_settings(tmp_path))
-    demo = serve(services, host="127.0.0.1")
+    demo = serve(services, host="127.0.0.1", port=free_port())
     try:
         client = Client(demo.local_url, verbose=False)
         name, era, time, detail, rules, status, _, loaded = client.predict(
