@@ -34,6 +34,7 @@ from app.services.chat import ChatLimits, ChatService
 from app.services.conversations import ConversationStore
 from app.services.exports import ExportService
 from app.services.extraction import MemoryWriter
+from app.services.graph import GraphLayouts
 from app.services.library import Library
 from app.services.memory import MemoryService
 from app.services.observability import ObservabilityService
@@ -186,6 +187,8 @@ class Services:
             writer=self.memory_writer,
         )
         self.world_builder = WorldBuilder(self.worlds, self.world_drafts, self.library)
+        self.graphs = GraphLayouts()
+        self.stats.register(self.graphs.memo.name, self.graphs.memo.stats)
         self.accounts = Accounts.from_settings(settings)
         self.quotas = Quotas.from_settings(settings)
         self.metrics.registry.register(QuotaCollector(self.quotas))

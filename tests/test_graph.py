@@ -7,7 +7,7 @@ import re
 import pytest
 
 from app.models import NPC, Relationship
-from app.services.graph import graph_svg, layout_cast
+from app.services.graph import GraphLayouts, graph_svg, layout_cast
 from app.ui.cast_graph import cast_graph_html, clicked_npc
 from app.wiring import Services
 from tests.casts import outcomes
@@ -83,9 +83,40 @@ async def test_the_svg_carries_tips_and_ids_and_escapes_names(services: Services
 
 
 def test_an_empty_world_and_a_click() -> None:
-    assert "Open an NPC" in cast_graph_html([])
+    assert "Open an NPC" in cast_graph_html([], GraphLayouts())
 
     class Event:
         id = "npc-7"
 
     assert clicked_npc(Event()) == "npc-7"  # type: ignore[arg-type]
+
+
+async def test_two_hundred_npcs_still_leave_every_label_free(services: Services) -> None:
+    """The most the Library draws (GRAPH_MAX_NPCS), with long names and dense ties."""
+    import random
+
+    from app.ui.library_tab import GRAPH_MAX_NPCS
+
+    base = (await _cast(services, 2))[0]
+    rng = random.Random(4)
+    npcs = [_npc(base, f"n{i}", f"Wilhelmina {i} of Kolbeinsey", []) for i in range(GRAPH_MAX_NPCS)]
+    npcs = [
+        npc.model_copy(update={"relationships": [_tie(other) for other in rng.sample(npcs, 3)]})
+        for npc in npcs
+    ]
+    graph = layout_cast(npcs)
+    assert graph.overlapping_labels() == []
+    assert len(graph.nodes) == GRAPH_MAX_NPCS
+
+
+async def test_a_world_is_laid_out_once_until_its_ties_change(services: Services) -> None:
+    cast = await _cast(services, 12)
+    layouts = services.graphs
+    first = cast_graph_html(cast, layouts, selected=cast[0].id)
+    second = cast_graph_html(cast, layouts, selected=cast[5].id)
+    assert first != second  # the opened NPC is marked
+    assert layouts.memo.stats().misses == 1 and layouts.memo.stats().hits == 1
+    edited = [cast[0].model_copy(update={"relationships": []}), *cast[1:]]
+    cast_graph_html(edited, layouts)
+    assert layouts.memo.stats().misses == 2
+    assert "graph.layouts" in services.stats.table()

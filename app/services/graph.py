@@ -11,12 +11,16 @@ neutral, green devoted (+1); secret ties are dashed.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from html import escape
 
+from app.cache.memo import Memo
 from app.models import NPC
+
+LAYOUT_MEMO_SIZE = 32
 
 NODE_RADIUS = 11.0
 LABEL_FONT_PX = 12
@@ -200,33 +204,35 @@ def _canvas(nodes: Sequence[GraphNode]) -> tuple[float, float]:
     return height * ASPECT, height
 
 
-def _separate(nodes: list[GraphNode], rounds: int = 400) -> list[GraphNode]:
-    """Push apart nodes whose label boxes overlap, along the axis that frees them soonest."""
-    xs = [node.x for node in nodes]
-    ys = [node.y for node in nodes]
-    widths = [
-        (b[2] - b[0], b[3] - b[1], b[1] - n.y) for n, b in ((n, n.label_box()) for n in nodes)
-    ]
+def _separate(nodes: list[GraphNode], rounds: int = 3000) -> list[GraphNode]:
+    """Push apart nodes whose label boxes overlap, each pair along the axis that frees
+    it soonest, all pairs at once per round (numpy), until none overlaps."""
+    import numpy as np
+
+    boxes = np.array([node.label_box() for node in nodes])
+    widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    xs = np.array([node.x for node in nodes])
+    ys = np.array([node.y for node in nodes])
+    need_x = (widths[:, None] + widths[None, :]) / 2
+    need_y = (heights[:, None] + heights[None, :]) / 2
+    # Nodes on the same spot part by their order in the cast, so the result is stable.
+    order = np.sign(np.arange(len(nodes))[:, None] - np.arange(len(nodes))[None, :])
     for _ in range(rounds):
-        moved = False
-        for i in range(len(nodes)):
-            for j in range(i + 1, len(nodes)):
-                dx = (widths[i][0] + widths[j][0]) / 2 - abs(xs[i] - xs[j])
-                dy = (widths[i][1] + widths[j][1]) / 2 - abs(ys[i] - ys[j])
-                if dx <= 0 or dy <= 0:
-                    continue
-                moved = True
-                if dx < dy:
-                    push = (dx / 2 + 0.5) * (1 if xs[i] >= xs[j] else -1)
-                    xs[i] += push
-                    xs[j] -= push
-                else:
-                    push = (dy / 2 + 0.5) * (1 if ys[i] >= ys[j] else -1)
-                    ys[i] += push
-                    ys[j] -= push
-        if not moved:
+        dx, dy = xs[:, None] - xs[None, :], ys[:, None] - ys[None, :]
+        over_x, over_y = need_x - np.abs(dx), need_y - np.abs(dy)
+        clash = (over_x > 0) & (over_y > 0)
+        np.fill_diagonal(clash, False)
+        if not clash.any():
             break
-    return [replace(n, x=x, y=y) for n, x, y in zip(nodes, xs, ys, strict=True)]
+        sideways = clash & (over_x / need_x < over_y / need_y)
+        upwards = clash & ~sideways
+        side_x = np.where(dx != 0, np.sign(dx), order)
+        side_y = np.where(dy != 0, np.sign(dy), order)
+        # Half the overlap each (plus a pixel, so touching boxes part), halved again
+        # because a node with several clashes gets every push at once.
+        xs = xs + (np.where(sideways, side_x * (over_x / 2 + 1), 0.0)).sum(axis=1) * 0.8
+        ys = ys + (np.where(upwards, side_y * (over_y / 2 + 1), 0.0)).sum(axis=1) * 0.8
+    return [replace(n, x=float(x), y=float(y)) for n, x, y in zip(nodes, xs, ys, strict=True)]
 
 
 def layout_cast(npcs: Sequence[NPC], *, world: str = "", seed: int = 7) -> CastGraph:
@@ -336,3 +342,27 @@ def graph_svg(graph: CastGraph, *, selected: str | None = None) -> str:
         f'<style>{STYLE}</style><g class="ties">{"".join(ties)}</g>'
         f'<g class="nodes">{nodes}</g></svg>'
     )
+
+
+def _cast_key(npcs: Sequence[NPC], world: str) -> str:
+    """What the layout depends on: the world, each NPC's id, name and ties, in order."""
+    digest = hashlib.blake2b(world.encode(), digest_size=16)
+    for npc in npcs:
+        digest.update(f"\0{npc.id}\0{npc.name}\0{npc.occupation}".encode())
+        for tie in npc.relationships:
+            digest.update(
+                f"\1{tie.target_id}\1{tie.type}\1{tie.weight}\1{tie.secret}\1{tie.description}".encode()
+            )
+    return digest.hexdigest()
+
+
+class GraphLayouts:
+    """Cast layouts, remembered: opening one NPC after another of a world (each
+    redraws the graph around it) lays the world out once, until its ties change."""
+
+    def __init__(self, maxsize: int = LAYOUT_MEMO_SIZE) -> None:
+        self.memo: Memo[str, CastGraph] = Memo("graph.layouts", maxsize)
+
+    def layout(self, npcs: Sequence[NPC], *, world: str = "") -> CastGraph:
+        """``layout_cast`` (blocking CPU work: call it in a thread)."""
+        return self.memo.get(_cast_key(npcs, world), lambda: layout_cast(npcs, world=world))

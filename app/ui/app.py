@@ -82,6 +82,7 @@ def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
                     default_temperature=services.refine.default_temperature,
                     admission=services.admission,
                     media=media,
+                    graphs=services.graphs,
                 )
             with gr.Tab("Chat", id="chat"):
                 build_chat(

@@ -16,7 +16,7 @@ from html import escape
 import gradio as gr
 
 from app.models import NPC
-from app.services.graph import CastGraph, graph_svg, layout_cast
+from app.services.graph import CastGraph, GraphLayouts, graph_svg
 
 CLICK_EVENT = "node_click"
 LEGEND = (
@@ -156,10 +156,12 @@ def graph_html(graph: CastGraph, *, selected: str | None = None) -> str:
     )
 
 
-def cast_graph_html(npcs: Sequence[NPC], *, selected: str | None = None) -> str:
-    """Lay out and draw a cast (blocking CPU work: call it in a thread)."""
+def cast_graph_html(
+    npcs: Sequence[NPC], layouts: GraphLayouts, *, selected: str | None = None
+) -> str:
+    """Lay out (or recall the layout of) and draw a cast (blocking: call it in a thread)."""
     world = npcs[0].world if npcs else ""
-    return graph_html(layout_cast(npcs, world=world), selected=selected)
+    return graph_html(layouts.layout(npcs, world=world), selected=selected)
 
 
 def cast_graph_component() -> gr.HTML:

@@ -11,6 +11,7 @@ import gradio as gr
 from app.models import NPC, PROFILE_FIELDS, RELATIONSHIP_TYPES
 from app.services.admission import Admission
 from app.services.exports import ExportService
+from app.services.graph import GraphLayouts
 from app.services.library import EDITABLE_FIELDS, MAX_RESULTS, Library, field_text
 from app.services.refine import RefineService
 from app.services.ties import TIE_COLUMNS, tie_rows
@@ -46,11 +47,13 @@ class LibraryHandlers:
         refine: RefineService,
         admission: Admission | None = None,
         media: CardMedia | None = None,
+        graphs: GraphLayouts | None = None,
     ) -> None:
         self.library = library
         self.refine = refine
         self.admission = admission  # None: every caller is trusted (direct calls)
         self.media = media  # portraits and play buttons on the card
+        self.graphs = graphs if graphs is not None else GraphLayouts()
 
     def _library(self, request: gr.Request | None) -> Library:
         """The library as the caller sees it: a designer's own NPCs and the team's."""
@@ -173,7 +176,8 @@ class LibraryHandlers:
     async def _graph(self, npc_id: str, request: gr.Request | None) -> tuple[str, list[list[Any]]]:
         """The graph and tie rows of this NPC's world, the NPC marked."""
         cast = await self._library(request).world_cast(npc_id, limit=GRAPH_MAX_NPCS)
-        return await asyncio.to_thread(cast_graph_html, cast, selected=npc_id), tie_rows(cast)
+        html = await asyncio.to_thread(cast_graph_html, cast, self.graphs, selected=npc_id)
+        return html, tie_rows(cast)
 
     async def show_relationships(
         self, npc_id: str | None, request: gr.Request | None = None
@@ -217,8 +221,9 @@ def build_library(
     default_temperature: float,
     admission: Admission | None = None,
     media: CardMedia | None = None,
+    graphs: GraphLayouts | None = None,
 ) -> None:
-    handlers = LibraryHandlers(library, refine, admission, media)
+    handlers = LibraryHandlers(library, refine, admission, media, graphs)
     backend_choices = ["auto", *refine.backends.names()]
     with gr.Row():
         query = gr.Textbox(
