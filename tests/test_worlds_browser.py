@@ -75,6 +75,10 @@ def test_world_builder_in_the_browser(tmp_path: Path) -> None:
         page.get_by_text("✓ Saved").wait_for(timeout=10_000)
         assert NAME in page.locator("#world-list").inner_text()
         assert services.worlds.get(NAME).era == "Victorian Scotland"
+        page.get_by_role("button", name="Download JSON").click()
+        file_name = "lighthouse_island_in_the_outer_hebrides_1890.json"
+        page.locator(f"#world-file a[download='{file_name}']").wait_for(timeout=10_000)
+        page.screenshot(path=str(shots / "world-builder-saved.png"), full_page=True)
         # The Generate tab offers the new world.
         page.get_by_role("tab", name="Generate").click()
         page.get_by_label("World", exact=True).first.click()
@@ -111,12 +115,18 @@ def test_a_fifty_npc_cast_graph_pans_zooms_tips_and_opens(tmp_path: Path) -> Non
         assert svg.get_attribute("viewBox") != zoomed  # panned
         page.locator("[data-zoom=reset]").click()
         assert svg.get_attribute("viewBox") == before
-        # Hover a tie: its description shows.
+        # Hover a tie (at the middle of one that no node covers): its description shows.
         point = page.evaluate(
-            """() => { const p = document.querySelector('svg.cast-graph g.tie path.hit');
-            const q = p.getPointAtLength(p.getTotalLength() / 2);
-            const s = p.ownerSVGElement.createSVGPoint(); s.x = q.x; s.y = q.y;
-            const r = s.matrixTransform(p.getScreenCTM()); return [r.x, r.y]; }"""
+            """() => {
+              for (const tie of document.querySelectorAll('svg.cast-graph g.tie')) {
+                const p = tie.querySelector('path.hit');
+                const q = p.getPointAtLength(p.getTotalLength() / 2);
+                const s = p.ownerSVGElement.createSVGPoint(); s.x = q.x; s.y = q.y;
+                const r = s.matrixTransform(p.getScreenCTM());
+                const hit = document.elementFromPoint(r.x, r.y);
+                if (hit && hit.closest('g.tie') === tie) return [r.x, r.y];
+              }
+            }"""
         )
         page.mouse.move(point[0], point[1])
         tip = page.locator(".cast-graph-tip")

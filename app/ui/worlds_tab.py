@@ -213,6 +213,11 @@ class WorldsHandlers:
             self.export_dir, "world-", self.builder.filename(world), world_json(world)
         )
 
+    @staticmethod
+    def show() -> dict[str, Any]:
+        """Show a component that stays hidden until it has something (the file box)."""
+        return gr.update(visible=True)
+
 
 def build_worlds(
     builder: WorldBuilder, backend_names: list[str], export_dir: Path, tab: gr.Tab
@@ -283,7 +288,9 @@ def build_worlds(
                 confirm = gr.Checkbox(label="Yes, delete it", scale=1)
                 delete = gr.Button("Delete my world", variant="stop", scale=2)
             download = gr.Button("Download JSON")
-            file = gr.File(label="World file", interactive=False, height=90)
+            file = gr.File(
+                label="World file", interactive=False, visible=False, elem_id="world-file"
+            )
             listing = gr.HTML(world_list_html(builder.entries()), elem_id="world-list")
             preview = gr.Code(
                 language="json", label="JSON preview", interactive=False, wrap_lines=True,
@@ -316,6 +323,9 @@ def build_worlds(
         api_name="world_rename",
     )  # fmt: skip
     delete.click(h(handlers.delete), [loaded, confirm], kept, api_name="world_delete")
-    download.click(h(handlers.download), fields, [file], api_name="world_download")
+    # The API gets the file's path; the browser then shows the box it sits in.
+    download.click(h(handlers.download), fields, [file], api_name="world_download").success(
+        handlers.show, None, [file], api_visibility="private"
+    )
     start.focus(h(handlers.refresh), [start], [start, listing], api_visibility="private")
     tab.select(h(handlers.refresh), [start], [start, listing], api_name="worlds_list")
