@@ -137,3 +137,12 @@ def test_a_setting_never_takes_a_shipped_name(tmp_path: Path) -> None:
     shipped = next(iter(service.shipped()))
     world = service.resolve(None, f"{shipped.lower()}. But quieter.").world
     assert world.name == f"{shipped} (2)"
+
+
+def test_the_builder_reads_worlds_by_name_never_by_path(tmp_path: Path) -> None:
+    service = _service(tmp_path)
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(_world().model_dump_json())
+    assert service.resolve(str(elsewhere), None).world == _world()  # generate --world FILE
+    with pytest.raises(InputError, match="does not exist"):
+        service.get(str(elsewhere))

@@ -198,11 +198,12 @@ class WorldService:
         return load_world_file(path, self.files)
 
     def get(self, name: str) -> World:
-        """A shipped or user world by name (blocking file I/O: call it in a thread)."""
-        return self.load(self._find(name))
+        """A shipped or user world by name or file stem, never a path (what the
+        World Builder and its API may read; blocking file I/O: call it in a thread)."""
+        return self.load(self._find(name, paths=False))
 
-    def _find(self, world: str | Path) -> Path:
-        """A path as given, or a shipped or user world by name or file stem."""
+    def _find(self, world: str | Path, *, paths: bool = True) -> Path:
+        """A shipped or user world by name or file stem, or (``paths``) a file path."""
         shipped = self.shipped()
         users = self.user_worlds()
         for known in (shipped, users):
@@ -212,7 +213,7 @@ class WorldService:
             if str(world) in by_stem:
                 return by_stem[str(world)]
         path = Path(world)
-        if path.is_file():
+        if paths and path.is_file():
             return path
         names = ", ".join(shipped) or "none"
         mine = f" Your worlds: {', '.join(users)}." if users else ""
