@@ -142,3 +142,26 @@ def _request(world: World):  # type: ignore[no-untyped-def]
     from tests.casts import request
 
     return request(world, 2)
+
+
+async def test_a_signed_in_designer_drafts_only_on_allowed_backends(
+    tmp_path: Path, make_services: MakeServices
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        backend="auto",
+        openai_base_url="http://127.0.0.1:9/v1",
+        openai_api_key="sk-owner",
+        auth=("ann:pw",),
+    )
+    services = make_services(settings)
+    handlers = WorldsHandlers(services.world_builder, tmp_path / "x", services.admission)
+
+    class Request:
+        username = "ann"
+        client = None
+
+    with pytest.raises(InputError, match="may use the backends procedural"):
+        await handlers.draft(PITCH, "openai", "", Request())  # type: ignore[arg-type]
+    form = await handlers.draft(PITCH, "auto", "", Request())  # type: ignore[arg-type]
+    assert "Drafted by `procedural:v1`" in form[5]  # auto would have been openai

@@ -72,7 +72,10 @@ def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
                     services.cast, services.worlds, exports, services.admission, media=media
                 )
             with gr.Tab("World Builder", id="worlds") as worlds_tab:
-                build_worlds(services.world_builder, services.backends.names(), exports, worlds_tab)
+                build_worlds(
+                    services.world_builder, services.backends.names(), exports, worlds_tab,
+                    services.admission,
+                )  # fmt: skip
             with gr.Tab("Library", id="library"):
                 build_library(
                     services.library,

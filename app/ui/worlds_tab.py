@@ -16,6 +16,7 @@ import gradio as gr
 
 from app.errors import InputError
 from app.models import World
+from app.services.admission import Admission
 from app.services.world_builder import (
     FormCheck,
     WorldBuilder,
@@ -26,6 +27,7 @@ from app.services.world_builder import (
 )
 from app.ui.downloads import offer
 from app.ui.errors import user_errors
+from app.ui.identity import caller_of
 from app.ui.tables import rows_of
 
 BLANK = "(blank world)"
@@ -66,9 +68,12 @@ def world_list_html(entries: list[WorldEntry]) -> str:
 class WorldsHandlers:
     """Plain methods, tested directly; the tab wires them to components."""
 
-    def __init__(self, builder: WorldBuilder, export_dir: Path) -> None:
+    def __init__(
+        self, builder: WorldBuilder, export_dir: Path, admission: Admission | None = None
+    ) -> None:
         self.builder = builder
         self.export_dir = export_dir
+        self.admission = admission  # None: every caller is trusted (direct calls)
 
     # -- what there is -----------------------------------------------------------------
     async def choices(self) -> list[str]:
@@ -125,8 +130,17 @@ class WorldsHandlers:
         world = self.builder.upload(data, path.name)
         return self._form(world, f"Loaded {escape(path.name)}: check it, then save it.")
 
-    async def draft(self, pitch: str, backend: str | None, seed: str | None) -> Form:
-        """One line in, a whole world draft in the form (not saved until you save it)."""
+    async def draft(
+        self,
+        pitch: str,
+        backend: str | None,
+        seed: str | None,
+        request: gr.Request | None = None,
+    ) -> Form:
+        """One line in, a whole world draft in the form (not saved until you save it);
+        a signed-in designer drafts on the backends their role allows."""
+        if self.admission is not None:
+            backend = self.admission.backend_for(caller_of(self.admission, request), backend)
         number = None
         if seed and str(seed).strip():
             try:
@@ -220,11 +234,15 @@ class WorldsHandlers:
 
 
 def build_worlds(
-    builder: WorldBuilder, backend_names: list[str], export_dir: Path, tab: gr.Tab
+    builder: WorldBuilder,
+    backend_names: list[str],
+    export_dir: Path,
+    tab: gr.Tab,
+    admission: Admission | None = None,
 ) -> None:
     """Lay out the World Builder tab inside the current Blocks (``tab`` is its tab:
     selecting it refreshes the lists)."""
-    handlers = WorldsHandlers(builder, export_dir)
+    handlers = WorldsHandlers(builder, export_dir, admission)
     start_name, start_era, start_time, start_detail, start_rules, start_status, _, _ = (
         handlers.blank()
     )
