@@ -202,7 +202,7 @@ def draft_world(pitch: str, tables: DraftTables, *, seed: int | None = None) -> 
     people = (local_people[:8] + _drawn(rng, period.people, 8 - min(len(local_people), 6)))[:10]
     tensions = _unique([t for f in features for t in f.tensions])[:2]
     tensions += _drawn(rng, period.tensions, 3 - len(tensions))
-    factions = _unique([x for f in features for x in f.factions])[:2]
+    factions = _unique([x for f in features for x in f.factions])[:3]
     factions += _drawn(rng, period.factions, 3 - len(factions))
 
     detail = {
