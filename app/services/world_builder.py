@@ -169,6 +169,8 @@ class WorldBuilder:
         """Rename a user world; its NPCs in the library move with it. Returns the
         renamed world and how many NPCs moved. The cast is read first, so a
         library that cannot be read leaves everything as it was."""
+        # A shipped or unknown name is refused before the library is opened.
+        await asyncio.to_thread(self.worlds.user_world, old)
         cast = await self._cast(old)
         renamed = await asyncio.to_thread(self.worlds.rename, old, new)
         if cast:
@@ -179,6 +181,7 @@ class WorldBuilder:
     async def delete(self, name: str) -> tuple[Path, int]:
         """Delete a user world; returns its file and how many NPCs of it stay in the
         library (they keep the world's name, without its detail)."""
+        await asyncio.to_thread(self.worlds.user_world, name)
         cast = await self._cast(name)
         return await asyncio.to_thread(self.worlds.delete, name), len(cast)
 

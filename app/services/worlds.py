@@ -282,12 +282,21 @@ class WorldService:
         self.saved_dir.mkdir(parents=True, exist_ok=True)
         return FileLock(self.saved_dir / ".worlds.lock")
 
-    def _writable(self, name: str) -> None:
+    def check_writable(self, name: str) -> None:
+        """InputError when ``name`` is a shipped world (those stay read-only)."""
         if self.is_shipped(name):
             raise InputError(
                 f"{name!r} is a shipped world and stays read-only; save your version "
                 "under another name."
             )
+
+    def user_world(self, name: str) -> Path:
+        """The file of a user world; InputError for a shipped or unknown name."""
+        self.check_writable(name)
+        path = self.user_worlds().get(name)
+        if path is None:
+            raise InputError(f"There is no world of yours called {name!r}.")
+        return path
 
     def _new_path(self, name: str) -> Path:
         """A file for a new user world; two names that make one file name get ``_2``."""
@@ -305,7 +314,7 @@ class WorldService:
     def save(self, world: World, *, replace: bool = False) -> Path:
         """Keep a user world. A name already taken is refused unless ``replace``
         (then that world's file is rewritten); shipped names always are."""
-        self._writable(world.name)
+        self.check_writable(world.name)
         with self._lock():
             existing = self.user_worlds().get(world.name)
             if existing is not None and not replace:
@@ -322,33 +331,27 @@ class WorldService:
         new = checked_text(new or "", "The new name").strip()
         if not new:
             raise InputError("Type the new name of the world.")
-        self._writable(old)
-        self._writable(new)
+        self.check_writable(new)
         with self._lock():
-            users = self.user_worlds()
-            if old not in users:
-                raise InputError(f"There is no world of yours called {old!r}.")
-            if new in users and new != old:
+            old_path = self.user_world(old)
+            if new in self.user_worlds() and new != old:
                 raise InputError(f"A world called {new!r} already exists; choose another name.")
             try:
-                renamed = self.load(users[old]).model_copy(update={"name": new})
+                renamed = self.load(old_path).model_copy(update={"name": new})
                 renamed = World.model_validate(renamed.model_dump())
             except ValidationError as exc:
                 raise InputError(f"The new name cannot be used: {_describe(exc)}.") from None
             path = self._new_path(new)
             self._write(path, renamed)
-            if path != users[old]:
-                users[old].unlink(missing_ok=True)
-                self.files.refresh([users[old]])
+            if path != old_path:
+                old_path.unlink(missing_ok=True)
+                self.files.refresh([old_path])
         return renamed
 
     def delete(self, name: str) -> Path:
         """Remove a user world's file; returns where it was."""
-        self._writable(name)
         with self._lock():
-            path = self.user_worlds().get(name)
-            if path is None:
-                raise InputError(f"There is no world of yours called {name!r}.")
+            path = self.user_world(name)
             path.unlink(missing_ok=True)
             self.files.refresh([path])
         return path
