@@ -104,9 +104,9 @@ def list_world_files(worlds_dir: Path) -> dict[str, Path]:
     return {world_name_from_path(path): path for path in files}
 
 
-def world_from_setting(text: str, *, max_chars: int, name: str | None = None) -> World:
-    """A world from a free-text description, named after its first clause
-    unless ``name`` is given; its time period is the first year or century named."""
+def world_from_setting(text: str, *, max_chars: int) -> World:
+    """A world from a free-text description, named after its first clause; its
+    time period is the first year or century the text names."""
     text = checked_text(text, "The setting text").strip()
     if not text:
         raise InputError("The setting text is empty. Describe the world, or pick a world file.")
@@ -117,7 +117,7 @@ def world_from_setting(text: str, *, max_chars: int, name: str | None = None) ->
         )
     first_line = text.splitlines()[0][:200]
     return World(
-        name=name or setting_name(text),
+        name=setting_name(text),
         era=first_line,
         time_period=time_period_in(text) or "as described",
         detail=text,
@@ -216,7 +216,8 @@ class WorldService:
         if paths and path.is_file():
             return path
         names = ", ".join(shipped) or "none"
-        mine = f" Your worlds: {', '.join(users)}." if users else ""
+        listed = ", ".join(list(users)[:10]) + (", ..." if len(users) > 10 else "")
+        mine = f" Your worlds: {listed}." if users else ""
         raise WorldFileError(str(world), f"does not exist. Shipped worlds: {names}.{mine}")
 
     def resolve(self, world: str | Path | None, setting: str | None) -> ResolvedWorld:
