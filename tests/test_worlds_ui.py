@@ -165,3 +165,19 @@ async def test_a_signed_in_designer_drafts_only_on_allowed_backends(
         await handlers.draft(PITCH, "openai", "", Request())  # type: ignore[arg-type]
     form = await handlers.draft(PITCH, "auto", "", Request())  # type: ignore[arg-type]
     assert "Drafted by `procedural:v1`" in form[5]  # auto would have been openai
+
+
+async def test_wrong_types_through_the_api_get_a_message(
+    services: Services, tmp_path: Path
+) -> None:
+    handlers = _handlers(services, tmp_path)
+    with pytest.raises(InputError, match="The world's name must be text, not list"):
+        await handlers.load([["", "o"]])  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="The era must be text, not int"):
+        handlers.check("Bay", 7, "1890", [], [])  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="A table must be a list of rows"):
+        handlers.check("Bay", "Era", "1890", 5, [])
+    with pytest.raises(InputError, match="The pitch must be text"):
+        await handlers.draft({"a": 1}, "auto", "")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="The new name must be text"):
+        await handlers.rename("Bay", 3)  # type: ignore[arg-type]

@@ -75,13 +75,22 @@ class FormCheck:
         return self.world
 
 
+def form_text(value: object, what: str) -> str:
+    """A form field as text: None is empty; anything but text is refused."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be text, not {type(value).__name__}.")
+    return value.strip()
+
+
 def check_form(name: str, era: str, time_period: str, detail: Rows, guardrails: Rows) -> FormCheck:
     """Validate the World Builder form; every problem is reported at once."""
     problems: list[str] = []
     values = {
-        "name": (name or "").strip(),
-        "era": (era or "").strip(),
-        "time_period": (time_period or "").strip(),
+        "name": form_text(name, "The name"),
+        "era": form_text(era, "The era"),
+        "time_period": form_text(time_period, "The time period"),
     }
     for key, what in (("name", "Name"), ("era", "Era"), ("time_period", "Time period")):
         try:
@@ -145,9 +154,10 @@ class WorldBuilder:
         return await asyncio.to_thread(self.entries)
 
     async def get(self, name: str) -> World:
-        if not (name or "").strip():
+        name = form_text(name, "The world's name")
+        if not name:
             raise InputError("Choose a world to start from.")
-        return await asyncio.to_thread(self.worlds.get, name.strip())
+        return await asyncio.to_thread(self.worlds.get, name)
 
     @staticmethod
     def upload(data: bytes, filename: str) -> World:

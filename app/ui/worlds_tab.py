@@ -23,6 +23,7 @@ from app.services.world_builder import (
     WorldEntry,
     check_form,
     form_rows,
+    form_text,
     world_json,
 )
 from app.ui.downloads import offer
@@ -139,6 +140,8 @@ class WorldsHandlers:
     ) -> Form:
         """One line in, a whole world draft in the form (not saved until you save it);
         a signed-in designer drafts on the backends their role allows."""
+        pitch = form_text(pitch, "The pitch")
+        backend = form_text(backend, "The backend") or None
         if self.admission is not None:
             backend = self.admission.backend_for(caller_of(self.admission, request), backend)
         number = None
@@ -192,18 +195,20 @@ class WorldsHandlers:
 
     @staticmethod
     def _loaded(loaded: str | None, what: str) -> str:
-        if not loaded or not loaded.strip():
+        name = form_text(loaded, "The world being edited")
+        if not name:
             raise InputError(f"Load one of your worlds first (Start from), then {what} it.")
-        return loaded.strip()
+        return name
 
     async def rename(
         self, loaded: str | None, new_name: str
     ) -> tuple[str, str, str, dict[str, Any], str]:
         """Rename the loaded user world: (name box, status, loaded, picker, list)."""
-        renamed, moved = await self.builder.rename(self._loaded(loaded, "rename"), new_name)
+        old = self._loaded(loaded, "rename")
+        renamed, moved = await self.builder.rename(old, form_text(new_name, "The new name"))
         picker, listing = await self.refresh(renamed.name)
         cast = f"; its {moved} NPCs in the library moved with it" if moved else ""
-        status = f"✓ Renamed **{escape(str(loaded))}** to **{escape(renamed.name)}**{cast}."
+        status = f"✓ Renamed **{escape(old)}** to **{escape(renamed.name)}**{cast}."
         return renamed.name, status, renamed.name, picker, listing
 
     async def delete(
