@@ -174,11 +174,14 @@ class WorldsHandlers:
         time_period: str,
         detail: Any,
         guardrails: Any,
+        request: gr.Request | None = None,  # before ``replace``: Gradio puts it by position
         replace: bool = False,
     ) -> tuple[str, str, dict[str, Any], str]:
         """Save the form as a user world: (status, loaded world, start picker, world list).
         ``replace`` saves over the user's world of that name; otherwise a taken
         name is refused."""
+        if replace:
+            self._admin_only(request, "save over")
         world = self._world(name, era, time_period, detail, guardrails)
         if replace and world.name not in await asyncio.to_thread(self.builder.worlds.user_worlds):
             raise InputError(
@@ -189,9 +192,27 @@ class WorldsHandlers:
         return f"✓ Saved **{escape(world.name)}** ({path.name}).", world.name, picker, listing
 
     async def save_over(
-        self, name: str, era: str, time_period: str, detail: Any, guardrails: Any
+        self,
+        name: str,
+        era: str,
+        time_period: str,
+        detail: Any,
+        guardrails: Any,
+        request: gr.Request | None = None,
     ) -> tuple[str, str, dict[str, Any], str]:
-        return await self.save(name, era, time_period, detail, guardrails, replace=True)
+        return await self.save(
+            name, era, time_period, detail, guardrails, replace=True, request=request
+        )
+
+    def _admin_only(self, request: gr.Request | None, what: str) -> None:
+        """Saved worlds are the team's: with sign-in, only an admin changes them."""
+        if self.admission is None:
+            return
+        if caller_of(self.admission, request).role != "admin":
+            raise InputError(
+                f"Saved worlds are shared by the team: only an admin may {what} one. "
+                "Save your version under a new name instead."
+            )
 
     @staticmethod
     def _loaded(loaded: str | None, what: str) -> str:
@@ -201,9 +222,10 @@ class WorldsHandlers:
         return name
 
     async def rename(
-        self, loaded: str | None, new_name: str
+        self, loaded: str | None, new_name: str, request: gr.Request | None = None
     ) -> tuple[str, str, str, dict[str, Any], str]:
         """Rename the loaded user world: (name box, status, loaded, picker, list)."""
+        self._admin_only(request, "rename")
         old = self._loaded(loaded, "rename")
         renamed, moved = await self.builder.rename(old, form_text(new_name, "The new name"))
         picker, listing = await self.refresh(renamed.name)
@@ -212,9 +234,10 @@ class WorldsHandlers:
         return renamed.name, status, renamed.name, picker, listing
 
     async def delete(
-        self, loaded: str | None, confirmed: bool
+        self, loaded: str | None, confirmed: bool, request: gr.Request | None = None
     ) -> tuple[str, str, dict[str, Any], str]:
         """Delete the loaded user world, once confirmed: (status, loaded, picker, list)."""
+        self._admin_only(request, "delete")
         name = self._loaded(loaded, "delete")
         if not confirmed:
             raise InputError(f"Tick 'Yes, delete it' to delete {name!r}.")
