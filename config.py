@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     openai_max_tokens: int = Field(default=1200, ge=64)
     # The longest chat reply, in tokens, when a request sets none.
     chat_max_tokens: int = Field(default=400, ge=16)
+    # The server's context window in tokens (llama.cpp: --n_ctx). Prompt plus reply
+    # budget must fit in it; None = ask the server (llama.cpp's /props) or not budget.
+    openai_context_tokens: int | None = Field(default=None, ge=256)
+    # Put the system prompt into the first user turn, for chat templates that drop
+    # system messages; None = only for models known to (Gemma).
+    openai_system_in_user: bool | None = None
 
     # Concurrency and rate limits per backend; None = the backend kind's default.
     max_concurrency: int | None = Field(default=None, ge=1, le=256)

@@ -175,12 +175,17 @@ _UNSUPPORTED_SCHEMA_KEYS = frozenset(
 )
 
 
-def _strip_schema(node: Any) -> Any:
+def _strip_schema(node: Any, keys: frozenset[str] = _UNSUPPORTED_SCHEMA_KEYS) -> Any:
     if isinstance(node, dict):
-        return {k: _strip_schema(v) for k, v in node.items() if k not in _UNSUPPORTED_SCHEMA_KEYS}
+        return {k: _strip_schema(v, keys) for k, v in node.items() if k not in keys}
     if isinstance(node, list):
-        return [_strip_schema(item) for item in node]
+        return [_strip_schema(item, keys) for item in node]
     return node
+
+
+def strict_schema(schema: Any) -> Any:
+    """``schema`` without what strict structured output rejects (titles, bounds)."""
+    return _strip_schema(schema)
 
 
 @cache
@@ -192,9 +197,25 @@ def profile_json_schema() -> dict[str, Any]:
     Length bounds are left out (many servers reject them, and a cut-off
     ``maxLength`` truncates mid-word); pydantic enforces them after parsing.
     """
-    schema = _strip_schema(NPCProfile.model_json_schema())
+    return strict_schema(profile_grammar_schema())
+
+
+@cache
+def profile_grammar_schema() -> dict[str, Any]:
+    """The NPCProfile schema with the bounds a grammar enforces as it generates.
+
+    Built once; treat it as read-only. A server that constrains generation by
+    the schema (llama.cpp) cannot then write an empty name, no sample lines or
+    blank prose. ``maxLength`` stays out: a grammar cuts a string mid-word at it.
+    """
+    schema = _strip_schema(NPCProfile.model_json_schema(), frozenset({"title", "maxLength"}))
     schema["additionalProperties"] = False
     schema["required"] = list(schema["properties"])
+    properties = schema["properties"]
+    # Blank items fail validation (_no_blank_items); the prompt asks for 3-5 traits.
+    for name in ("personality_traits", "sample_lines"):
+        properties[name]["items"] = {"type": "string", "minLength": 1}
+    properties["personality_traits"].update(minItems=3, maxItems=5)
     return schema
 
 

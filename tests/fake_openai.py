@@ -6,7 +6,8 @@ program it: a default latency and responder, plus a queue of one-off actions
 (fail with a status and Retry-After, hang past the client's timeout, trickle
 tiny chunks, answer with broken JSON, keep streaming after the object, end a
 stream early, cut it in the middle of an event or drop the connection, send
-an error event, echo the request headers back as a leaky server would). It
+an error event, echo the request headers back as a leaky server would). Like
+llama.cpp's server it can say its context size at ``GET /props``. It
 records every request body and the highest number of requests it had in
 flight at once.
 """
@@ -57,6 +58,10 @@ class Action:
     stream_end: StreamEnd = "done"
     # Instead of the end, an ``error`` event with this message.
     stream_error: str | None = None
+    # The first event (role only) that real servers send before any text; without
+    # it, stop_after_chunks=0 and stream_end="cut" is an empty body, then a reset.
+    role_chunk: bool = True
+    finish_reason: str = "stop"  # "length": the reply hit max_tokens
     # Put the request headers (Authorization too) into the error text.
     echo_headers: bool = False
 
@@ -67,6 +72,8 @@ class ServerState:
     responder: Responder | None = None
     # Answer json_schema requests with HTTP 500, as llama.cpp's server does.
     reject_json_schema: bool = False
+    # What GET /props answers (llama.cpp's shape); None = 404, as most servers.
+    props: dict[str, Any] | None = None
     actions: deque[Action] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)  # of each request
@@ -131,6 +138,7 @@ class FakeOpenAIServer:
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/stats", self._stats, methods=["GET"]),
+                Route("/props", self._props, methods=["GET"]),
             ]
         )
         config = uvicorn.Config(
@@ -149,6 +157,10 @@ class FakeOpenAIServer:
 
     def set_responder(self, responder: Responder) -> None:
         self.state.responder = responder
+
+    def set_context(self, n_ctx: int) -> None:
+        """Say this context size at /props, as llama.cpp's server does."""
+        self.state.props = {"default_generation_settings": {"n_ctx": n_ctx}, "total_slots": 1}
 
     def enqueue(self, *actions: Action) -> None:
         with self._lock:
@@ -187,6 +199,7 @@ class FakeOpenAIServer:
             self.state.streams_abandoned = 0
             self.state.latency = latency
             self.state.reject_json_schema = False
+            self.state.props = None
             if responder is not None:
                 self.state.responder = responder
 
@@ -222,6 +235,11 @@ class FakeOpenAIServer:
                 "streams_abandoned": state.streams_abandoned,
             }
         )
+
+    async def _props(self, request: Request) -> Response:
+        if self.state.props is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return JSONResponse(self.state.props)
 
     def _next_action(self) -> Action:
         with self._lock:
@@ -279,7 +297,8 @@ class FakeOpenAIServer:
     async def _stream(self, model: str, text: str, action: Action, headers_text: str):  # type: ignore[no-untyped-def]
         finished = False
         try:
-            yield _chunk(model, {"role": "assistant", "content": ""})
+            if action.role_chunk:
+                yield _chunk(model, {"role": "assistant", "content": ""})
             starts = range(0, len(text), action.chunk_size)
             if action.stop_after_chunks is not None:
                 starts = starts[: action.stop_after_chunks]
@@ -293,7 +312,7 @@ class FakeOpenAIServer:
                     message = f"{message}; request headers: {headers_text}"
                 yield f"data: {json.dumps({'error': {'message': message}})}\n\n".encode()
             elif action.stream_end == "done":
-                yield _chunk(model, {}, finish="stop")
+                yield _chunk(model, {}, finish=action.finish_reason)
                 yield b"data: [DONE]\n\n"
             elif action.stream_end == "truncated":
                 last = _chunk(model, {}, finish="stop")

@@ -122,3 +122,18 @@ async def test_a_lower_limit_admits_no_one_until_enough_leave() -> None:
     gate.release()
     await waiter
     assert gate.holders == 1
+
+
+async def test_a_released_slot_waits_one_turn_so_the_caller_can_ask_for_its_repair() -> None:
+    """The NPC whose call just ended asks for its repair in the same step: it gets
+    the slot before the first calls that were already waiting."""
+    gate = PriorityGate(lambda: 1)
+    await gate.acquire(FIRST)
+    waiter = asyncio.create_task(gate.acquire(FIRST))
+    await until(lambda: gate.waiting == 1)
+    gate.release()
+    await gate.acquire(REPAIR)  # at once: no await between the release and this
+    assert gate.holders == 1 and gate.waiting == 1 and not waiter.done()
+    gate.release()
+    await waiter
+    assert gate.holders == 1 and gate.waiting == 0

@@ -230,3 +230,167 @@ async def test_stream_chat_is_always_bounded(
     [part async for part in backend.stream_chat(ChatRequest([{"role": "user", "content": "hi"}]))]
     await backend.aclose()
     assert openai_server.requests[-1]["max_tokens"] == openai_settings.chat_max_tokens
+
+
+# -- small local servers (llama.cpp, Ollama): issue 15 ----------------------------------
+
+
+def _local_settings(tmp_path, server: FakeOpenAIServer, **overrides: object) -> Settings:  # type: ignore[no-untyped-def]
+    values: dict[str, object] = {
+        "backend": "openai",
+        "openai_base_url": server.base_url,
+        "openai_model": "fake-model",
+        "retry_base_delay": 0.0,
+    }
+    values.update(overrides)
+    return make_settings(tmp_path, **values)
+
+
+async def test_json_object_carries_the_schema_with_its_bounds(
+    openai_services: Services, openai_server: FakeOpenAIServer
+) -> None:
+    openai_server.state.reject_json_schema = True
+    outcomes = await _generate(openai_services, 1, names=("Ada",))
+    assert outcomes[0].ok
+    rejected, accepted = openai_server.requests
+    # Strict json_schema gets the subset it accepts; the grammar gets the bounds.
+    strict = rejected["response_format"]["json_schema"]["schema"]
+    assert "minItems" not in json.dumps(strict) and "minLength" not in json.dumps(strict)
+    grammar = accepted["response_format"]["schema"]
+    assert grammar["properties"]["sample_lines"]["minItems"] == 2
+    assert grammar["properties"]["sample_lines"]["maxItems"] == 4
+    assert grammar["properties"]["name"]["minLength"] == 1
+    assert "maxLength" not in json.dumps(grammar)  # a grammar would cut words at it
+
+
+async def test_an_empty_stream_that_resets_is_retried_not_repaired(
+    openai_services: Services, openai_server: FakeOpenAIServer
+) -> None:
+    # llama.cpp's server when the prompt overflows: 200, no event, connection reset.
+    openai_server.enqueue(Action(role_chunk=False, stop_after_chunks=0, stream_end="cut"))
+    outcomes = await _generate(openai_services, 1, names=("Ada",))
+    assert outcomes[0].ok and not outcomes[0].npc.repaired  # type: ignore[union-attr]
+    assert len(openai_server.requests) == 2
+    assert not any(m["role"] == "assistant" for m in openai_server.requests[1]["messages"])
+
+
+async def test_reply_budget_fits_the_context_the_server_reports(
+    tmp_path, openai_server: FakeOpenAIServer, make_services: MakeServices
+) -> None:
+    openai_server.set_context(1400)
+    services = make_services(_local_settings(tmp_path, openai_server, openai_max_tokens=1200))
+    outcomes = await _generate(services, 1, names=("Ada",))
+    assert outcomes[0].ok
+    body = openai_server.requests[0]
+    prompt_chars = sum(len(m["content"]) for m in body["messages"])
+    assert body["max_tokens"] < 1200  # cut to fit
+    assert body["max_tokens"] + prompt_chars / 3 <= 1400
+
+
+async def test_a_prompt_too_long_for_the_context_fails_at_once_with_what_to_do(
+    tmp_path, openai_server: FakeOpenAIServer, make_services: MakeServices
+) -> None:
+    services = make_services(_local_settings(tmp_path, openai_server, openai_context_tokens=1024))
+    world = WORLD.model_copy(update={"detail": "A long chronicle of the harbour. " * 180})
+    outcomes = await casts.outcomes(services, world, 2, seed=7)
+    assert not any(o.ok for o in outcomes)
+    assert "1024-token context" in (outcomes[0].error or "")
+    assert "NPC_FORGE_OPENAI_CONTEXT_TOKENS" in (outcomes[0].error or "")
+    assert openai_server.requests == []  # nothing sent that would overflow
+    # Not the server's fault: the breaker does not count it.
+    assert services.backends.get("openai").breaker.failures == 0
+
+
+async def test_a_reply_cut_at_max_tokens_says_so_in_the_repair(
+    openai_services: Services, openai_server: FakeOpenAIServer
+) -> None:
+    cut = json.dumps(valid_profile("Ada"))[:200]
+    openai_server.enqueue(Action(content=cut, finish_reason="length"))
+    outcomes = await _generate(openai_services, 1, names=("Ada",))
+    assert outcomes[0].ok and outcomes[0].npc.repaired  # type: ignore[union-attr]
+    repair_prompt = openai_server.requests[1]["messages"][-1]["content"]
+    assert "limit of 1200 tokens" in repair_prompt
+
+
+async def test_the_repair_shows_a_bounded_part_of_a_rambling_reply(
+    openai_services: Services, openai_server: FakeOpenAIServer
+) -> None:
+    openai_server.enqueue(Action(content="words " * 3000))
+    await _generate(openai_services, 1, names=("Ada",))
+    echoed = openai_server.requests[1]["messages"][-2]["content"]
+    assert len(echoed) <= 2600 and echoed.endswith(" ...")
+
+
+@pytest.mark.parametrize(
+    ("model", "setting", "folded"),
+    [("gemma-3-270m", None, True), ("smollm2", None, False), ("smollm2", True, True),
+     ("gemma-3-270m", False, False)],
+)  # fmt: skip
+async def test_system_prompt_folds_into_the_user_turn_for_templates_that_drop_it(
+    tmp_path,
+    openai_server: FakeOpenAIServer,
+    make_services: MakeServices,
+    model: str,
+    setting: bool | None,
+    folded: bool,
+) -> None:
+    settings = _local_settings(
+        tmp_path, openai_server, openai_model=model, openai_system_in_user=setting
+    )
+    outcomes = await _generate(make_services(settings), 1, names=("Ada",))
+    assert outcomes[0].ok
+    messages = openai_server.requests[0]["messages"]
+    roles = [m["role"] for m in messages]
+    if folded:
+        assert roles == ["user"]
+        assert messages[0]["content"].startswith("You are NPC Forge")
+        assert "Create one non-player character" in messages[0]["content"]
+    else:
+        assert roles == ["system", "user"]
+
+
+async def test_chat_folds_the_system_prompt_too(tmp_path, openai_server: FakeOpenAIServer) -> None:
+    settings = _local_settings(tmp_path, openai_server, openai_model="gemma-3-270m-it")
+    backend = OpenAIBackend(settings)
+    request = ChatRequest(
+        [{"role": "system", "content": "You are Maud."}, {"role": "user", "content": "hi"}]
+    )
+    [part async for part in backend.stream_chat(request)]
+    await backend.aclose()
+    assert openai_server.requests[-1]["messages"] == [
+        {"role": "user", "content": "You are Maud.\n\nhi"}
+    ]
+
+
+async def test_at_concurrency_one_a_repair_goes_before_the_waiting_first_calls(
+    tmp_path, openai_server: FakeOpenAIServer, make_services: MakeServices
+) -> None:
+    services = make_services(_local_settings(tmp_path, openai_server, max_concurrency=1))
+    openai_server.enqueue(Action(content='{"name": "Ada"}'))  # invalid: fields missing
+    order: list[str] = []
+    plan = await services.cast.plan(
+        casts.request(WORLD, 3, names=("Ada", "Bran", "Cei"), seed=7), save=False
+    )
+    async with services.cast.run(plan) as run:
+        async for outcome in run.outcomes():
+            assert outcome.npc is not None
+            order.append(outcome.npc.name)
+    assert order == ["Ada", "Bran", "Cei"]  # Ada's repair did not wait behind Bran and Cei
+    second = openai_server.requests[1]["messages"]
+    assert second[-2]["role"] == "assistant"  # the second call the server saw is the repair
+
+
+async def test_stage_timings_of_a_repaired_npc_add_up_to_at_most_its_total(
+    tmp_path, openai_server: FakeOpenAIServer, make_services: MakeServices
+) -> None:
+    openai_server.set_latency(0.05)
+    services = make_services(_local_settings(tmp_path, openai_server, max_concurrency=1))
+    openai_server.enqueue(Action(content='{"name": "Ada"}'))
+    outcomes = await _generate(services, 3, names=("Ada", "Bran", "Cei"))
+    for outcome in outcomes:
+        timing = outcome.npc.timing  # type: ignore[union-attr]
+        assert timing is not None
+        stages = timing.queue_ms + timing.backend_ms + timing.parse_ms + timing.repair_ms
+        assert stages <= timing.total_ms + 1.0
+    ada = outcomes[0].npc.timing  # type: ignore[union-attr]
+    assert ada.repair_ms >= 50 and ada.backend_ms >= 50  # type: ignore[union-attr]

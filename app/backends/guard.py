@@ -232,8 +232,15 @@ class PriorityGate:
             raise
 
     def release(self) -> None:
+        """Free a slot; it is handed on at the loop's next turn, not at once.
+
+        The caller that just released may follow up right away (an NPC whose
+        reply was invalid asks for its repair): waiting that one turn lets its
+        repair take the slot before the first calls queued behind it, so an NPC
+        that already cost a call is finished first even at concurrency 1.
+        """
         self.holders -= 1
-        self.wake()
+        asyncio.get_running_loop().call_soon(self.wake)
 
     def wake(self) -> None:
         """Hand free slots to waiters (after a release or a higher limit)."""

@@ -10,6 +10,13 @@ trickles whitespace cannot hold a call forever. A stream that ends early (cut,
 truncated, no end marker) is a retryable BackendUnavailableError, not invalid
 output. Error text from the server is redacted (the configured key and
 key-like strings) before it becomes one of our messages.
+
+Small local servers need three more things. Prompt plus ``max_tokens`` must fit
+the server's context (``openai_context_tokens``, or what llama.cpp's ``/props``
+says): the reply budget is cut to fit, and a prompt that leaves no room fails at
+once with what to change. Chat templates that drop system messages (Gemma's)
+get the instructions folded into the first user turn. json_object requests
+carry the schema with its bounds, which llama.cpp turns into a grammar.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import orjson
 from app.backends.base import Backend, ChatRequest, JSONReply, JSONRequest, Message
 from app.backends.json_stream import JSONObjectScanner
 from app.errors import (
+    BackendCapabilityError,
     BackendError,
     BackendResponseError,
     BackendUnavailableError,
@@ -36,6 +44,7 @@ from app.errors import (
     RateLimitedError,
 )
 from app.logs import redact
+from app.models import strict_schema
 from config import Settings
 
 if TYPE_CHECKING:
@@ -49,6 +58,17 @@ PLACEHOLDER_API_KEY = "not-needed"
 # An answer that clearly says structured output is not supported (as opposed to
 # a transient server error): only this switches a server to json_object.
 _SCHEMA_WORDS = re.compile(r"json[_ ]?schema|response[_ ]?format|structured output", re.I)
+# Chat templates known to drop (or refuse) system messages: fold them into the user turn.
+_DROPS_SYSTEM = re.compile(r"gemma", re.I)
+# Token estimates without the server's tokenizer: English prose runs ~4 characters
+# a token, the JSON schema in a prompt nearer 3; the lower figure never undercounts
+# by much. Each message costs a few tokens of template around it.
+CHARS_PER_TOKEN = 3.0
+TOKENS_PER_MESSAGE = 8
+# A reply budget smaller than this cannot hold an NPC (or a useful chat line).
+MIN_REPLY_TOKENS = 128
+# Seconds to wait for a server to say its context size (llama.cpp's /props).
+CONTEXT_PROBE_TIMEOUT = 3.0
 _UNSUPPORTED_WORDS = re.compile(
     r"not supported|unsupported|not implemented|does not support|unknown|unrecognized"
     r"|not available|not allowed",
@@ -94,6 +114,7 @@ class StreamEnd:
 
     finished: bool = False  # a finish_reason or [DONE] arrived
     truncated: bool = False  # the body ended in the middle of an event
+    reason: str | None = None  # the finish_reason ("stop", "length")
 
 
 async def _guarded_lines(
@@ -152,6 +173,7 @@ async def _content_deltas(
             if choice.get("index", 0) == 0:
                 if choice.get("finish_reason"):
                     end.finished = True
+                    end.reason = choice["finish_reason"]
                 content = (choice.get("delta") or {}).get("content")
                 if content:
                     yield content
@@ -169,6 +191,37 @@ def _plain_body(*, model: str, messages: list[Any], **fields: Any) -> dict[str, 
     """
     body = {"messages": messages, **{k: v for k, v in fields.items() if v is not None}}
     return {"model": model, "messages": [], "extra_body": body}
+
+
+def estimate_tokens(messages: Sequence[Message]) -> int:
+    """A generous guess at a prompt's length in tokens (see CHARS_PER_TOKEN)."""
+    chars = sum(len(message["content"]) for message in messages)
+    return round(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages)
+
+
+def fold_system(messages: Sequence[Message]) -> list[Message]:
+    """The system messages moved into the first user turn, for templates that drop them."""
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    if not system:
+        return rest  # type: ignore[return-value]
+    instructions = "\n\n".join(system)
+    for message in rest:
+        if message["role"] == "user":
+            message["content"] = f"{instructions}\n\n{message['content']}"
+            return rest  # type: ignore[return-value]
+    return [{"role": "user", "content": instructions}, *rest]  # type: ignore[list-item]
+
+
+def _context_size(props: Any) -> int | None:
+    """n_ctx from llama.cpp's /props (per slot in ``default_generation_settings``)."""
+    if not isinstance(props, dict):
+        return None
+    settings = props.get("default_generation_settings")
+    for source in (settings, props):
+        if isinstance(source, dict) and isinstance(source.get("n_ctx"), int):
+            return int(source["n_ctx"]) if source["n_ctx"] > 0 else None
+    return None
 
 
 def schema_instruction(schema: Any) -> str:
@@ -209,6 +262,11 @@ class OpenAIBackend(Backend):
             "json_schema": True,
             "json_object": False,
         }[settings.openai_structured_output]
+        system = settings.openai_system_in_user
+        self._fold_system = bool(_DROPS_SYSTEM.search(self._model)) if system is None else system
+        # The server's context in tokens: configured, or asked once (None = unknown).
+        self._context: int | None = settings.openai_context_tokens
+        self._context_asked = self._context is not None or not settings.openai_base_url
         # An httpx pool belongs to the event loop that opened it.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncOpenAI] = (
             weakref.WeakKeyDictionary()
@@ -287,7 +345,7 @@ class OpenAIBackend(Backend):
                 "type": "json_schema",
                 "json_schema": {
                     "name": request.task,
-                    "schema": dict(request.schema),
+                    "schema": strict_schema(dict(request.schema)),
                     "strict": True,
                 },
             }
@@ -304,7 +362,47 @@ class OpenAIBackend(Backend):
                 messages[0]["content"] = f"{messages[0]['content']}\n\n{instruction}"
             else:
                 messages.insert(0, {"role": "system", "content": instruction})
-        return messages  # type: ignore[return-value]
+        return self._chat_messages(messages)  # type: ignore[arg-type]
+
+    def _chat_messages(self, messages: Sequence[Message]) -> list[Message]:
+        return fold_system(messages) if self._fold_system else list(messages)
+
+    async def _context_tokens(self) -> int | None:
+        """The server's context size: configured, else asked once (llama.cpp's /props)."""
+        if not self._context_asked:
+            self._context_asked = True
+            import httpx
+
+            origin = self.base_url.rstrip("/").removesuffix("/v1")
+            try:
+                async with httpx.AsyncClient(timeout=CONTEXT_PROBE_TIMEOUT) as client:
+                    response = await client.get(f"{origin}/props")
+                if response.status_code == 200:
+                    self._context = _context_size(response.json())
+            except (httpx.HTTPError, ValueError):
+                pass  # a server that does not say: no budget beyond max_tokens
+        return self._context
+
+    async def _reply_budget(self, messages: Sequence[Message], wanted: int) -> int:
+        """``wanted`` tokens, cut so prompt plus reply fit the server's context.
+
+        Raises BackendCapabilityError (not retried: it would fail again) when
+        the prompt leaves less than MIN_REPLY_TOKENS.
+        """
+        context = await self._context_tokens()
+        if context is None:
+            return wanted
+        prompt = estimate_tokens(messages)
+        room = context - prompt
+        if room < MIN_REPLY_TOKENS:
+            raise BackendCapabilityError(
+                self.name,
+                f"the prompt (about {prompt} tokens) leaves no room for a reply in the "
+                f"server's {context}-token context. Start the server with a larger context "
+                "(llama.cpp: --n_ctx 4096 or more) and set NPC_FORGE_OPENAI_CONTEXT_TOKENS "
+                "to match, or shorten the world detail.",
+            )
+        return min(wanted, room)
 
     async def complete_json(self, request: JSONRequest) -> JSONReply:
         """One JSON object, within ``openai_timeout`` for the whole call."""
@@ -364,12 +462,16 @@ class OpenAIBackend(Backend):
         started = time.perf_counter()
         first_token: float | None = None
         scanner = JSONObjectScanner()
+        messages = self._messages(request, use_schema)
+        max_tokens = await self._reply_budget(
+            messages, request.max_tokens or self._settings.openai_max_tokens
+        )
         options = _plain_body(
             model=self._model,
-            messages=self._messages(request, use_schema),
+            messages=messages,
             temperature=request.temperature,
             seed=request.seed,
-            max_tokens=request.max_tokens or self._settings.openai_max_tokens,
+            max_tokens=max_tokens,
             response_format=self._response_format(request, use_schema),
         )
         stopped_early = False
@@ -396,6 +498,11 @@ class OpenAIBackend(Backend):
         elapsed = time.perf_counter() - started
         text = scanner.object_text() or scanner.text
         data, error = parse_json_object(text) if text.strip() else (None, "the reply was empty")
+        if error is not None and end.reason == "length" and not scanner.complete:
+            error = (
+                f"the reply reached its limit of {max_tokens} tokens before the JSON object "
+                "closed; write shorter fields"
+            )
         if error is None and not isinstance(data, dict):
             data, error = None, f"expected a JSON object, got {type(data).__name__}"
         stats = {"backend_ms": elapsed * 1000, "stopped_early": float(stopped_early)}
@@ -406,16 +513,20 @@ class OpenAIBackend(Backend):
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str]:
         import openai
 
-        options = _plain_body(
-            model=self._model,
-            messages=list(request.messages),
-            temperature=request.temperature,
-            seed=request.seed,
-            # Without a bound a small model talks until its context is full.
-            max_tokens=request.max_tokens or self._settings.chat_max_tokens,
-        )
+        messages = self._chat_messages(request.messages)
         end = StreamEnd()
         try:
+            # Without a bound a small model talks until its context is full.
+            max_tokens = await self._reply_budget(
+                messages, request.max_tokens or self._settings.chat_max_tokens
+            )
+            options = _plain_body(
+                model=self._model,
+                messages=messages,
+                temperature=request.temperature,
+                seed=request.seed,
+                max_tokens=max_tokens,
+            )
             async with self._deltas(options, end) as deltas:
                 async for delta in deltas:
                     yield delta

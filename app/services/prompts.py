@@ -13,6 +13,7 @@ from app.models import (
     RELATIONSHIP_TYPES,
     RELATIONSHIPS_TASK,
     World,
+    profile_grammar_schema,
     profile_json_schema,
 )
 
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 
 # Prompts carry at most this much world detail; the rest costs tokens for little.
 MAX_PROMPT_DETAIL_CHARS = 6000
+# A repair shows this much of the invalid reply: enough for a whole NPC, while a
+# reply that rambled on cannot push the repair past a small server's context.
+MAX_REPAIR_ECHO_CHARS = 2500
 
 SYSTEM_PROMPT = (
     "You are NPC Forge, a game writer who creates memorable non-player characters. "
@@ -83,7 +87,9 @@ def npc_request(spec: NPCSpec, *, max_tokens: int | None = None) -> JSONRequest:
     return JSONRequest(
         task=NPC_TASK,
         messages=npc_messages(spec),
-        schema=profile_json_schema(),
+        # With its bounds: servers that enforce a schema by grammar keep them; the
+        # openai backend drops them where strict json_schema would refuse them.
+        schema=profile_grammar_schema(),
         inputs=npc_inputs(spec),
         temperature=spec.temperature,
         seed=spec.seed,
@@ -91,12 +97,19 @@ def npc_request(spec: NPCSpec, *, max_tokens: int | None = None) -> JSONRequest:
     )
 
 
+def _echo(raw_output: str) -> str:
+    """The invalid reply as the repair shows it, cut at a word if it is long."""
+    if len(raw_output) <= MAX_REPAIR_ECHO_CHARS:
+        return raw_output
+    return raw_output[:MAX_REPAIR_ECHO_CHARS].rsplit(" ", 1)[0] + " ..."
+
+
 def repair_request(original: JSONRequest, raw_output: str, problems: Sequence[str]) -> JSONRequest:
     """Show the model its own output and what is wrong with it; ask for the fix."""
     listed = "\n".join(f"- {problem}" for problem in problems)
     messages: list[Message] = [
         *original.messages,
-        {"role": "assistant", "content": raw_output[:8000]},
+        {"role": "assistant", "content": _echo(raw_output)},
         {
             "role": "user",
             "content": (
@@ -153,7 +166,7 @@ def field_request(
     )
     schema = {
         "type": "object",
-        "properties": {field: profile_json_schema()["properties"][field]},
+        "properties": {field: profile_grammar_schema()["properties"][field]},
         "required": [field],
         "additionalProperties": False,
     }
@@ -186,7 +199,7 @@ def regenerate_request(
     return JSONRequest(
         task=NPC_TASK,
         messages=[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}],
-        schema=profile_json_schema(),
+        schema=profile_grammar_schema(),
         inputs=_regen_inputs(npc, world, seed, locked),
         temperature=temperature,
         seed=seed,
