@@ -59,6 +59,16 @@ class Settings(BaseSettings):
     # system messages; None = only for models known to (Gemma).
     openai_system_in_user: bool | None = None
 
+    # The embedded local backend (extra [local]): a GGUF file run in-process with
+    # llama-cpp-python. Never picked by "auto": set NPC_FORGE_BACKEND=local.
+    local_model_path: Path | None = None
+    local_context_tokens: int = Field(default=4096, ge=256)
+    local_threads: int = Field(default=2, ge=1, le=256)
+    local_max_tokens: int = Field(default=1200, ge=64)
+    # Check only the sampled token against the JSON grammar (35-50 tokens/s on 2
+    # cores instead of 1-10); off = llama-cpp-python's stock grammar sampler.
+    local_fast_grammar: bool = True
+
     # Concurrency and rate limits per backend; None = the backend kind's default.
     max_concurrency: int | None = Field(default=None, ge=1, le=256)
     requests_per_minute: float | None = Field(default=None, gt=0)

@@ -256,8 +256,12 @@ class FakeOpenAIServer:
         action = self._next_action()
         response_format = body.get("response_format") or {}
         if self.state.reject_json_schema and response_format.get("type") == "json_schema":
+            # What llama-cpp-python 0.3.36 answers, word for word (shortened).
             action = Action(
-                status=500, error_message="response_format json_schema is not supported"
+                status=500,
+                error_message="1 validation error:\n  {'type': 'literal_error', 'loc': ('body', "
+                "'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", "
+                "'input': 'json_schema'}",
             )
         streaming = False
         try:

@@ -169,6 +169,13 @@ async def test_a_clear_no_to_json_schema_switches_to_json_object_with_the_schema
         (500, "response_format json_schema is not supported", True),
         (400, "Unsupported value: 'response_format.type' json_schema", True),
         (422, "unknown field json_schema", True),
+        # llama-cpp-python 0.3.36, as it answers
+        (
+            500,
+            "{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+            "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}",
+            True,
+        ),
         (500, "fake server error", False),
         (500, "CUDA out of memory while sampling", False),
         (400, "Invalid schema for response_format 'npc_profile': missing required", False),

@@ -23,7 +23,7 @@ def _context(settings: Settings) -> BackendContext:
 
 
 def test_builtins_are_registered() -> None:
-    assert default_registry().names() == ["openai", "procedural"]
+    assert default_registry().names() == ["local", "openai", "procedural"]
 
 
 def test_unknown_backend_lists_the_known_ones(settings: Settings) -> None:

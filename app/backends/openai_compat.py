@@ -71,7 +71,9 @@ MIN_REPLY_TOKENS = 128
 CONTEXT_PROBE_TIMEOUT = 3.0
 _UNSUPPORTED_WORDS = re.compile(
     r"not supported|unsupported|not implemented|does not support|unknown|unrecognized"
-    r"|not available|not allowed",
+    r"|not available|not allowed"
+    # llama-cpp-python's server: pydantic's "Input should be 'text' or 'json_object'".
+    r"|input should be|literal_error",
     re.I,
 )
 

@@ -32,6 +32,8 @@ BackendFactory = Callable[[Settings, BackendContext], Backend]
 BUILTIN_BACKENDS: tuple[tuple[str, str], ...] = (
     ("procedural", "app.backends.procedural:ProceduralBackend"),
     ("openai", "app.backends.openai_compat:OpenAIBackend"),
+    # Extra [local]; "auto" never picks it.
+    ("local", "app.backends.local:LocalBackend"),
 )
 
 
