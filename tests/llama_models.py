@@ -5,6 +5,11 @@ The model is SmolLM2-135M-Instruct (Q4_1, 98 MB, Apache-2.0), as the PyPI wheel
 Without llama-cpp-python or the model the tests are skipped, unless
 ``NPC_TEST_REQUIRE_LLAMA=1`` (CI) makes that a failure, so CI cannot pass by
 skipping them. (Not ``NPC_FORGE_*``: the test fixtures clear those.)
+
+``NPC_TEST_LLAMA_THREADS`` (default 2, as the README) sets the model's threads.
+On a machine busy with other work use 1: llama.cpp's threads wait for each
+other by spinning, and two of them on an oversubscribed pair of cores ran at
+0.5 tokens/s where one ran at 8.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ import pytest
 from tests.fake_openai import free_port
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def threads() -> int:
+    return int(os.environ.get("NPC_TEST_LLAMA_THREADS", "2"))
 
 
 def gguf_path() -> Path:
@@ -52,7 +61,7 @@ class LlamaServer:
         # that a new request does not cut off.
         command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model)]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(n_ctx)]
-        command += ["--n_threads", "2", "--interrupt_requests", "False"]
+        command += ["--n_threads", str(threads()), "--interrupt_requests", "False"]
         self.process = subprocess.Popen(
             command,
             stdout=subprocess.DEVNULL,

@@ -23,7 +23,7 @@ from app.models import World, profile_grammar_schema
 from config import PROJECT_DIR, Settings
 from tests import casts
 from tests.conftest import WORLDS_DIR, MakeServices, make_settings
-from tests.llama_models import gguf_path
+from tests.llama_models import gguf_path, threads
 
 llama = pytest.mark.llama
 
@@ -67,11 +67,17 @@ def model_path() -> Path:
 
 @pytest.fixture(scope="module")
 def loaded(model_path: Path) -> Iterator[LocalModel]:
-    yield LocalModel(model_path, n_ctx=2048, threads=2, fast_grammar=True)
+    yield LocalModel(model_path, n_ctx=2048, threads=threads(), fast_grammar=True)
 
 
 def _settings(tmp_path: Path, model_path: Path, **overrides: object) -> Settings:
-    return make_settings(tmp_path, backend="local", local_model_path=model_path, **overrides)
+    return make_settings(
+        tmp_path,
+        backend="local",
+        local_model_path=model_path,
+        local_threads=threads(),
+        **overrides,
+    )
 
 
 @llama
