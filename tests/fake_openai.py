@@ -74,6 +74,7 @@ class ServerState:
     reject_json_schema: bool = False
     # What GET /props answers (llama.cpp's shape); None = 404, as most servers.
     props: dict[str, Any] | None = None
+    props_requests: int = 0
     actions: deque[Action] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)  # of each request
@@ -200,6 +201,7 @@ class FakeOpenAIServer:
             self.state.latency = latency
             self.state.reject_json_schema = False
             self.state.props = None
+            self.state.props_requests = 0
             if responder is not None:
                 self.state.responder = responder
 
@@ -237,6 +239,8 @@ class FakeOpenAIServer:
         )
 
     async def _props(self, request: Request) -> Response:
+        with self._lock:
+            self.state.props_requests += 1
         if self.state.props is None:
             return JSONResponse({"error": "not found"}, status_code=404)
         return JSONResponse(self.state.props)

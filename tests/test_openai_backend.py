@@ -287,6 +287,17 @@ async def test_reply_budget_fits_the_context_the_server_reports(
     assert body["max_tokens"] + prompt_chars / 3 <= 1400
 
 
+async def test_the_context_is_asked_once_however_many_calls_start_together(
+    tmp_path, openai_server: FakeOpenAIServer, make_services: MakeServices
+) -> None:
+    openai_server.set_context(1400)
+    services = make_services(_local_settings(tmp_path, openai_server, max_concurrency=8))
+    outcomes = await _generate(services, 6)
+    assert all(o.ok for o in outcomes)
+    assert openai_server.state.props_requests == 1
+    assert all(body["max_tokens"] < 1200 for body in openai_server.requests)  # all budgeted
+
+
 async def test_a_prompt_too_long_for_the_context_fails_at_once_with_what_to_do(
     tmp_path, openai_server: FakeOpenAIServer, make_services: MakeServices
 ) -> None:

@@ -268,7 +268,11 @@ class OpenAIBackend(Backend):
         self._fold_system = bool(_DROPS_SYSTEM.search(self._model)) if system is None else system
         # The server's context in tokens: configured, or asked once (None = unknown).
         self._context: int | None = settings.openai_context_tokens
-        self._context_asked = self._context is not None or not settings.openai_base_url
+        self._context_known = self._context is not None or not settings.openai_base_url
+        # One question per event loop, however many first calls wait for the answer.
+        self._context_probes: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Task[int | None]
+        ] = weakref.WeakKeyDictionary()
         # An httpx pool belongs to the event loop that opened it.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncOpenAI] = (
             weakref.WeakKeyDictionary()
@@ -371,19 +375,28 @@ class OpenAIBackend(Backend):
 
     async def _context_tokens(self) -> int | None:
         """The server's context size: configured, else asked once (llama.cpp's /props)."""
-        if not self._context_asked:
-            self._context_asked = True
-            import httpx
-
-            origin = self.base_url.rstrip("/").removesuffix("/v1")
-            try:
-                async with httpx.AsyncClient(timeout=CONTEXT_PROBE_TIMEOUT) as client:
-                    response = await client.get(f"{origin}/props")
-                if response.status_code == 200:
-                    self._context = _context_size(response.json())
-            except (httpx.HTTPError, ValueError):
-                pass  # a server that does not say: no budget beyond max_tokens
+        if not self._context_known:
+            loop = asyncio.get_running_loop()
+            probe = self._context_probes.get(loop)
+            if probe is None:
+                probe = self._context_probes[loop] = loop.create_task(self._ask_context())
+            # Shielded: one caller cancelled must not cancel the answer the others await.
+            self._context = await asyncio.shield(probe)
+            self._context_known = True
         return self._context
+
+    async def _ask_context(self) -> int | None:
+        import httpx
+
+        origin = self.base_url.rstrip("/").removesuffix("/v1")
+        try:
+            async with httpx.AsyncClient(timeout=CONTEXT_PROBE_TIMEOUT) as client:
+                response = await client.get(f"{origin}/props")
+            if response.status_code == 200:
+                return _context_size(response.json())
+        except (httpx.HTTPError, ValueError):
+            pass
+        return None  # a server that does not say: no budget beyond max_tokens
 
     async def _reply_budget(self, messages: Sequence[Message], wanted: int) -> int:
         """``wanted`` tokens, cut so prompt plus reply fit the server's context.
