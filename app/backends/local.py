@@ -78,6 +78,7 @@ class Generated:
     seconds: float
     ttft: float | None
     finished: bool  # an end-of-generation token (or the complete object), not the limit
+    resampled: int = 0  # tokens the grammar rejected, sampled again under it
 
 
 class LocalModel:
@@ -102,6 +103,7 @@ class LocalModel:
         )
         self.n_ctx = n_ctx
         self._lock = threading.Lock()
+        self._candidates: Any = None  # the whole vocabulary, for a re-sample (made once)
         llm = self.llm
         template = llm.metadata.get("tokenizer.chat_template")
         eos = llm.token_eos()
@@ -181,6 +183,7 @@ class LocalModel:
         pieces: list[str] = []
         first: float | None = None
         count = 0
+        resampled = 0
         finished = False
         try:
             while count < max_tokens:
@@ -189,6 +192,7 @@ class LocalModel:
                 token = chain.sample(llm._ctx, -1)
                 if grammar is not None and not self._grammar_accepts(grammar, token):
                     token = self._resample(grammar, chain)
+                    resampled += 1
                 if grammar is not None:
                     lc.llama_sampler_accept(grammar, token)
                 if lc.llama_vocab_is_eog(llm._model.vocab, token):
@@ -215,6 +219,7 @@ class LocalModel:
             seconds=time.perf_counter() - started,
             ttft=None if first is None else first - started,
             finished=finished,
+            resampled=resampled,
         )
 
     def _eval_prompt(self, tokens: list[int]) -> None:
@@ -246,7 +251,9 @@ class LocalModel:
         lc, llm = self._llama_cpp, self.llm
         n_vocab = llm.n_vocab()
         logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(n_vocab,))
-        candidates = LlamaTokenDataArray(n_vocab=n_vocab)
+        if self._candidates is None:
+            self._candidates = LlamaTokenDataArray(n_vocab=n_vocab)
+        candidates = self._candidates
         candidates.copy_logits(logits)
         pointer = ctypes.byref(candidates.candidates)
         lc.llama_sampler_apply(grammar, pointer)
@@ -405,6 +412,7 @@ def _stats(generated: Generated) -> dict[str, float]:
         "backend_ms": generated.seconds * 1000,
         "prompt_tokens": float(generated.prompt_tokens),
         "completion_tokens": float(generated.tokens),
+        "grammar_resamples": float(generated.resampled),
     }
     if generated.ttft is not None:
         stats["ttft_ms"] = generated.ttft * 1000
