@@ -106,13 +106,13 @@ class LocalModel:
         self._candidates: Any = None  # the whole vocabulary, for a re-sample (made once)
         llm = self.llm
         template = llm.metadata.get("tokenizer.chat_template")
-        eos = llm.token_eos()
+        eos, bos = llm.token_eos(), llm.token_bos()
         self._formatter = None
         if template:
             self._formatter = Jinja2ChatFormatter(
                 template=template,
                 eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
-                bos_token=llm._model.token_get_text(llm.token_bos()),
+                bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
                 stop_token_ids=[eos],
             )
         # A template that never names the system role drops its message (Gemma's).
