@@ -183,6 +183,16 @@ class Settings(BaseSettings):
     # Speak the sample lines of just-generated NPCs in the background, into the cache.
     voice_warm_lines: bool = True
 
+    # Dialogue lines (the Dialogue tab, `dialogue` command): one backend call per NPC
+    # carries up to this many situations; concurrent calls default by backend kind
+    # (DEFAULT_DIALOGUE_CONCURRENCY) and each backend may override it by name, e.g.
+    # NPC_FORGE_DIALOGUE_CONCURRENCY='{"openai": 2}'.
+    dialogue_situations_per_call: int = Field(default=10, ge=1, le=50)
+    dialogue_concurrency: dict[str, int] = Field(default_factory=dict)
+    dialogue_max_variants: int = Field(default=5, ge=1, le=20)
+    dialogue_max_lines: int = Field(default=2000, ge=1)
+    dialogue_max_situation_chars: int = Field(default=200, ge=10)
+
     max_npcs: int = Field(default=100, ge=1)
     max_setting_chars: int = Field(default=20_000, ge=100)
     default_temperature: float = Field(default=0.9, ge=0, le=2)
@@ -221,6 +231,10 @@ class Settings(BaseSettings):
 # Defaults by backend kind: a remote API takes many requests at once, an
 # embedded model on 2 cores runs one at a time.
 DEFAULT_CONCURRENCY: dict[BackendKind, int] = {"remote": 8, "local": 1}
+# Dialogue calls at once, by backend kind: a remote API rate-limits and bills per
+# call, so a batch of NPCs goes to it a few at a time; in-process backends are
+# bounded only by their guard.
+DEFAULT_DIALOGUE_CONCURRENCY: dict[BackendKind, int] = {"remote": 4, "local": 16}
 DEFAULT_REQUESTS_PER_MINUTE: dict[BackendKind, float | None] = {"remote": 600.0, "local": None}
 
 

@@ -24,6 +24,8 @@ RELATIONSHIPS_TASK = "relationships"
 # an importance 1-10), and write higher-level reflections over recent memories.
 MEMORY_TASK = "memory_extract"
 REFLECTION_TASK = "memory_reflect"
+# Dialogue: lines for several situations (each with its variants) of one NPC.
+DIALOGUE_TASK = "dialogue_lines"
 
 # Bounds a game designer would not hit and a broken model easily would.
 _SHORT = 120

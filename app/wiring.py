@@ -32,6 +32,7 @@ from app.services.card_store import CardStore
 from app.services.cast import CastLimits, CastService
 from app.services.chat import ChatLimits, ChatService
 from app.services.conversations import ConversationStore
+from app.services.dialogue import DialogueManager
 from app.services.exports import ExportService
 from app.services.extraction import MemoryWriter
 from app.services.graph import GraphLayouts
@@ -194,6 +195,9 @@ class Services:
         self.metrics.registry.register(QuotaCollector(self.quotas))
         self.admission = Admission(
             self.accounts, self.quotas, self.backends, settings.designer_backends
+        )
+        self.dialogue = DialogueManager.from_settings(
+            self.backends, self.response_cache, self.worlds.world_for, settings, self.stats
         )
         self.observability = ObservabilityService(
             self.stats, self.metrics, self.backends, self.quotas

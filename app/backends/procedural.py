@@ -23,6 +23,7 @@ import orjson
 from app.backends.base import Backend, ChatRequest, JSONReply, JSONRequest
 from app.backends.procedural_chat import chat_reply, chunks
 from app.backends.procedural_deck import Blanks, composed_position, deal, pronouns
+from app.backends.procedural_dialogue import DialogueWriter
 from app.backends.procedural_memory import extract_memories, reflect
 from app.backends.procedural_names import cast_names, given_pool, infer_gender, pick_gender
 from app.backends.procedural_relationships import draft_relationships
@@ -30,6 +31,7 @@ from app.backends.procedural_tables import GENERIC, Entry, Genre, Occupation, Ta
 from app.backends.procedural_world import Setting, read_world
 from app.errors import BackendCapabilityError
 from app.models import (
+    DIALOGUE_TASK,
     FIELD_TASK,
     MEMORY_TASK,
     NPC_TASK,
@@ -469,6 +471,7 @@ class ProceduralBackend(Backend):
             self._assets = Assets(settings.assets_dir)
         else:
             self._assets = context.assets
+        self._dialogue = DialogueWriter(self._assets)
 
     @property
     def name(self) -> str:
@@ -492,6 +495,8 @@ class ProceduralBackend(Backend):
             data = extract_memories(request.inputs)
         elif request.task == REFLECTION_TASK:
             data = reflect(request.inputs)
+        elif request.task == DIALOGUE_TASK:
+            data = self._dialogue.write(self.tables, request.inputs, request.seed)
         else:
             raise BackendCapabilityError(self.name, f"cannot do the task {request.task!r}")
         elapsed_ms = (time.perf_counter() - started) * 1000
