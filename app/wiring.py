@@ -200,7 +200,7 @@ class Services:
             self.backends, self.response_cache, self.worlds.world_for, settings, self.stats
         )
         self.observability = ObservabilityService(
-            self.stats, self.metrics, self.backends, self.quotas
+            self.stats, self.metrics, self.backends, self.quotas, self.dialogue.limits
         )
 
     async def _npc_name(self, npc_id: str) -> str:

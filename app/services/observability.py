@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from app.backends.pool import BackendPool
@@ -16,6 +17,7 @@ LATENCY_COLUMNS = (
 )  # fmt: skip
 CONCURRENCY_COLUMNS = (
     "backend", "in_flight", "limit", "max_in_flight", "calls", "retries", "circuit",
+    "dialogue_limit",
 )  # fmt: skip
 
 
@@ -33,11 +35,14 @@ class ObservabilityService:
         metrics: Metrics,
         backends: BackendPool,
         quotas: Quotas | None = None,
+        dialogue_limits: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.stats = stats
         self.metrics = metrics
         self.backends = backends
         self.quotas = quotas
+        # Dialogue calls at once per backend name (they also pass the backend's limit).
+        self.dialogue_limits = dialogue_limits or dict
 
     def cache_rows(self) -> list[dict[str, Any]]:
         return [stats.as_dict() for stats in self.stats.snapshot()]
@@ -64,6 +69,7 @@ class ObservabilityService:
         return rows
 
     def concurrency_rows(self) -> list[dict[str, Any]]:
+        dialogue = self.dialogue_limits()
         return [
             {
                 "backend": guarded.name,
@@ -74,6 +80,7 @@ class ObservabilityService:
                 "calls": guarded.calls,
                 "retries": guarded.retries,
                 "circuit": guarded.breaker.state,
+                "dialogue_limit": dialogue.get(guarded.name),
             }
             for guarded in self.backends.active()
         ]
