@@ -1,4 +1,4 @@
-"""Command line: ``ui`` (default), ``generate``, ``chat``, ``cards``, ``cache``, and more.
+"""Command line: ``ui`` (default), ``generate``, ``chat``, ``cards``, ``dialogue``, and more.
 
 Kept light on purpose: ``--help`` and a procedural ``generate`` never import
 gradio or the OpenAI SDK; those load only for the commands that use them.
@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_media_parsers(commands)
 
+    from app.cli_dialogue import add_dialogue_parser
+
+    add_dialogue_parser(commands)
+
     cache = commands.add_parser("cache", help="show or clear the response cache")
     cache.add_argument("action", choices=["stats", "clear"])
 
@@ -210,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run = run_portrait if command == "portrait" else run_say
             return asyncio.run(_with_services(run, args, settings))
+        if command == "dialogue":
+            from app.cli_dialogue import run_dialogue
+
+            return asyncio.run(_with_services(run_dialogue, args, settings))
         if command == "cache":
             return _cache_command(args.action, settings, sys.stdout)
         if command == "stats":

@@ -33,6 +33,7 @@ from app.services.cast import CastLimits, CastService
 from app.services.chat import ChatLimits, ChatService
 from app.services.conversations import ConversationStore
 from app.services.dialogue import DialogueManager
+from app.services.dialogue_plan import DialogueLimits, DialoguePlanner
 from app.services.exports import ExportService
 from app.services.extraction import MemoryWriter
 from app.services.graph import GraphLayouts
@@ -198,6 +199,12 @@ class Services:
         )
         self.dialogue = DialogueManager.from_settings(
             self.backends, self.response_cache, self.worlds.world_for, settings, self.stats
+        )
+        self.dialogue_planner = DialoguePlanner(
+            self.library,
+            self.assets.files,
+            self.assets.directory,
+            DialogueLimits.from_settings(settings),
         )
         self.observability = ObservabilityService(
             self.stats, self.metrics, self.backends, self.quotas, self.dialogue.limits
