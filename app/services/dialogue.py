@@ -229,6 +229,10 @@ class DialogueManager:
                 return max(1, self._overrides[name])
         return DEFAULT_DIALOGUE_CONCURRENCY[guarded.backend.kind]
 
+    def backend_name(self, requested: str | None = None) -> str:
+        """The full name of the backend a run would use (``auto`` resolved)."""
+        return self._backends.get(requested).name
+
     def limits(self) -> dict[str, int]:
         """The limit each backend used so far runs dialogue at (for the Stats tab)."""
         return dict(self._limits)

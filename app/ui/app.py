@@ -16,6 +16,7 @@ import gradio as gr
 from app import __version__
 from app.services.accounts import check_exposure
 from app.ui.chat_tab import build_chat
+from app.ui.dialogue_tab import build_dialogue
 from app.ui.generate_tab import build_generate
 from app.ui.library_tab import build_library
 from app.ui.media_routes import CardMedia, add_media_routes
@@ -95,6 +96,15 @@ def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
                     exports,
                     services.admission,
                     media=media,
+                )
+            with gr.Tab("Dialogue", id="dialogue") as dialogue_tab:
+                build_dialogue(
+                    services.dialogue,
+                    services.dialogue_planner,
+                    services.library,
+                    exports,
+                    services.backends.names(),
+                    dialogue_tab,
                 )
             with gr.Tab("Personalities", id="personalities") as personalities_tab:
                 build_personalities(services.assets.personalities, personalities_tab)
