@@ -263,36 +263,70 @@ def _order(count: int, rng: random.Random) -> list[int]:
     return order
 
 
+def _template(text: str) -> tuple[re.Pattern[str], ...]:
+    """Patterns that find a table entry in a written line, as written or as a formal
+    speaker (no contractions) or a loud one (exclamation marks) says it."""
+    patterns = []
+    for form in dict.fromkeys((text, _uncontract(text))):
+        parts = re.split(r"\{[^}]*\}", form)
+        pattern = ".+?".join(re.escape(part) for part in parts).replace(r"\.", "[.!]")
+        patterns.append(re.compile(pattern, re.I))
+    return tuple(patterns)
+
+
+def _used(entries: Sequence[str], lines: Sequence[str]) -> set[int]:
+    """Which entries the lines already use."""
+    used = set()
+    for index, entry in enumerate(entries):
+        patterns = _template(entry)
+        if any(p.search(line) for p in patterns for line in lines):
+            used.add(index)
+    return used
+
+
 def _lines_for(speaker: _Speaker, situation: Mapping[str, Any], seed: int, take: int) -> list[str]:
+    """The variants asked for: each a lead and a body no other variant (nor a line
+    to avoid) uses, while there are such; never the same text twice."""
     text = str(situation["situation"])
     kind_name, topic = speaker.tables.kind(text)
     kind = speaker.tables.kinds[kind_name]
     time = speaker.tables.time_of_day(text)
     time_greeting, remarks = speaker.tables.times.get(time or "", ("day", ()))
     leads = kind.lead[speaker.attitude]
-    bodies = remarks if remarks and kind_name in TIMED_KINDS else kind.body
+    # A time of day the situation names colours about half of the lines, not all.
+    bodies = (*remarks, *kind.body) if remarks and kind_name in TIMED_KINDS else kind.body
     key = f"{seed}|{speaker.npc['name']}|{' '.join(text.casefold().split())}"
-    lead_order, body_order = (
-        _order(len(leads), random.Random(f"{key}|lead")),
-        _order(len(bodies), random.Random(f"{key}|body")),
-    )
-    seen = {str(line).casefold() for line in situation.get("avoid") or ()}
+    lead_order = _order(len(leads), random.Random(f"{key}|lead"))
+    body_order = _order(len(bodies), random.Random(f"{key}|body"))
+    avoid = [str(line) for line in situation.get("avoid") or ()]
+    seen = {line.casefold() for line in avoid}
+    used_leads, used_bodies = _used(leads, avoid), _used(bodies, avoid)
     lines = []
-    combos = len(leads) * len(bodies)
     for variant in situation["variants"]:
         start = int(variant) - 1 + take * len(leads)
-        line = ""
-        for step in range(combos):
-            k = start + step
+        best: tuple[int, str, int, int] | None = None
+        for k in range(start, start + len(leads) * len(bodies)):
+            lead_index = lead_order[k % len(leads)]
+            body_index = body_order[(k + k // len(leads)) % len(bodies)]
+            stale = (lead_index in used_leads) + (body_index in used_bodies)
+            if best is not None and stale >= best[0]:
+                continue
             rng = random.Random(f"{key}|{k}")
             blanks = speaker.fills(rng, topic, time_greeting)
-            lead = leads[lead_order[k % len(leads)]]
-            body = bodies[body_order[(k + k // len(leads)) % len(bodies)]]
             line = speaker.shape(
-                f"{lead.format_map(blanks)} {body.format_map(blanks)}", rng, blanks
+                f"{leads[lead_index].format_map(blanks)} {bodies[body_index].format_map(blanks)}",
+                rng,
+                blanks,
             )
             if line.casefold() not in seen:
-                break
+                best = (stale, line, lead_index, body_index)
+                if stale == 0:
+                    break
+        if best is None:  # every combination is said already: write no more than that
+            break
+        _, line, lead_index, body_index = best
+        used_leads.add(lead_index)
+        used_bodies.add(body_index)
         seen.add(line.casefold())
         lines.append(line)
     return lines

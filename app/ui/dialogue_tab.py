@@ -284,7 +284,7 @@ def build_dialogue(
             with gr.Accordion("Regenerate, lock, export", open=True):
                 pick = gr.Dropdown([], label="Line", allow_custom_value=True)
                 regenerate = gr.Button("Regenerate this line")
-                locked = gr.CheckboxGroup([], label="Locked lines (kept as they are)")
+                locked = gr.Dropdown([], multiselect=True, label="Locked lines (kept as they are)")
                 fmt = gr.Radio(
                     list(EXPORT_LABELS), value="CSV (localisation table)", label="Export"
                 )
@@ -308,5 +308,5 @@ def build_dialogue(
         h(handlers.regenerate), [pick, backend, locked, state], [shown, lines, status, state],
         api_name="dialogue_regenerate",
     )  # fmt: skip
-    locked.input(h(handlers.relock), [locked, state], [shown], api_visibility="private")
+    locked.change(h(handlers.relock), [locked, state], [shown], api_visibility="private")
     export.click(h(handlers.export), [state, fmt], [exported], api_name="dialogue_export")
