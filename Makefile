@@ -41,6 +41,7 @@ bench: install-dev  ## every benchmark, figures as ratios measured in one run ea
 	$(BIN)/python benchmarks/library.py
 	$(BIN)/python benchmarks/chat.py
 	$(BIN)/python benchmarks/content.py
+	$(BIN)/python benchmarks/dialogue.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
