@@ -124,3 +124,33 @@ def test_generate_dialogue_over_the_api(tmp_path: Path) -> None:
         assert Path(path).read_text(encoding="utf-8").count("title:") == 4
     finally:
         shutdown(services, demo)
+
+
+async def test_a_designer_writes_lines_only_with_the_backends_allowed(
+    tmp_path: Path, make_services: MakeServices
+) -> None:
+    from types import SimpleNamespace
+
+    settings = make_settings(
+        tmp_path,
+        backend="auto",
+        library_autosave=True,
+        openai_base_url="http://127.0.0.1:9/v1",
+        openai_api_key="sk-owner",
+        auth=("ann:pw", "root:pw:admin"),
+    )
+    services = make_services(settings)
+    world = services.worlds.resolve("saltmere", None).world
+    [outcome] = await casts.outcomes(services, world, 1, seed=4, backend="procedural")
+    assert outcome.npc is not None
+    await services.library.save([outcome.npc])
+    handlers = DialogueHandlers(
+        services.dialogue, services.dialogue_planner, services.library, tmp_path,
+        services.backends.names(), services.admission,
+    )  # fmt: skip
+    ann = SimpleNamespace(username="ann", client=SimpleNamespace(host="10.0.0.2"))
+    form = ([outcome.npc.id], NO_WORLD, "greets the player", [], 1)
+    with pytest.raises(InputError, match="may use the backends procedural"):
+        [u async for u in handlers.generate(*form, "openai", request=ann)]  # type: ignore[arg-type]
+    *_, last = [u async for u in handlers.generate(*form, "auto", request=ann)]  # type: ignore[arg-type]
+    assert "from `procedural:v1`" in last[2] and last[1][0]["line"]

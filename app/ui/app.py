@@ -105,6 +105,7 @@ def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
                     exports,
                     services.backends.names(),
                     dialogue_tab,
+                    services.admission,
                 )
             with gr.Tab("Personalities", id="personalities") as personalities_tab:
                 build_personalities(services.assets.personalities, personalities_tab)

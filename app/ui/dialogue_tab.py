@@ -9,6 +9,7 @@ Yarn Spinner or Ink.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from html import escape
@@ -18,12 +19,14 @@ from typing import Any
 import gradio as gr
 
 from app.errors import InputError
+from app.services.admission import Admission
 from app.services.dialogue import DialogueManager, LineRequest, localisation_key, situation_text
 from app.services.dialogue_exports import EXPORT_LABELS, export_lines
 from app.services.dialogue_plan import DialoguePlanner
 from app.services.library import Library
 from app.ui.downloads import offer
 from app.ui.errors import user_errors
+from app.ui.identity import caller_of
 
 NO_WORLD = "(no world: only the NPCs picked)"
 EMPTY = '<div class="dlg-empty">No lines yet: pick NPCs and situations, then Generate.</div>'
@@ -102,12 +105,28 @@ class DialogueHandlers:
         library: Library,
         export_dir: Path,
         backend_names: Sequence[str],
+        admission: Admission | None = None,
     ) -> None:
         self.dialogue = dialogue
         self.planner = planner
         self.library = library
         self.export_dir = export_dir
         self.backend_names = list(backend_names)
+        self.admission = admission  # None: every caller is trusted (direct calls)
+
+    @contextlib.asynccontextmanager
+    async def _admitted(
+        self, request: gr.Request | None, backend: str | None
+    ) -> AsyncIterator[str | None]:
+        """The backend this caller may use, inside one of their job slots (a run of
+        lines is a job, like a cast)."""
+        if self.admission is None:
+            yield backend
+            return
+        caller = caller_of(self.admission, request)
+        chosen = self.admission.backend_for(caller, backend)
+        async with self.admission.quotas.job(caller.name):
+            yield chosen
 
     async def find(self, query: str | None, picked: Sequence[str] | None) -> tuple[Any, Any, str]:
         """NPCs for the picker (by meaning, or the first ones) and the library's worlds;
@@ -134,8 +153,26 @@ class DialogueHandlers:
         backend: str | None,
         locked: Sequence[str] | None = None,
         previous: Sequence[Line] | None = None,
+        request: gr.Request | None = None,
     ) -> AsyncIterator[Outputs]:
         """Every line, streamed as they finish; locked lines are kept as they were."""
+        async with self._admitted(request, backend) as chosen:
+            async for outputs in self._generate(
+                npc_ids, world, situations, shipped, variants, chosen, locked, previous
+            ):
+                yield outputs
+
+    async def _generate(
+        self,
+        npc_ids: Sequence[str] | None,
+        world: str | None,
+        situations: str | None,
+        shipped: Sequence[str] | None,
+        variants: object,
+        backend: str | None,
+        locked: Sequence[str] | None,
+        previous: Sequence[Line] | None,
+    ) -> AsyncIterator[Outputs]:
         started = time.perf_counter()
         npcs = await self.planner.npcs(list(npc_ids or []), None if world == NO_WORLD else world)
         asked = self.planner.situations(situations or "", shipped or ())
@@ -182,6 +219,7 @@ class DialogueHandlers:
         backend: str | None,
         locked: Sequence[str] | None,
         previous: Sequence[Line] | None,
+        request: gr.Request | None = None,
     ) -> tuple[str, list[Line], str, list[Line]]:
         """A new take of one line (it replaces the old one, in the cache too)."""
         lines = [dict(line) for line in previous or ()]
@@ -193,12 +231,13 @@ class DialogueHandlers:
         old = lines[index]
         npc = await self.library.get(old["npc_id"])
         take = int(old.get("take") or 0) + 1
-        line = await self.dialogue.regenerate(
-            LineRequest(npc, old["situation"], int(old["variant"])),
-            take=take,
-            avoid=[line["line"] for line in lines if line["npc_id"] == npc.id and line["line"]],
-            backend=backend,
-        )
+        async with self._admitted(request, backend) as chosen:
+            line = await self.dialogue.regenerate(
+                LineRequest(npc, old["situation"], int(old["variant"])),
+                take=take,
+                avoid=[x["line"] for x in lines if x["npc_id"] == npc.id and x["line"]],
+                backend=chosen,
+            )
         lines[index] = {**line.as_dict(), "take": take}
         status = f"Regenerated {npc.name} · {old['situation']} · {old['variant']}."
         if line.error:
@@ -253,8 +292,9 @@ def build_dialogue(
     export_dir: Path,
     backend_names: Sequence[str],
     tab: gr.Tab | None = None,
+    admission: Admission | None = None,
 ) -> None:
-    handlers = DialogueHandlers(dialogue, planner, library, export_dir, backend_names)
+    handlers = DialogueHandlers(dialogue, planner, library, export_dir, backend_names, admission)
     with gr.Row():
         query = gr.Textbox(label="Find NPCs", placeholder="grumpy baker, or a name", scale=3)
         find = gr.Button("Find", scale=0)
