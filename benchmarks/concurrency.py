@@ -48,9 +48,9 @@ def _server_stats(base_url: str) -> dict[str, int]:
 
 
 @contextmanager
-def fake_server(latency: float) -> Iterator[str]:
-    """The fake server in a child process; yields its base URL."""
-    command = [sys.executable, "-m", "tests.fake_openai", "--latency", str(latency)]
+def fake_server(latency: float, module: str = "tests.fake_openai") -> Iterator[str]:
+    """The fake server (``module``'s main) in a child process; yields its base URL."""
+    command = [sys.executable, "-m", module, "--latency", str(latency)]
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None

@@ -14,16 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import random
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.services.dialogue import LineRequest
 from app.wiring import Services
+from benchmarks.concurrency import _server_stats, fake_server
 from config import Settings
 from tests.dialogue_fixtures import make_npc
 
@@ -43,31 +39,7 @@ SITUATIONS = [
 
 
 def _server_requests(base_url: str) -> int:
-    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/stats", timeout=5) as response:
-        return int(json.loads(response.read())["requests"])
-
-
-@contextmanager
-def dialogue_server(latency: float) -> Iterator[str]:
-    """The fake server answering dialogue prompts, in a child process; its base URL."""
-    command = [sys.executable, "-m", "tests.dialogue_fixtures", "--latency", str(latency)]
-    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        base_url = server.stdout.readline().strip()
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                _server_requests(base_url)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield base_url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    return _server_stats(base_url)["requests"]
 
 
 def _requests(total: int, duplicates: float) -> list[LineRequest]:
@@ -165,7 +137,7 @@ def main() -> None:
     parser.add_argument("--duplicates", type=float, default=0.4, help="share of repeats")
     args = parser.parse_args()
     requests = _requests(args.n, args.duplicates)
-    with dialogue_server(args.latency) as base_url:
+    with fake_server(args.latency, "tests.dialogue_fixtures") as base_url:
         m = asyncio.run(_measure(base_url, requests))
     overhead = asyncio.run(_overhead_us(_requests(args.n, args.duplicates)))
     target = math.ceil(m["unique"] / m["per_call"])

@@ -156,23 +156,6 @@ class DialogueHandlers:
         request: gr.Request | None = None,
     ) -> AsyncIterator[Outputs]:
         """Every line, streamed as they finish; locked lines are kept as they were."""
-        async with self._admitted(request, backend) as chosen:
-            async for outputs in self._generate(
-                npc_ids, world, situations, shipped, variants, chosen, locked, previous
-            ):
-                yield outputs
-
-    async def _generate(
-        self,
-        npc_ids: Sequence[str] | None,
-        world: str | None,
-        situations: str | None,
-        shipped: Sequence[str] | None,
-        variants: object,
-        backend: str | None,
-        locked: Sequence[str] | None,
-        previous: Sequence[Line] | None,
-    ) -> AsyncIterator[Outputs]:
         started = time.perf_counter()
         npcs = await self.planner.npcs(list(npc_ids or []), None if world == NO_WORLD else world)
         asked = self.planner.situations(situations or "", shipped or ())
@@ -186,18 +169,19 @@ class DialogueHandlers:
                 lines[index] = {**kept[line["key"]], "cached": True}
             else:
                 todo.append(index)
-        name = self.dialogue.backend_name(backend)
-        yield self._outputs(lines, pinned, _status(lines, started, name, None))
-        shown = time.perf_counter()
-        stream = self.dialogue.stream([requests[i] for i in todo], backend=backend)
-        async for delivered in stream:
-            lines[todo[delivered.index]] = {**delivered.line.as_dict(), "take": 0}
-            if time.perf_counter() - shown >= REFRESH_S:
-                shown = time.perf_counter()
-                limit = self.dialogue.limits().get(name)
-                yield self._outputs(lines, pinned, _status(lines, started, name, limit))
-        limit = self.dialogue.limits().get(name)
-        yield self._outputs(lines, pinned, _status(lines, started, name, limit))
+        async with self._admitted(request, backend) as chosen:
+            name = self.dialogue.backend_name(chosen)
+            yield self._outputs(lines, pinned, _status(lines, started, name, None))
+            shown = time.perf_counter()
+            stream = self.dialogue.stream([requests[i] for i in todo], backend=chosen)
+            async for delivered in stream:
+                lines[todo[delivered.index]] = {**delivered.line.as_dict(), "take": 0}
+                if time.perf_counter() - shown >= REFRESH_S:
+                    shown = time.perf_counter()
+                    limit = self.dialogue.limits().get(name)
+                    yield self._outputs(lines, pinned, _status(lines, started, name, limit))
+            limit = self.dialogue.limits().get(name)
+            yield self._outputs(lines, pinned, _status(lines, started, name, limit))
 
     def _outputs(self, lines: list[Line], pinned: set[str], status: str) -> Outputs:
         lines = list(lines)  # a snapshot: the run goes on filling its own list
