@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.backends.registry import BackendRegistry, default_registry
-from app.errors import RateLimitedError
+from app.errors import BackendError, RateLimitedError
 from app.services.dialogue import LineRequest, localisation_key
 from app.wiring import Services
 from tests.conftest import MakeServices, make_settings
@@ -195,11 +195,13 @@ async def test_a_failed_npc_is_reported_and_the_others_delivered(
     app: Services, backend: LinesBackend
 ) -> None:
     backend.fail_for = {"Ida Crane"}
+    backend.error = BackendError(backend.name, "the server said no\n  {'loc': ('body',)}")
     lines = await app.dialogue.get_dialogues(
         _requests([make_npc("Maud Hobb"), make_npc("Ida Crane")], SITUATIONS[:2])
     )
     assert [line.ok for line in lines] == [True, True, False, False]
-    assert all("the server said no" in (line.error or "") for line in lines[2:])
+    assert all("the server said no {'loc'" in (line.error or "") for line in lines[2:])
+    assert not any("\n" in (line.error or "") for line in lines)  # one line in a table
     backend.fail_for.clear()  # failures are not cached: a rerun writes them
     again = await app.dialogue.get_dialogues(_requests([make_npc("Ida Crane")], SITUATIONS[:2]))
     assert all(line.ok and not line.cached for line in again)

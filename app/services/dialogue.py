@@ -464,7 +464,7 @@ class DialogueManager:
                             what="set of dialogue lines",
                         )
                 except NPCForgeError as exc:
-                    error = str(exc)
+                    error = " ".join(str(exc).split())  # one line, wherever it is shown
                     break
                 pending = self._settle(pending, written, run.said)
                 if not pending:
