@@ -10,6 +10,7 @@ out, so the caller asks again for just that one.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ VOICE_FIELDS: tuple[str, ...] = (
     "motivation",
 )
 _QUOTES = "\"'“”‘’«»"
+_WORD = re.compile(r"[^\W\d_]{2,}")  # a line says something: at least one word
 
 LINES_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -157,23 +159,38 @@ def clean_line(text: str, speaker: str) -> str:
     return text
 
 
+def _entries(data: Any, asks: Sequence[Ask]) -> list[tuple[Ask, Any]]:
+    """Each reply entry with the situation it answers: by id, else (a small model
+    that garbles the ids) by position among the situations no entry named."""
+    wanted = {ask.id: ask for ask in asks}
+    entries = [entry for entry in data["lines"] if isinstance(entry, dict)]
+    named = {str(entry.get("id")) for entry in entries} & set(wanted)
+    unnamed = iter([ask for ask in asks if ask.id not in named])
+    matched = []
+    for entry in entries:
+        ask = wanted.get(str(entry.get("id"))) or next(unnamed, None)
+        if ask is not None:
+            matched.append((ask, entry))
+    return matched
+
+
 def parse_lines(reply: JSONReply, speaker: str, asks: Sequence[Ask]) -> dict[str, list[str]]:
     """Usable lines per situation id, in variant order; raises ValueError when the
-    reply is not the shape asked for (that costs one repair call)."""
+    reply is not the shape asked for or holds no usable line (that costs one repair
+    call). A line is usable when it has words, fits MAX_LINE_CHARS and repeats
+    neither another variant nor a line to avoid."""
     data = reply.data
     if not isinstance(data, dict) or not isinstance(data.get("lines"), list):
         raise ValueError('expected {"lines": [{"id": ..., "variants": [...]}]}')
-    wanted = {ask.id: ask for ask in asks}
     found: dict[str, list[str]] = {}
-    for entry in data["lines"]:
-        if not isinstance(entry, dict) or str(entry.get("id")) not in wanted:
-            continue
-        ask = wanted[str(entry["id"])]
+    for ask, entry in _entries(data, asks):
         seen = {line.casefold() for line in ask.avoid}
         kept = found.setdefault(ask.id, [])
-        for raw in entry.get("variants") or ():
+        variants = entry.get("variants")
+        for raw in variants if isinstance(variants, list) else ():
             line = clean_line(raw, speaker) if isinstance(raw, str) else ""
-            if line and len(line) <= MAX_LINE_CHARS and line.casefold() not in seen:
+            usable = _WORD.search(line) and len(line) <= MAX_LINE_CHARS
+            if usable and line.casefold() not in seen:
                 seen.add(line.casefold())
                 kept.append(line)
     if not any(found.values()):
