@@ -47,7 +47,7 @@ async def test_generate_lock_regenerate_export(tmp_path: Path, make_services: Ma
             ids[:1], "Saltmere", "greets the player at dawn\nplayer steals", ["rumour"], 2, "auto"
         )
     ]
-    html, lines, status, locks, pick, state = updates[-1]
+    html, lines, status, locks, pick, state, _ = updates[-1]
     assert len(lines) == 3 * 4 * 2 and all(line["line"] for line in lines)  # the world's 3
     assert "24/24" in status and "0 cached" in status and "dlg-new" in html
     assert len(pick["choices"]) == 24 and locks["value"] == []
@@ -70,6 +70,19 @@ async def test_generate_lock_regenerate_export(tmp_path: Path, make_services: Ma
     rows = list(csv.DictReader(io.StringIO(Path(path).read_text(encoding="utf-8"))))
     assert [row["key"] for row in rows] == [line["key"] for line in lines]
     assert rows[1]["line"] == lines[1]["line"]
+
+
+async def test_stop_keeps_the_finished_lines(tmp_path: Path, make_services: MakeServices) -> None:
+    services, ids = await _app(tmp_path, make_services)
+    handlers = _handlers(services, tmp_path)
+    run = handlers.generate(ids, NO_WORLD, "", ["greeting", "barter"], 3, "auto")
+    first = await anext(run)
+    assert all(line["line"] is None for line in first[1])  # 3 NPCs x 6 situations x 3
+    handlers.stop(first[6])
+    *_, last = [u async for u in run]
+    done = last[1]
+    assert 0 < len(done) < 54 and all(line["line"] for line in done)
+    assert last[2].startswith("Stopped:") and last[5] == done
 
 
 async def test_bad_input_says_what_to_do(tmp_path: Path, make_services: MakeServices) -> None:

@@ -34,9 +34,18 @@ EMPTY = '<div class="dlg-empty">No lines yet: pick NPCs and situations, then Gen
 # otherwise sends 500 copies of a growing page).
 REFRESH_S = 0.15
 Line = dict[str, Any]
+
+
+class StopFlag:
+    """Set by Stop; the run it belongs to ends after the lines already finished."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+
 # The rendered lines, the lines as JSON (the API's result), the status, the lock and
-# regenerate pickers, and the lines again as the session's state.
-Outputs = tuple[str, list[Line], str, Any, Any, list[Line]]
+# regenerate pickers, the lines again as the session's state, and the run's Stop flag.
+Outputs = tuple[str, list[Line], str, Any, Any, list[Line], StopFlag]
 
 
 def _badge(line: Line, locked: bool) -> str:
@@ -169,21 +178,35 @@ class DialogueHandlers:
                 lines[index] = {**kept[line["key"]], "cached": True}
             else:
                 todo.append(index)
+        stop = StopFlag()
         async with self._admitted(request, backend) as chosen:
             name = self.dialogue.backend_name(chosen)
-            yield self._outputs(lines, pinned, _status(lines, started, name, None))
+            yield self._outputs(lines, pinned, _status(lines, started, name, None), stop)
             shown = time.perf_counter()
             stream = self.dialogue.stream([requests[i] for i in todo], backend=chosen)
-            async for delivered in stream:
-                lines[todo[delivered.index]] = {**delivered.line.as_dict(), "take": 0}
-                if time.perf_counter() - shown >= REFRESH_S:
-                    shown = time.perf_counter()
-                    limit = self.dialogue.limits().get(name)
-                    yield self._outputs(lines, pinned, _status(lines, started, name, limit))
-            limit = self.dialogue.limits().get(name)
-            yield self._outputs(lines, pinned, _status(lines, started, name, limit))
+            async with contextlib.aclosing(stream):  # leaving it cancels the calls still running
+                async for delivered in stream:
+                    lines[todo[delivered.index]] = {**delivered.line.as_dict(), "take": 0}
+                    if stop.requested:
+                        break
+                    if time.perf_counter() - shown >= REFRESH_S:
+                        shown = time.perf_counter()
+                        limit = self.dialogue.limits().get(name)
+                        status = _status(lines, started, name, limit)
+                        yield self._outputs(lines, pinned, status, stop)
+            status = _status(lines, started, name, self.dialogue.limits().get(name))
+            if stop.requested:
+                lines = [line for line in lines if line["line"] is not None or line["error"]]
+                status = f"Stopped: {status} (the finished lines are kept, and cached)"
+            yield self._outputs(lines, pinned, status, stop)
 
-    def _outputs(self, lines: list[Line], pinned: set[str], status: str) -> Outputs:
+    @staticmethod
+    def stop(flag: StopFlag | None) -> None:
+        """End the running generation after the lines that already finished."""
+        if flag is not None:
+            flag.requested = True
+
+    def _outputs(self, lines: list[Line], pinned: set[str], status: str, stop: StopFlag) -> Outputs:
         lines = list(lines)  # a snapshot: the run goes on filling its own list
         done = [line for line in lines if line.get("line") is not None]
         choices = [_label(line) for line in done]
@@ -195,6 +218,7 @@ class DialogueHandlers:
             gr.update(choices=choices, value=sorted(pinned & keys)),
             gr.update(choices=choices),
             lines,
+            stop,
         )
 
     async def regenerate(
@@ -303,7 +327,9 @@ def build_dialogue(
                     1, planner.limits.max_variants, value=3, step=1, label="Variants per situation"
                 )
                 backend = gr.Dropdown(["auto", *backend_names], value="auto", label="Backend")
-            generate = gr.Button("Generate lines", variant="primary")
+            with gr.Row():
+                generate = gr.Button("Generate lines", variant="primary", scale=3)
+                stop = gr.Button("Stop", variant="stop", scale=1)
             status = gr.Markdown()
             with gr.Accordion("Regenerate, lock, export", open=True):
                 pick = gr.Dropdown([], label="Line", allow_custom_value=True)
@@ -318,6 +344,7 @@ def build_dialogue(
             shown = gr.HTML(EMPTY)
             lines = gr.JSON(label="Lines (JSON)", visible=False)
     state = gr.State([])
+    running = gr.State(None)
 
     h = user_errors
     find_outputs = [npcs, world, status]
@@ -326,8 +353,13 @@ def build_dialogue(
     if tab is not None:
         tab.select(h(handlers.find), [query, npcs], find_outputs, api_visibility="private")
     inputs = [npcs, world, situations, shipped, variants, backend, locked, state]
-    outputs = [shown, lines, status, locked, pick, state]
+    outputs = [shown, lines, status, locked, pick, state, running]
     generate.click(h(handlers.generate), inputs, outputs, api_name="generate_dialogue")
+    # Not Gradio's cancels=: that would end the run before it shows what finished.
+    stop.click(
+        h(handlers.stop), [running], None, api_visibility="private", queue=False,
+        concurrency_limit=None,
+    )  # fmt: skip
     regenerate.click(
         h(handlers.regenerate), [pick, backend, locked, state], [shown, lines, status, state],
         api_name="dialogue_regenerate",
