@@ -156,7 +156,8 @@ async def test_a_designer_writes_lines_only_with_the_backends_allowed(
     world = services.worlds.resolve("saltmere", None).world
     [outcome] = await casts.outcomes(services, world, 1, seed=4, backend="procedural")
     assert outcome.npc is not None
-    await services.library.save([outcome.npc])
+    bobs = outcome.npc.owned_by("bob")
+    await services.library.save([outcome.npc, bobs])
     handlers = DialogueHandlers(
         services.dialogue, services.dialogue_planner, services.library, tmp_path,
         services.backends.names(), services.admission,
@@ -167,3 +168,7 @@ async def test_a_designer_writes_lines_only_with_the_backends_allowed(
         [u async for u in handlers.generate(*form, "openai", request=ann)]  # type: ignore[arg-type]
     *_, last = [u async for u in handlers.generate(*form, "auto", request=ann)]  # type: ignore[arg-type]
     assert "from `procedural:v1`" in last[2] and last[1][0]["line"]
+    with pytest.raises(InputError, match="No NPC with id"):  # another designer's NPC
+        [u async for u in handlers.generate([bobs.id], *form[1:], "auto", request=ann)]  # type: ignore[arg-type]
+    picker, *_ = await handlers.find("", [], request=ann)  # type: ignore[arg-type]
+    assert [value for _, value in picker["choices"]] == [outcome.npc.id]

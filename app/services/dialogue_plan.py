@@ -93,10 +93,14 @@ class DialoguePlanner:
             )
         return found
 
-    async def npcs(self, npc_ids: Sequence[str], world: str | None = None) -> list[NPC]:
-        """The NPCs by id (in that order), then the rest of a world's cast."""
+    async def npcs(
+        self, npc_ids: Sequence[str], world: str | None = None, library: Library | None = None
+    ) -> list[NPC]:
+        """The NPCs by id (in that order), then the rest of a world's cast, as
+        ``library`` (a viewer's view; default: the whole library) shows them."""
+        library = library or self._library
         ids = list(dict.fromkeys(str(i).strip() for i in npc_ids if str(i).strip()))
-        found = {npc.id: npc for npc in await self._library.get_many(ids)} if ids else {}
+        found = {npc.id: npc for npc in await library.get_many(ids)} if ids else {}
         missing = [i for i in ids if i not in found]
         if missing:
             raise InputError(
@@ -105,7 +109,7 @@ class DialoguePlanner:
             )
         npcs = [found[i] for i in ids]
         if world:
-            cast = await self._library.list_npcs(world=world, limit=MAX_WORLD_NPCS)
+            cast = await library.list_npcs(world=world, limit=MAX_WORLD_NPCS)
             if not cast:
                 raise InputError(f"The library has no NPCs in the world {world!r}.")
             npcs += [npc for npc in cast if npc.id not in found]

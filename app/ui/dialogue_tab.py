@@ -123,6 +123,12 @@ class DialogueHandlers:
         self.backend_names = list(backend_names)
         self.admission = admission  # None: every caller is trusted (direct calls)
 
+    def _library(self, request: gr.Request | None) -> Library:
+        """The library as the caller sees it (their own NPCs and the team's)."""
+        if self.admission is None:
+            return self.library
+        return self.library.as_seen_by(self.admission.viewer(caller_of(self.admission, request)))
+
     @contextlib.asynccontextmanager
     async def _admitted(
         self, request: gr.Request | None, backend: str | None
@@ -137,18 +143,24 @@ class DialogueHandlers:
         async with self.admission.quotas.job(caller.name):
             yield chosen
 
-    async def find(self, query: str | None, picked: Sequence[str] | None) -> tuple[Any, Any, str]:
+    async def find(
+        self,
+        query: str | None,
+        picked: Sequence[str] | None,
+        request: gr.Request | None = None,
+    ) -> tuple[Any, Any, str]:
         """NPCs for the picker (by meaning, or the first ones) and the library's worlds;
         the NPCs already picked stay picked."""
+        library = self._library(request)
         if query and query.strip():
-            npcs = [hit.npc for hit in await self.library.search(query, k=30)]
+            npcs = [hit.npc for hit in await library.search(query, k=30)]
         else:
-            npcs = await self.library.list_npcs(limit=100)
+            npcs = await library.list_npcs(limit=100)
         kept = list(picked or [])
         choices = [(f"{n.name} · {n.occupation} ({n.world})", n.id) for n in npcs]
         known = {value for _, value in choices}
         choices += [(value, value) for value in kept if value not in known]
-        worlds = [NO_WORLD, *await self.library.worlds()]
+        worlds = [NO_WORLD, *await library.worlds()]
         status = f"{len(npcs)} NPCs found." if npcs else "No NPC in the library yet."
         return gr.update(choices=choices, value=kept), gr.update(choices=worlds), status
 
@@ -166,7 +178,9 @@ class DialogueHandlers:
     ) -> AsyncIterator[Outputs]:
         """Every line, streamed as they finish; locked lines are kept as they were."""
         started = time.perf_counter()
-        npcs = await self.planner.npcs(list(npc_ids or []), None if world == NO_WORLD else world)
+        npcs = await self.planner.npcs(
+            list(npc_ids or []), None if world == NO_WORLD else world, self._library(request)
+        )
         asked = self.planner.situations(situations or "", shipped or ())
         requests = self.planner.requests(npcs, asked, _whole(variants))
         pinned = set(locked or ())
@@ -237,7 +251,7 @@ class DialogueHandlers:
         if key in set(locked or ()):
             raise InputError("That line is locked: unlock it first to regenerate it.")
         old = lines[index]
-        npc = await self.library.get(old["npc_id"])
+        npc = await self._library(request).get(old["npc_id"])
         take = int(old.get("take") or 0) + 1
         async with self._admitted(request, backend) as chosen:
             line = await self.dialogue.regenerate(
