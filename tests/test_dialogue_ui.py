@@ -172,3 +172,23 @@ async def test_a_designer_writes_lines_only_with_the_backends_allowed(
         [u async for u in handlers.generate([bobs.id], *form[1:], "auto", request=ann)]  # type: ignore[arg-type]
     picker, *_ = await handlers.find("", [], request=ann)  # type: ignore[arg-type]
     assert [value for _, value in picker["choices"]] == [outcome.npc.id]
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ((["a\udfffb"], "", "hi", [], 1, "auto"), "not valid text"),
+        (([], "\ud800", "hi", [], 1, "auto"), "not valid text"),
+        ((["npc-x"], "", {"a": 1}, [], 1, "auto"), "The situations must be text"),
+        ((["npc-x"], "", "hi", [3], 1, "auto"), "must be a list of texts"),
+        ((["npc-x"], "", "hi\ud800", [], 1, "auto"), "not valid text"),
+        ((["npc-x"], [], "hi", [], 1, "auto"), "The world must be text"),
+    ],
+)
+async def test_odd_api_input_is_refused_with_a_message(
+    tmp_path: Path, make_services: MakeServices, form: tuple[object, ...], message: str
+) -> None:
+    services = make_services(make_settings(tmp_path))
+    handlers = _handlers(services, tmp_path)
+    with pytest.raises(InputError, match=message):
+        [u async for u in handlers.generate(*form)]  # type: ignore[arg-type]

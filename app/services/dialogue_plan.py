@@ -16,6 +16,7 @@ from app.errors import InputError
 from app.models import NPC
 from app.services.dialogue import LineRequest, situation_text
 from app.services.library import MAX_WORLD_NPCS, Library
+from app.services.text import checked_text
 from config import Settings
 from utils.cached_json import JSONFileCache
 
@@ -85,7 +86,8 @@ class DialoguePlanner:
                 lines.extend(shipped[kind])
             else:
                 lines.append(situation or kind)
-        found = parse_situations("\n".join(lines), max_chars=self.limits.max_situation_chars)
+        text = checked_text("\n".join(lines), "The situations")
+        found = parse_situations(text, max_chars=self.limits.max_situation_chars)
         if not found:
             raise InputError(
                 "Give at least one situation: type them one per line "
@@ -100,6 +102,10 @@ class DialoguePlanner:
         ``library`` (a viewer's view; default: the whole library) shows them."""
         library = library or self._library
         ids = list(dict.fromkeys(str(i).strip() for i in npc_ids if str(i).strip()))
+        for npc_id in ids:
+            checked_text(npc_id, "An NPC id")
+        if world:
+            checked_text(world, "The world")
         found = {npc.id: npc for npc in await library.get_many(ids)} if ids else {}
         missing = [i for i in ids if i not in found]
         if missing:

@@ -190,6 +190,9 @@ class Library:
     async def list_npcs(
         self, *, world: str | None = None, tag: str | None = None, limit: int = 200
     ) -> list[NPC]:
+        # Chroma refuses a filter holding a lone surrogate ("Invalid where clause").
+        world = checked_text(world, "The world") if world else None
+        tag = checked_text(tag, "The tag") if tag else None
         found: list[NPC] = await self._run(
             lambda: self.store.list_npcs(
                 world=world or None, tag=tag or None, limit=limit, owners=self.viewer.owners

@@ -152,11 +152,12 @@ class DialogueHandlers:
         """NPCs for the picker (by meaning, or the first ones) and the library's worlds;
         the NPCs already picked stay picked."""
         library = self._library(request)
+        query = _text(query, "The search text")
         if query and query.strip():
             npcs = [hit.npc for hit in await library.search(query, k=30)]
         else:
             npcs = await library.list_npcs(limit=100)
-        kept = list(picked or [])
+        kept = _texts(picked, "The NPCs")
         choices = [(f"{n.name} · {n.occupation} ({n.world})", n.id) for n in npcs]
         known = {value for _, value in choices}
         choices += [(value, value) for value in kept if value not in known]
@@ -178,12 +179,15 @@ class DialogueHandlers:
     ) -> AsyncIterator[Outputs]:
         """Every line, streamed as they finish; locked lines are kept as they were."""
         started = time.perf_counter()
-        npcs = await self.planner.npcs(
-            list(npc_ids or []), None if world == NO_WORLD else world, self._library(request)
-        )
-        asked = self.planner.situations(situations or "", shipped or ())
+        world = _text(world, "The world")
+        ids = _texts(npc_ids, "The NPCs")
+        situations = _text(situations, "The situations")
+        asked = self.planner.situations(situations, _texts(shipped, "The shipped situations"))
+        library = self._library(request)
+        npcs = await self.planner.npcs(ids, None if world == NO_WORLD else world, library)
         requests = self.planner.requests(npcs, asked, _whole(variants))
-        pinned = set(locked or ())
+        backend = _text(backend, "The backend") or None
+        pinned = set(_texts(locked, "The locked lines"))
         kept = {line["key"]: line for line in previous or () if line["key"] in pinned}
         lines: list[Line] = [_pending(request) for request in requests]
         todo: list[int] = []
@@ -245,10 +249,12 @@ class DialogueHandlers:
     ) -> tuple[str, list[Line], str, list[Line]]:
         """A new take of one line (it replaces the old one, in the cache too)."""
         lines = [dict(line) for line in previous or ()]
+        key = _text(key, "The line")
+        backend = _text(backend, "The backend") or None
         index = next((i for i, line in enumerate(lines) if line["key"] == key), None)
         if index is None:
             raise InputError("Pick a line to regenerate (generate some first).")
-        if key in set(locked or ()):
+        if key in set(_texts(locked, "The locked lines")):
             raise InputError("That line is locked: unlock it first to regenerate it.")
         old = lines[index]
         npc = await self._library(request).get(old["npc_id"])
@@ -268,7 +274,7 @@ class DialogueHandlers:
         return render_lines(lines, list(locked or ())), lines, status, lines
 
     def relock(self, locked: Sequence[str] | None, previous: Sequence[Line] | None) -> str:
-        return render_lines(list(previous or ()), list(locked or ()))
+        return render_lines(list(previous or ()), _texts(locked, "The locked lines"))
 
     async def export(self, previous: Sequence[Line] | None, label: str) -> str:
         """The lines as JSON, a localisation CSV, Yarn Spinner or Ink."""
@@ -281,8 +287,27 @@ class DialogueHandlers:
         ]
         if not any(line.line for line in lines):
             raise InputError("Generate some lines first; there is nothing to export yet.")
+        label = _text(label, "The format")
         filename, data = export_lines(lines, EXPORT_LABELS.get(label, label))
         return await offer(self.export_dir, "dialogue-", filename, data)
+
+
+def _text(value: object, what: str) -> str:
+    """A text field's value as the API may send it: text, or nothing."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be text; got {type(value).__name__}.")
+    return value
+
+
+def _texts(value: object, what: str) -> list[str]:
+    """A multi-select's value: a list of texts (one text counts as a list of one)."""
+    if value is None or isinstance(value, str):
+        return [value] if value else []
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{what} must be a list of texts.")
+    return list(value)
 
 
 def _whole(value: object) -> int:
