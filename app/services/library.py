@@ -102,6 +102,16 @@ class _LazyStore:
             return self._store
 
 
+def _filter_text(value: object, what: str) -> str | None:
+    """A world or tag filter as the API may send it; Chroma fails on anything but
+    plain text (a list, a lone surrogate: "Invalid where clause")."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be text; got {type(value).__name__}.")
+    return checked_text(value, what)
+
+
 class Library:
     """Use cases over the NPC store, as one viewer sees it."""
 
@@ -166,6 +176,7 @@ class Library:
             raise InputError(
                 f"The search text is {len(query):,} characters; keep it under {MAX_QUERY_CHARS:,}."
             )
+        world, tag = _filter_text(world, "The world"), _filter_text(tag, "The tag")
         if not 1 <= k <= MAX_RESULTS:
             raise InputError(f"The number of results must be between 1 and {MAX_RESULTS}; got {k}.")
         hits: list[SearchHit] = await self._run(
@@ -191,8 +202,7 @@ class Library:
         self, *, world: str | None = None, tag: str | None = None, limit: int = 200
     ) -> list[NPC]:
         # Chroma refuses a filter holding a lone surrogate ("Invalid where clause").
-        world = checked_text(world, "The world") if world else None
-        tag = checked_text(tag, "The tag") if tag else None
+        world, tag = _filter_text(world, "The world"), _filter_text(tag, "The tag")
         found: list[NPC] = await self._run(
             lambda: self.store.list_npcs(
                 world=world or None, tag=tag or None, limit=limit, owners=self.viewer.owners
