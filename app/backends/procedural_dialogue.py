@@ -19,7 +19,11 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
+
+from app.backends.procedural_world import Setting, read_world
+from app.models import World
 
 if TYPE_CHECKING:
     from app.assets import Assets
@@ -49,6 +53,7 @@ _CONTRACTIONS = (
     ("Nobody's", "Nobody is"), ("Door's", "The door is"), ("nothing's", "nothing is"),
     ("shouldn't", "should not"), ("Here's", "Here is"), ("They'll", "They will"),
     ("we'll", "we shall"), ("hadn't", "had not"), ("couldn't", "could not"),
+    ("aren't", "are not"), ("You'll", "You will"), ("I've", "I have"), ("wasn't", "was not"),
 )  # fmt: skip
 # "don't I?" stays a tag question: "do not I?" is no one's English.
 _TAG = r"(?!\s+(?:I|you|we|they|he|she|it)\?)"
@@ -181,7 +186,7 @@ class _Speaker:
 
     tables: DialogueTables
     npc: Mapping[str, Any]
-    genre: str
+    setting: Setting
     genre_tables: Tables
     attitude: str
     register: str
@@ -189,18 +194,25 @@ class _Speaker:
     wares: str
 
     def _pick(self, rng: random.Random, field: str) -> str:
+        """A place, faction or object of the NPC's world: its own nouns (places and
+        factions its text names) and its genre's that exist at its technology level."""
         from app.backends.procedural_tables import GENERIC
 
-        own = getattr(self.genre_tables.genres.get(self.genre), field, ()) or ()
-        pool = own or getattr(self.genre_tables.genres[GENERIC], field)
-        return str(rng.choice(pool)) if pool else ""
+        tables, setting = self.genre_tables, self.setting
+        own: list[str] = list(getattr(setting, field, ()))
+        for genre in (tables.genres.get(setting.genre), tables.genres[GENERIC]):
+            if genre is not None and len(own) < 3:
+                own += [e.text for e in getattr(genre, field) if e.fits_level(setting.level)]
+        return rng.choice(own) if own else ""
 
     def fills(self, rng: random.Random, topic: str, time_greeting: str) -> _Blanks:
         given = str(self.npc["name"]).split()[0]
         address = (
             ""
             if self.register == "terse"
-            else rng.choice(self.tables.address.get(self.genre) or self.tables.address["generic"])
+            else rng.choice(
+                self.tables.address.get(self.setting.genre) or self.tables.address["generic"]
+            )
         )
         values = {
             "given": given,
@@ -222,10 +234,9 @@ class _Speaker:
 
     def _other(self, rng: random.Random, given: str) -> str:
         tables = self.genre_tables
-        genre = tables.genres.get(self.genre)
-        cultures = [
-            tables.cultures[c] for c in (genre.cultures if genre else ()) if c in tables.cultures
-        ]
+        genre = tables.genres.get(self.setting.genre)
+        names = self.setting.cultures or (genre.cultures if genre else ())
+        cultures = [tables.cultures[c] for c in names if c in tables.cultures]
         culture = rng.choice(cultures or list(tables.cultures.values()))
         pool = [n for names in culture.given.values() for n in names if n != given]
         return rng.choice(pool) if pool else "old Tam"
@@ -298,6 +309,10 @@ def _lines_for(speaker: _Speaker, situation: Mapping[str, Any], seed: int, take:
     key = f"{seed}|{speaker.npc['name']}|{' '.join(text.casefold().split())}"
     lead_order = _order(len(leads), random.Random(f"{key}|lead"))
     body_order = _order(len(bodies), random.Random(f"{key}|body"))
+    if bodies is not kind.body:  # time remarks and the rest in turn: variant 1 names the time
+        timed = [i for i in body_order if i < len(remarks)]
+        rest = [i for i in body_order if i >= len(remarks)]
+        body_order = [i for pair in zip_longest(timed, rest) for i in pair if i is not None]
     avoid = [str(line) for line in situation.get("avoid") or ()]
     seen = {line.casefold() for line in avoid}
     used_leads, used_bodies = _used(leads, avoid), _used(bodies, avoid)
@@ -352,20 +367,15 @@ class DialogueWriter:
         """``{"lines": [{"id", "variants": [...]}]}`` for every situation asked for."""
         tables = self.tables()
         npc = inputs["npc"]
-        world = npc.get("world") or {}
-        detail = world.get("detail") or ""
-        detail_text = detail if isinstance(detail, str) else " ".join(detail.values())
-        genre = genre_tables.detect_genre(
-            detail_text,
-            f"{world.get('name', '')} {world.get('era', '')} {world.get('time_period', '')}",
-        )
+        world = npc.get("world") or {"era": "unknown", "time_period": "unknown"}
+        setting = read_world(genre_tables, World.model_validate(world))
         rng = random.Random(f"{seed}|{npc['name']}|attitude")
         register = tables.register(str(npc.get("speech_style", "")))
         work, wares = tables.work_of(str(npc.get("occupation", "")))
         speaker = _Speaker(
             tables,
             npc,
-            genre,
+            setting,
             genre_tables,
             tables.attitude(list(npc.get("personality_traits") or ()), register, rng),
             register,

@@ -69,7 +69,8 @@ SYSTEM_PROMPT = (
 def voice(npc: NPC, world: World) -> dict[str, Any]:
     """What a line is written from: the NPC's voice fields and its world."""
     fields: dict[str, Any] = {name: getattr(npc, name) for name in VOICE_FIELDS}
-    fields["world"] = {"name": world.name, "era": world.era, "time_period": world.time_period}
+    # The whole world (its detail names the places and factions lines may mention).
+    fields["world"] = world.model_dump(include={"name", "era", "time_period", "detail"})
     return fields
 
 
