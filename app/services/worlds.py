@@ -212,6 +212,8 @@ class WorldService:
             by_stem = {path.stem: path for path in known.values()}
             if str(world) in by_stem:
                 return by_stem[str(world)]
+        if not isinstance(world, str | Path):  # the API may send anything (a list)
+            raise InputError(f"The world must be a name or a file; got {type(world).__name__}.")
         path = Path(world)
         if paths and path.is_file():
             return path
