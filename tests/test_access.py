@@ -393,3 +393,21 @@ def test_npcs_saved_before_owners_existed_become_the_teams_once(tmp_path: Path) 
     assert [n.id for n in store.list_npcs(owners=("ann", ""))] == ["npc-old"]
     assert store.list_npcs(owners=("bob",)) == []
     assert store.worlds(("ann", "")) == ["W"] and store.worlds(("bob",)) == []
+
+
+def test_every_library_write_gives_freed_memory_back(tmp_path: Path) -> None:
+    from app.models import NPC
+    from app.store.client import open_client
+    from app.store.npc_store import NPCStore
+    from tests.npc_fixtures import valid_profile
+    from utils.native_memory import memory_releaser
+
+    released: list[int] = []
+    store = NPCStore(open_client(make_settings(tmp_path)), after_write=lambda: released.append(1))
+    npc = NPC.model_validate(
+        {**valid_profile(), "id": "npc-m", "world": "W", "backend": "procedural:v1", "seed": 1}
+    )
+    store.upsert([npc])
+    store.upsert([npc.model_copy(update={"occupation": "baker"})])
+    assert released == [1, 1]
+    assert memory_releaser()() is True  # glibc, as on the machines this runs on

@@ -9,11 +9,12 @@ a thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.models import NPC
+from utils.native_memory import memory_releaser
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -102,11 +103,14 @@ class NPCStore:
         collection: str = COLLECTION,
         threads: int = 1,
         embedder: MiniLMEmbeddings | None = None,
+        after_write: Callable[[], object] | None = None,
     ) -> None:
-        """``embedder``: one shared with the memory store (one model in memory)."""
+        """``embedder``: one shared with the memory store (one model in memory);
+        ``after_write`` runs after each write (gives freed memory back to the OS)."""
         from app.store.embeddings import MiniLMEmbeddings
 
         self.client = client
+        self.after_write = after_write if after_write is not None else memory_releaser()
         # (world, owner) of every record, reset on every write
         self._worlds: list[tuple[str, str]] | None = None
         self.embedder = embedder if embedder is not None else MiniLMEmbeddings(threads=threads)
@@ -153,6 +157,8 @@ class NPCStore:
                 documents=[profile_text(npc) for npc in chunk],
                 metadatas=[metadata(npc, now) for npc in chunk],
             )
+        # Embedding and Chroma's write leave freed native memory in the heap.
+        self.after_write()
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
