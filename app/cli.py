@@ -168,16 +168,15 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _secrets(settings: Settings) -> list[str]:
-    """What the log redactor hides: the API key and plain passwords given on the
-    command line or in the environment."""
-    from app.services.accounts import parse_account
+    """What the log redactor hides: the API key and the plain passwords of the
+    accounts (given on the command line, in the environment or in the auth file)."""
+    from app.services.accounts import Accounts
 
     key = settings.openai_api_key
     secrets = [key.get_secret_value()] if key is not None else []
-    for entry in settings.auth:
-        # A malformed entry is refused with its message when the accounts are read.
-        with contextlib.suppress(NPCForgeError):
-            secrets.append(parse_account(entry, "auth").password)
+    # Malformed accounts are refused with their message when the app starts.
+    with contextlib.suppress(NPCForgeError):
+        secrets += Accounts.from_settings(settings).passwords()
     return secrets
 
 

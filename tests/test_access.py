@@ -411,3 +411,13 @@ def test_every_library_write_gives_freed_memory_back(tmp_path: Path) -> None:
     store.upsert([npc.model_copy(update={"occupation": "baker"})])
     assert released == [1, 1]
     assert memory_releaser()() is True  # glibc, as on the machines this runs on
+
+
+def test_the_log_redactor_hides_every_plain_password(tmp_path: Path) -> None:
+    from app.cli import _secrets
+
+    path = tmp_path / "team.txt"
+    path.write_text(f"bob:from-file\ncy:{hash_password('x', iterations=1000)}\n")
+    settings = make_settings(tmp_path, auth=("ann:on-the-line",), auth_file=path)
+    assert sorted(_secrets(settings)) == ["from-file", "on-the-line"]
+    assert _secrets(make_settings(tmp_path, auth=("no-password",))) == []  # refused later

@@ -25,7 +25,7 @@ from app.services.library import Library
 from app.services.memory import MemoryService
 from app.ui.downloads import offer
 from app.ui.errors import required_npc_id, user_errors, warn
-from app.ui.identity import caller_of
+from app.ui.identity import caller_of, library_seen_by
 from app.ui.media_routes import CardMedia
 
 MEMORY_COLUMNS = ["memory", "recency", "importance", "relevance", "gate", "score"]
@@ -84,9 +84,7 @@ class ChatHandlers:
 
     def _library(self, request: gr.Request | None) -> Library:
         """The library as the caller sees it (their own NPCs and the team's)."""
-        if self.admission is None:
-            return self.library
-        return self.library.as_seen_by(self.admission.viewer(caller_of(self.admission, request)))
+        return library_seen_by(self.library, self.admission, request)
 
     async def _npc(self, npc_id: str | None, request: gr.Request | None) -> str:
         """The picked NPC's id, once the caller may see it ("not found" otherwise)."""

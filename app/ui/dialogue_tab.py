@@ -26,7 +26,7 @@ from app.services.dialogue_plan import DialoguePlanner
 from app.services.library import Library
 from app.ui.downloads import offer
 from app.ui.errors import user_errors
-from app.ui.identity import caller_of
+from app.ui.identity import caller_of, library_seen_by
 
 NO_WORLD = "(no world: only the NPCs picked)"
 EMPTY = '<div class="dlg-empty">No lines yet: pick NPCs and situations, then Generate.</div>'
@@ -125,9 +125,7 @@ class DialogueHandlers:
 
     def _library(self, request: gr.Request | None) -> Library:
         """The library as the caller sees it (their own NPCs and the team's)."""
-        if self.admission is None:
-            return self.library
-        return self.library.as_seen_by(self.admission.viewer(caller_of(self.admission, request)))
+        return library_seen_by(self.library, self.admission, request)
 
     @contextlib.asynccontextmanager
     async def _admitted(

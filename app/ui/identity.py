@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app.services.admission import Admission, Caller
+from app.services.library import Library
 
 
 def caller_of(admission: Admission, request: gr.Request | None) -> Caller:
@@ -13,3 +14,13 @@ def caller_of(admission: Admission, request: gr.Request | None) -> Caller:
     client = getattr(request, "client", None) if request is not None else None
     address = getattr(client, "host", None)
     return admission.caller(username, address)
+
+
+def library_seen_by(
+    library: Library, admission: Admission | None, request: gr.Request | None
+) -> Library:
+    """The library as the caller sees it: a designer's own NPCs and the team's
+    (all of it when there is no admission: direct calls are trusted)."""
+    if admission is None:
+        return library
+    return library.as_seen_by(admission.viewer(caller_of(admission, request)))

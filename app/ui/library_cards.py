@@ -20,7 +20,7 @@ from app.services.admission import Admission
 from app.services.exports import EXPORT_FORMATS, SCOPES, ExportService
 from app.ui.downloads import offer
 from app.ui.errors import as_gradio_error, required_npc_id, warn
-from app.ui.identity import caller_of
+from app.ui.identity import caller_of, library_seen_by
 
 FAILED = "✗ {action} failed: {message}"
 MAX_NOTES_SHOWN = 5
@@ -44,9 +44,9 @@ class CardHandlers:
         """Exports over the caller's view of the library, and whose imports are."""
         if self.admission is None:
             return self.exports, None
-        caller = caller_of(self.admission, request)
-        view = self.exports.library.as_seen_by(self.admission.viewer(caller))
-        return self.exports.seen_by(view), self.admission.owner(caller)
+        view = library_seen_by(self.exports.library, self.admission, request)
+        owner = self.admission.owner(caller_of(self.admission, request))
+        return self.exports.seen_by(view), owner
 
     async def export(
         self, npc_id: str | None, scope: str, fmt: str, request: gr.Request | None = None

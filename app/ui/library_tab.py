@@ -17,7 +17,7 @@ from app.services.refine import RefineService
 from app.services.ties import TIE_COLUMNS, tie_rows
 from app.ui.cast_graph import EMPTY, cast_graph_component, cast_graph_html, clicked_npc
 from app.ui.errors import required_npc_id, user_errors
-from app.ui.identity import caller_of
+from app.ui.identity import library_seen_by
 from app.ui.library_cards import build_card_io, status_of_last_action, unchanged
 from app.ui.media_routes import CardMedia
 from app.ui.render import npc_card
@@ -57,9 +57,7 @@ class LibraryHandlers:
 
     def _library(self, request: gr.Request | None) -> Library:
         """The library as the caller sees it: a designer's own NPCs and the team's."""
-        if self.admission is None:
-            return self.library
-        return self.library.as_seen_by(self.admission.viewer(caller_of(self.admission, request)))
+        return library_seen_by(self.library, self.admission, request)
 
     def _refine(self, request: gr.Request | None) -> RefineService:
         return (

@@ -16,7 +16,7 @@ from app.services.exports import safe_filename
 from app.services.library import Library
 from app.ui.downloads import offer
 from app.ui.errors import required_npc_id, user_errors
-from app.ui.identity import caller_of
+from app.ui.identity import library_seen_by
 from app.ui.media_routes import CardMedia
 from app.ui.render import voice_lines
 
@@ -54,9 +54,7 @@ class MediaHandlers:
 
     def _library(self, request: gr.Request | None) -> Library:
         """The library as the caller sees it (their own NPCs and the team's)."""
-        if self.admission is None:
-            return self.library
-        return self.library.as_seen_by(self.admission.viewer(caller_of(self.admission, request)))
+        return library_seen_by(self.library, self.admission, request)
 
     async def portrait(
         self, npc_id: str | None, request: gr.Request | None = None
