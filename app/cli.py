@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
@@ -125,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_memory_parser(commands)
 
+    from app.cli_library import add_library_parser
+
+    add_library_parser(commands)
+
     from app.cli_cards import add_cards_parser
 
     add_cards_parser(commands)
@@ -200,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app.cli_chat import run_chat
 
             return asyncio.run(_with_services(run_chat, args, settings))
+        if command == "library":
+            from app.cli_library import run_library
+
+            return asyncio.run(_with_services(run_library, args, settings))
         if command == "memory":
             from app.cli_memory import run_memory
 
@@ -237,6 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
         return EXIT_CANCELLED
+    except BrokenPipeError:  # `... | head` stopped reading: not a failure
+        # Python's docs: point stdout at devnull, or flushing it at exit fails again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     raise AssertionError(f"unhandled command {command}")  # argparse rejects others
 
 

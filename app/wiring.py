@@ -43,6 +43,7 @@ from app.services.observability import ObservabilityService
 from app.services.portraits import Portraits
 from app.services.quotas import QuotaCollector, Quotas
 from app.services.refine import RefineService
+from app.services.removal import NPCRemoval
 from app.services.voices import Voices
 from app.services.world_builder import WorldBuilder
 from app.services.world_drafts import WorldDrafter
@@ -168,17 +169,19 @@ class Services:
             settings, self.assets, self.worlds, cache=self.response_cache, stats=self.stats
         )
         self.voices = Voices.from_settings(settings, self.response_cache)
+        self.cards = CardStore(Path(settings.data_dir) / "cards")
+        self.conversations = ConversationStore(Path(settings.data_dir) / "chats")
         self.exports = ExportService(
             self.library,
             self.worlds,
-            CardStore(Path(settings.data_dir) / "cards"),
+            self.cards,
             portrait=self.portraits.procedural_png,
         )
         self.chat = ChatService(
             backends=self.backends,
             library=self.library,
             worlds=self.worlds,
-            store=ConversationStore(Path(settings.data_dir) / "chats"),
+            store=self.conversations,
             limits=ChatLimits(
                 max_message_chars=settings.chat_max_message_chars,
                 history_turns=settings.chat_history_turns,
@@ -188,6 +191,7 @@ class Services:
             recall=self.memory,
             writer=self.memory_writer,
         )
+        self.removal = NPCRemoval(self.library, self.memory, self.conversations, self.cards)
         self.world_builder = WorldBuilder(self.worlds, self.world_drafts, self.library)
         self.graphs = GraphLayouts()
         self.stats.register(self.graphs.memo.name, self.graphs.memo.stats)

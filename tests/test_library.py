@@ -242,7 +242,7 @@ async def test_library_handlers_search_export_import(
 ) -> None:
     await library_services.library.save(people)
     s = library_services
-    handlers = LibraryHandlers(s.library, s.refine)
+    handlers = LibraryHandlers(s.library, s.refine, s.removal)
     cards = CardHandlers(s.exports, s.settings.data_dir / "exports")
     rows, choices, status = await handlers.search("baker of bread", 2, None, "")
     assert rows[0][1] == "Maud Flour" and choices["value"] == people[1].id and "2 closest" in status

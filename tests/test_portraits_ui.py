@@ -128,7 +128,8 @@ async def test_the_library_card_has_the_portrait(services: Services, tmp_path: P
         return one
 
     services.library.get = get  # type: ignore[method-assign]
-    handlers = LibraryHandlers(services.library, services.refine, media=_media(services))
+    media = _media(services)
+    handlers = LibraryHandlers(services.library, services.refine, services.removal, media=media)
     card, _ = await handlers.open(one.id, "backstory")
     assert 'class="npc-portrait"' in card and card.count("<audio") == len(one.sample_lines)
 

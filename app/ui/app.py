@@ -81,6 +81,7 @@ def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
                 build_library(
                     services.library,
                     services.refine,
+                    services.removal,
                     services.exports,
                     exports,
                     default_temperature=services.refine.default_temperature,

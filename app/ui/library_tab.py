@@ -14,6 +14,7 @@ from app.services.exports import ExportService
 from app.services.graph import GraphLayouts
 from app.services.library import EDITABLE_FIELDS, MAX_RESULTS, Library, field_text
 from app.services.refine import RefineService
+from app.services.removal import NPCRemoval
 from app.services.ties import TIE_COLUMNS, tie_rows
 from app.ui.cast_graph import EMPTY, cast_graph_component, cast_graph_html, clicked_npc
 from app.ui.errors import required_npc_id, user_errors
@@ -45,12 +46,14 @@ class LibraryHandlers:
         self,
         library: Library,
         refine: RefineService,
+        removal: NPCRemoval,
         admission: Admission | None = None,
         media: CardMedia | None = None,
         graphs: GraphLayouts | None = None,
     ) -> None:
         self.library = library
         self.refine = refine
+        self.removal = removal
         self.admission = admission  # None: every caller is trusted (direct calls)
         self.media = media  # portraits and play buttons on the card
         self.graphs = graphs if graphs is not None else GraphLayouts()
@@ -167,8 +170,8 @@ class LibraryHandlers:
     async def delete(
         self, npc_id: str | None, request: gr.Request | None = None
     ) -> tuple[str, str]:
-        npc = await self._library(request).delete(_required(npc_id))
-        return "<p>Deleted.</p>", f"Deleted {npc.name} and every relationship pointing at them."
+        removed = await self.removal.seen_by(self._library(request)).remove(_required(npc_id))
+        return "<p>Deleted.</p>", removed.summary()
 
     # -- relationships -----------------------------------------------------------------
     async def _graph(self, npc_id: str, request: gr.Request | None) -> tuple[str, list[list[Any]]]:
@@ -213,6 +216,7 @@ class LibraryHandlers:
 def build_library(
     library: Library,
     refine: RefineService,
+    removal: NPCRemoval,
     exports: ExportService,
     export_dir: Path,
     *,
@@ -221,7 +225,7 @@ def build_library(
     media: CardMedia | None = None,
     graphs: GraphLayouts | None = None,
 ) -> None:
-    handlers = LibraryHandlers(library, refine, admission, media, graphs)
+    handlers = LibraryHandlers(library, refine, removal, admission, media, graphs)
     backend_choices = ["auto", *refine.backends.names()]
     with gr.Row():
         query = gr.Textbox(
