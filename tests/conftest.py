@@ -32,6 +32,14 @@ def _isolated_environment(
     monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
 
 
+@pytest.fixture
+def cli_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh data directory for ``main([...])`` runs (the CLI reads the environment)."""
+    monkeypatch.setenv("NPC_FORGE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("NPC_FORGE_BACKEND", "procedural")
+    return tmp_path / "data"
+
+
 class FakeSleep:
     """Records the delays the code asked for instead of waiting them out."""
 

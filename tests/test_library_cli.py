@@ -4,90 +4,60 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.cli import main
 
-
-@pytest.fixture(autouse=True)
-def _data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("NPC_FORGE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("NPC_FORGE_BACKEND", "procedural")
-    return tmp_path / "data"
+pytestmark = pytest.mark.usefixtures("cli_data_dir")
 
 
-def _json(capsys: pytest.CaptureFixture[str]) -> object:
+def _json(capsys: pytest.CaptureFixture[str]) -> Any:
     return json.loads(capsys.readouterr().out)
+
+
+def _saved_cast(tmp_path: Path, capsys: pytest.CaptureFixture[str], n: int) -> list[dict[str, Any]]:
+    """A Saltmere cast generated and saved the way a user would, as written."""
+    out = tmp_path / "cast.jsonl"
+    argv = ["generate", "--world", "Saltmere", "-n", str(n), "--seed", "4", "--save"]
+    assert main([*argv, "--out", str(out)]) == 0
+    capsys.readouterr()
+    return [json.loads(line) for line in out.read_text().splitlines()]
 
 
 def test_saved_cast_listed_searched_shown_edited_deleted(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    out = tmp_path / "cast.jsonl"
-    assert (
-        main(
-            [
-                "generate",
-                "--world",
-                "Saltmere",
-                "-n",
-                "3",
-                "--seed",
-                "4",
-                "--save",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    made = [json.loads(line) for line in out.read_text().splitlines()]
-    capsys.readouterr()
+    made = _saved_cast(tmp_path, capsys, 3)
 
     assert main(["library", "list", "--world", "Saltmere", "--json"]) == 0
     listed = _json(capsys)
-    assert sorted(row["id"] for row in listed) == sorted(npc["id"] for npc in made)  # type: ignore[union-attr,index]
+    assert sorted(row["id"] for row in listed) == sorted(npc["id"] for npc in made)
 
-    smuggler = next(npc for npc in made if npc["occupation"] == "smuggler")
-    assert main(["library", "search", "a smuggler", "-k", "1", "--json"]) == 0
-    [hit] = _json(capsys)  # type: ignore[misc]
-    assert hit["id"] == smuggler["id"] and 0 < hit["match"] <= 1
+    second = made[1]  # whatever the generator made: found by its own story
+    assert main(["library", "search", second["backstory"], "-k", "1", "--json"]) == 0
+    [hit] = _json(capsys)
+    assert hit["id"] == second["id"] and 0 < hit["match"] <= 1
 
-    assert main(["library", "show", smuggler["id"]]) == 0
+    assert main(["library", "show", second["id"]]) == 0
     shown = capsys.readouterr().out
-    assert shown.startswith(f"{smuggler['name']}, smuggler") and smuggler["secret"] in shown
+    assert (
+        shown.startswith(f"{second['name']}, {second['occupation']}") and second["secret"] in shown
+    )
 
-    assert main(["library", "edit", smuggler["id"], "occupation", "wrecker", "--json"]) == 0
-    assert _json(capsys)["occupation"] == "wrecker"  # type: ignore[index]
+    assert main(["library", "edit", second["id"], "occupation", "wrecker", "--json"]) == 0
+    assert _json(capsys)["occupation"] == "wrecker"
 
-    assert main(["library", "delete", smuggler["id"]]) == 0
-    assert capsys.readouterr().out.startswith(f"Deleted {smuggler['name']} ({smuggler['id']})")
-    assert main(["library", "show", smuggler["id"]]) == 2
+    assert main(["library", "delete", second["id"]]) == 0
+    assert capsys.readouterr().out.startswith(f"Deleted {second['name']} ({second['id']})")
+    assert main(["library", "show", second["id"]]) == 2
     assert "No NPC with id" in capsys.readouterr().err
 
 
 def test_bad_edit_says_what_to_do(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    out = tmp_path / "cast.jsonl"
-    assert (
-        main(
-            [
-                "generate",
-                "--world",
-                "Saltmere",
-                "-n",
-                "1",
-                "--seed",
-                "4",
-                "--save",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    npc_id = json.loads(out.read_text())["id"]
-    capsys.readouterr()
+    [npc] = _saved_cast(tmp_path, capsys, 1)
+    npc_id = npc["id"]
     assert main(["library", "edit", npc_id, "age", "old"]) == 2
     assert "Age must be a whole number; got 'old'" in capsys.readouterr().err
     assert main(["library", "search", "   "]) == 2
