@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--default-quotas", action="store_true")
     args = parser.parse_args()
-    from tests.fake_openai import free_port
+    from tests.threaded_server import free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.fake_openai import free_port
+from tests.threaded_server import free_port
 
 
 @contextmanager

@@ -13,8 +13,9 @@ import pytest
 from app.backends.registry import BackendRegistry
 from app.wiring import Services
 from config import PROJECT_DIR, Settings
-from tests.fake_openai import FakeOpenAIServer, free_port
+from tests.fake_openai import FakeOpenAIServer
 from tests.npc_fixtures import npc_responder
+from tests.threaded_server import free_port
 
 ASSETS_DIR = PROJECT_DIR / "assets"
 WORLDS_DIR = ASSETS_DIR / "worlds"

@@ -138,7 +138,7 @@ def main() -> None:
     args = parser.parse_args()
     server = FakeOpenAIServer(latency=args.latency, responder=dialogue_responder)
     print(server.base_url, flush=True)
-    server._server.run()
+    server.http.serve_here()
 
 
 if __name__ == "__main__":

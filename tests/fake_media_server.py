@@ -9,17 +9,15 @@ import base64
 import hashlib
 import io
 import threading
-import time
 from collections import deque
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fake_openai import free_port
+from tests.threaded_server import ThreadedServer
 
 
 def painted_png(prompt: str, size: int = 1024) -> bytes:
@@ -46,7 +44,6 @@ def spoken_ogg(text: str) -> bytes:
 
 class FakeMediaServer:
     def __init__(self) -> None:
-        self.port = free_port()
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.headers: list[dict[str, str]] = []
         self.failures: deque[int] = deque()
@@ -57,15 +54,12 @@ class FakeMediaServer:
                 Route("/v1/audio/speech", self._speech, methods=["POST"]),
             ]
         )
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self.http = ThreadedServer(app, "fake media server")
+        self.port = self.http.port
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return self.http.base_url
 
     def fail(self, status: int, *, times: int = 1) -> None:
         with self._lock:
@@ -103,14 +97,8 @@ class FakeMediaServer:
         return Response(spoken_ogg(str(body["input"])), media_type="audio/ogg")
 
     def __enter__(self) -> FakeMediaServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake media server did not start within 10 s")
-            time.sleep(0.01)
+        self.http.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self.http.stop()

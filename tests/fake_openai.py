@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -24,11 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.threaded_server import ThreadedServer
 
 Responder = Callable[[dict[str, Any]], str]
 # How a stream ends: "done" = finish_reason and [DONE]; "none" = it just stops;
@@ -84,12 +84,6 @@ class ServerState:
     streams_abandoned: int = 0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _completion(model: str, content: str) -> dict[str, Any]:
     return {
         "id": "chatcmpl-fake",
@@ -134,7 +128,6 @@ class FakeOpenAIServer:
         self._lock = threading.Lock()
         # Notified whenever a stream ends, so tests wait for it instead of polling.
         self._streams_ended = threading.Condition(self._lock)
-        self.port = free_port()
         app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
@@ -142,16 +135,13 @@ class FakeOpenAIServer:
                 Route("/props", self._props, methods=["GET"]),
             ]
         )
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self.http = ThreadedServer(app, "fake OpenAI server")
+        self.port = self.http.port
 
     # -- programming the server -------------------------------------------------
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return self.http.base_url
 
     def set_latency(self, seconds: float) -> None:
         self.state.latency = seconds
@@ -207,17 +197,11 @@ class FakeOpenAIServer:
 
     # -- lifecycle --------------------------------------------------------------
     def start(self) -> FakeOpenAIServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake OpenAI server did not start within 10 s")
-            time.sleep(0.01)
+        self.http.start()
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self.http.stop()
 
     def __enter__(self) -> FakeOpenAIServer:
         return self.start()
@@ -352,7 +336,7 @@ def main() -> None:
     args = parser.parse_args()
     server = FakeOpenAIServer(latency=args.latency, responder=npc_responder)
     print(server.base_url, flush=True)
-    server._server.run()
+    server.http.serve_here()
 
 
 if __name__ == "__main__":

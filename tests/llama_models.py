@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_openai import free_port
+from tests.threaded_server import free_port
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -19,7 +19,8 @@ from app.services.admission import Caller
 from app.services.quotas import QuotaExceededError, QuotaLimits, Quotas
 from app.ui.generate_tab import GenerateHandlers
 from tests.conftest import MakeServices, make_settings
-from tests.fake_openai import FakeOpenAIServer, free_port
+from tests.fake_openai import FakeOpenAIServer
+from tests.threaded_server import free_port
 
 
 # -- accounts -----------------------------------------------------------------------

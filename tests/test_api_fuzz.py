@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import make_settings
-from tests.fake_openai import free_port
+from tests.threaded_server import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from app.wiring import Services
-from tests.fake_openai import free_port
+from tests.threaded_server import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.server]
 

@@ -11,7 +11,7 @@ from app.ui.chat_tab import NEW, ChatHandlers
 from app.wiring import Services
 from tests import casts
 from tests.conftest import MakeServices, make_settings
-from tests.fake_openai import free_port
+from tests.threaded_server import free_port
 
 
 async def _services_with_npc(tmp_path: Path, make_services: MakeServices) -> tuple[Services, str]:

@@ -13,7 +13,7 @@ from app.ui.dialogue_tab import NO_WORLD, DialogueHandlers, render_lines
 from app.wiring import Services
 from tests import casts
 from tests.conftest import MakeServices, make_settings
-from tests.fake_openai import free_port
+from tests.threaded_server import free_port
 
 
 async def _app(tmp_path: Path, make_services: MakeServices) -> tuple[Services, list[str]]:

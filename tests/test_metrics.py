@@ -16,8 +16,9 @@ from app.metrics import Metrics, percentile
 from app.models import World
 from app.wiring import Services
 from tests import casts
-from tests.fake_openai import Action, FakeOpenAIServer, free_port
+from tests.fake_openai import Action, FakeOpenAIServer
 from tests.npc_fixtures import valid_profile
+from tests.threaded_server import free_port
 
 WORLD = World(name="Saltmere", era="Medieval", time_period="1340", detail="A fishing village.")
 BACKEND = "openai:fake-model"

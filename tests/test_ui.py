@@ -16,8 +16,9 @@ from app.ui.generate_tab import NO_WORLD, GenerateHandlers
 from app.ui.personalities_tab import PersonalityHandlers
 from app.wiring import Services
 from tests.conftest import MakeServices, make_settings
-from tests.fake_openai import FakeOpenAIServer, free_port
+from tests.fake_openai import FakeOpenAIServer
 from tests.gated import GateBackend
+from tests.threaded_server import free_port
 
 
 def _handlers(services: Services, tmp_path: Path) -> GenerateHandlers:

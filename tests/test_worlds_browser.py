@@ -9,9 +9,9 @@ import pytest
 
 from app.wiring import Services
 from tests.conftest import make_settings
-from tests.fake_openai import free_port
 from tests.test_browser import app_page
 from tests.test_graph import _cast
+from tests.threaded_server import free_port
 
 PITCH = "a lighthouse island in the Outer Hebrides, 1890"
 NAME = "Lighthouse Island in the Outer Hebrides, 1890"

@@ -189,7 +189,7 @@ def test_saved_worlds_are_the_teams_a_designer_adds_and_an_admin_changes(tmp_pat
     from gradio_client import Client
 
     from app.ui.app import serve, shutdown
-    from tests.fake_openai import free_port
+    from tests.threaded_server import free_port
 
     services = Services(make_settings(tmp_path, auth=("ann:pw-a", "root:pw-r:admin")))
     demo = serve(services, host="127.0.0.1", port=free_port())
