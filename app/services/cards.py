@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from app.models import NPC, World
@@ -179,55 +180,52 @@ def _carried(kept: KeptCard | None, npc: NPC) -> KeptCard | None:
     return None if made_here and not kept.unedited(npc) else kept
 
 
-def card_for(
-    npc: NPC,
-    world: World | None,
-    spec: str,
-    *,
-    kept: KeptCard | None,
-    now: float,
-    portrait: bytes | None = None,
-) -> dict[str, Any]:
-    """The NPC's card in ``spec`` (JSON export: a V3 portrait travels as a data URL;
-    ``portrait`` is the NPC's PNG, None for an initials placeholder)."""
-    kept = _carried(kept, npc)
-    if kept is not None:
-        return kept_card(kept, npc, spec, now=now)
-    if spec == SPEC_V2:
-        return npc_to_card(npc, world)
-    art = portrait or portrait_png(npc.name)
-    return npc_to_card_v3(npc, world, now=now, portrait_uri=_data_url(art))
+@dataclass(frozen=True, slots=True)
+class CardSubject:
+    """An NPC about to go out as a card: its world, the card it was imported
+    from (if any), the export time and its portrait PNG (None: initials)."""
+
+    npc: NPC
+    world: World | None
+    kept: KeptCard | None
+    now: float
+    portrait: bytes | None = None
+
+    def _art(self) -> bytes:
+        return self.portrait or portrait_png(self.npc.name)
+
+    def card(self, spec: str) -> dict[str, Any]:
+        """The card in ``spec`` as JSON (a V3 portrait travels as a data URL)."""
+        kept = _carried(self.kept, self.npc)
+        if kept is not None:
+            return kept_card(kept, self.npc, spec, now=self.now)
+        if spec == SPEC_V2:
+            return npc_to_card(self.npc, self.world)
+        return npc_to_card_v3(
+            self.npc, self.world, now=self.now, portrait_uri=_data_url(self._art())
+        )
+
+    def png(self, spec: str) -> bytes:
+        """The PNG card: V2 has ``chara``; V3 has ``ccv3`` and a V2 ``chara``. The
+        art is the imported card's when it had some, else the NPC's portrait."""
+        kept = _carried(self.kept, self.npc)
+        if kept is not None:
+            v2 = kept_card(kept, self.npc, SPEC_V2, now=self.now)
+            v3 = kept_card(kept, self.npc, SPEC_V3, now=self.now) if spec == SPEC_V3 else None
+        elif spec == SPEC_V2:
+            v2, v3 = npc_to_card(self.npc, self.world), None
+        else:
+            v3 = npc_to_card_v3(self.npc, self.world, now=self.now)
+            v2 = to_v2(v3)
+        texts = {"chara": _chunk(v2)}
+        if v3 is not None:
+            texts["ccv3"] = _chunk(v3)
+        art = (kept.png or icon_png(kept.card)) if kept is not None else None
+        return with_text_chunks(art or self._art(), texts)
 
 
 def _chunk(card: Mapping[str, Any]) -> str:
     return base64.b64encode(json.dumps(card, ensure_ascii=False).encode()).decode()
-
-
-def card_png_for(
-    npc: NPC,
-    world: World | None,
-    spec: str,
-    *,
-    kept: KeptCard | None,
-    now: float,
-    portrait: bytes | None = None,
-) -> bytes:
-    """The NPC's PNG card: V2 has ``chara``; V3 has ``ccv3`` and a V2 ``chara``.
-    The art is the imported card's when it had some, else a generated portrait."""
-    kept = _carried(kept, npc)
-    if kept is not None:
-        v2 = kept_card(kept, npc, SPEC_V2, now=now)
-        v3 = kept_card(kept, npc, SPEC_V3, now=now) if spec == SPEC_V3 else None
-    elif spec == SPEC_V2:
-        v2, v3 = npc_to_card(npc, world), None
-    else:
-        v3 = npc_to_card_v3(npc, world, now=now)
-        v2 = to_v2(v3)
-    texts = {"chara": _chunk(v2)}
-    if v3 is not None:
-        texts["ccv3"] = _chunk(v3)
-    art = (kept.png or icon_png(kept.card)) if kept is not None else None
-    return with_text_chunks(art or portrait or portrait_png(npc.name), texts)
 
 
 def icon_png(card: Mapping[str, Any]) -> bytes | None:

@@ -187,14 +187,11 @@ class ExportFile:
 
 
 def _card_bytes(given: ExportInput, npc: NPC, spec: str, png: bool) -> bytes:
-    from app.services.cards import card_for, card_png_for
+    from app.services.cards import CardSubject
 
-    kept = given.kept.get(npc.id)
     art = given.portrait(npc) if given.portrait is not None else None
-    if png:
-        return card_png_for(npc, given.world, spec, kept=kept, now=given.now, portrait=art)
-    card = card_for(npc, given.world, spec, kept=kept, now=given.now, portrait=art)
-    return dumps(card, pretty=True)
+    subject = CardSubject(npc, given.world, given.kept.get(npc.id), given.now, art)
+    return subject.png(spec) if png else dumps(subject.card(spec), pretty=True)
 
 
 def cards_zip(given: ExportInput, spec: str, *, png: bool) -> bytes:
