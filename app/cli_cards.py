@@ -30,6 +30,7 @@ FORMAT_NAMES = {
     "v2-png": "Character Card V2 (PNG)",
     "v3-json": "Character Card V3 (JSON)",
     "v3-png": "Character Card V3 (PNG)",
+    "charx": "Character Card V3 (CHARX)",
     "lorebook": "SillyTavern World Info (JSON)",
 }
 
@@ -37,7 +38,9 @@ FORMAT_NAMES = {
 def add_cards_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     cards = commands.add_parser("cards", help="import, export or check Character Cards")
     actions = cards.add_subparsers(dest="cards_action", metavar="ACTION", required=True)
-    load = actions.add_parser("import", help="card files (.png or .json) into the library")
+    load = actions.add_parser(
+        "import", help="card files (.png, .json, .charx, or a zip of them) into the library"
+    )
     load.add_argument("files", nargs="+", help="Character Card V1/V2/V3 files")
     out = actions.add_parser("export", help="an NPC, or its whole world, in a format")
     out.add_argument("npc_id", help="the NPC's id (see the Library tab, or generate --save)")
@@ -48,7 +51,7 @@ def add_cards_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     out.add_argument("--world", action="store_true", help="the NPC's whole world (a zip of cards)")
     out.add_argument("-o", "--out", help="file to write (default: the export's own name)")
     check = actions.add_parser("check", help="are these files spec-valid V2/V3 cards?")
-    check.add_argument("files", nargs="+", help="card files (.png or .json)")
+    check.add_argument("files", nargs="+", help="card files (.png, .json or .charx)")
 
 
 def _format(name: str) -> str:
@@ -65,7 +68,9 @@ def _read(paths: list[str]) -> list[tuple[str, bytes]]:
     for name in paths:
         path = Path(name)
         if not path.is_file():
-            raise InputError(f"{name} does not exist; give card files (.png or .json).")
+            raise InputError(
+                f"{name} does not exist; give card files (.png, .json, .charx or a zip of them)."
+            )
         files.append((path.name, path.read_bytes()))
     return files
 

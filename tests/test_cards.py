@@ -53,20 +53,21 @@ def _decoded_chunks(png: bytes) -> dict[str, Any]:
     return {k: json.loads(base64.b64decode(v)) for k, v in text_chunks(png)}
 
 
+def _cards_in(file: bytes) -> list[dict[str, Any]]:
+    """Every card in a file: a PNG's chunks, a CHARX's card.json, a zip's members."""
+    if file.startswith(b"\x89PNG"):
+        return list(_decoded_chunks(file).values())
+    if file.startswith(b"PK"):
+        archive = zipfile.ZipFile(io.BytesIO(file))
+        if "card.json" in archive.namelist():
+            return [json.loads(archive.read("card.json"))]
+        return [card for name in archive.namelist() for card in _cards_in(archive.read(name))]
+    return [json.loads(file)]
+
+
 def _cards_of(fmt: str, npcs: list[NPC]) -> list[dict[str, Any]]:
-    """Every card inside one export (JSON, PNG chunks, zip members)."""
-    data = build_export(ExportInput(npcs, WORLD, now=NOW), fmt).data
-    files = [data]
-    if data.startswith(b"PK"):
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        files = [archive.read(name) for name in archive.namelist()]
-    cards: list[dict[str, Any]] = []
-    for file in files:
-        if file.startswith(b"\x89PNG"):
-            cards += _decoded_chunks(file).values()
-        else:
-            cards.append(json.loads(file))
-    return cards
+    """Every card inside one export (JSON, PNG chunks, CHARX, zip members)."""
+    return _cards_in(build_export(ExportInput(npcs, WORLD, now=NOW), fmt).data)
 
 
 CARD_FORMATS = [fmt for fmt in EXPORT_FORMATS if fmt.startswith("Character Card")]

@@ -101,11 +101,16 @@ def library() -> MemoryLibrary:
     return MemoryLibrary()
 
 
+def card_service(library: MemoryLibrary, directory: Path) -> ExportService:
+    """Exports and imports over an in-memory library, cards kept in ``directory``."""
+    return ExportService(
+        cast(Any, library), cast(Any, Worlds()), CardStore(directory), clock=lambda: NOW
+    )
+
+
 @pytest.fixture
 def service(library: MemoryLibrary, tmp_path: Path) -> ExportService:
-    return ExportService(
-        cast(Any, library), cast(Any, Worlds()), CardStore(tmp_path / "cards"), clock=lambda: NOW
-    )
+    return card_service(library, tmp_path / "cards")
 
 
 async def import_one(service: ExportService, name: str, data: bytes) -> NPC:
@@ -328,11 +333,11 @@ def test_deep_nesting_is_a_clear_error(depth: int) -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (b"hello there", "neither a PNG card nor card JSON"),
+        (b"hello there", "neither a PNG card, a CHARX nor card JSON"),
         (b'{"spec": "something_else", "data": {"name": "X"}}', "not a Character Card V2/V3"),
         (b'{"spec": "chara_card_v2", "data": {"name": "  "}}', "no character name"),
         (b"\x89PNG\r\n\x1a\nbroken", "the PNG is cut short"),
-        (b"PK\x03\x04rest", "a zip \\(.charx\\) card"),
+        (b"PK\x03\x04rest", "a damaged zip"),
         (b"{" + b" " * (21 * 1024 * 1024), "cards are at most"),
     ],
 )

@@ -32,7 +32,7 @@ async def test_import_then_export_through_the_handlers(
 ) -> None:
     bad = tmp_path / "notes.txt"
     bad.write_text("not a card")
-    with pytest.warns(UserWarning, match="notes.txt: neither a PNG card nor card JSON"):
+    with pytest.warns(UserWarning, match="notes.txt: neither a PNG card, a CHARX nor card JSON"):
         status = await handlers.import_cards([str(CARDS / "odile_v2.json"), str(bad)])
     assert status.startswith("Imported 1 card: Odile Marchetti. Refused 1: notes.txt: ")
     npc_id = next(iter(handlers.exports.library.npcs))  # type: ignore[attr-defined]
@@ -74,7 +74,7 @@ async def test_the_status_line_shows_a_failure_too(handlers: CardHandlers) -> No
         shown = await _outputs(imported, [str(CARDS / "kestrel_v3.json")])
     assert shown[0].startswith("Imported 1 card: Kestrel Vance. Notes: kestrel_v3.json: asset")
     *shown, error = await _outputs(imported, [])
-    assert shown == ["✗ Import failed: Choose one or more card files (.json or .png) to import."]
+    assert shown == ["✗ Import failed: Choose one or more card files (.json, .png, .charx, or a zip of them) to import."]
 
 
 @pytest.mark.server

@@ -1,7 +1,8 @@
-"""Character Cards in: JSON or PNG, V1, V2 or V3, as real files have them.
+"""Character Cards in: JSON, PNG or CHARX, V1, V2 or V3, as real files have them.
 
 ``read_card`` finds the card (a PNG's ``ccv3`` chunk, falling back to ``chara``
-when ``ccv3`` is broken; keywords in any case), refuses what is not a card
+when ``ccv3`` is broken; keywords in any case; a CHARX's ``card.json`` and
+its main icon), refuses what is not a card
 with a message naming the file, and mends what tools commonly get wrong
 (a string where a list belongs, a null string, a lorebook without its
 ``extensions``), noting each repair. The card is otherwise kept exactly.
@@ -26,9 +27,20 @@ from app.services.card_schemas import (
     V3_DATA_FIELDS,
     card_errors,
 )
+from app.services.charx import (
+    CARD_JSON,
+    EMBEDDED,
+    is_charx,
+    is_zip,
+    main_icon,
+    missing_assets,
+    open_zip,
+    read_member,
+)
 from app.services.png_chunks import PNG_SIGNATURE, text_chunks
 
 MAX_CARD_BYTES = 20 * 1024 * 1024
+CARD_SUFFIXES = (".json", ".png", ".charx")
 MAX_DEPTH = 64
 V1_FIELDS = ("name", "description", "personality", "scenario", "first_mes", "mes_example")
 # List fields and how a string in their place is read: a list of tags is often
@@ -38,16 +50,22 @@ WHOLE_LISTS = {"alternate_greetings", "group_only_greetings"}
 SET_ASIDE = "npc_forge_set_aside"
 MAX_SET_ASIDE = 200
 KNOWN_ASSET_URIS = ("ccdefault:", "data:", "https://", "http://")
+NOT_A_CARD = (
+    "{filename}: neither a PNG card, a CHARX nor card JSON. Upload a Character Card V2/V3 "
+    "(.png, .charx or .json), or a zip of them."
+)
 
 
 @dataclass(frozen=True, slots=True)
 class ReadCard:
-    """A card from a file: the one to use, the V2 one beside it, the PNG, notes."""
+    """A card from a file: the one to use, the V2 one beside it, the PNG (a CHARX's
+    main icon), the CHARX itself, notes."""
 
     card: dict[str, Any]
     v2: dict[str, Any] | None = None
     png: bytes | None = None
     notes: list[str] = field(default_factory=list)
+    archive: bytes | None = None
 
 
 def _depth_ok(value: Any) -> bool:
@@ -239,12 +257,15 @@ def _checked_card(card: Any, filename: str, notes: list[str]) -> dict[str, Any]:
     return _mend(card, filename, notes)
 
 
-def asset_notes(card: Mapping[str, Any], filename: str, *, png: bool) -> list[str]:
+def asset_notes(
+    card: Mapping[str, Any], filename: str, *, png: bool, charx: bool = False
+) -> list[str]:
     """The V3 assets this import cannot carry (the spec asks to say which)."""
     notes = []
     for asset in card.get("data", {}).get("assets") or []:
         uri = str(asset.get("uri", "")) if isinstance(asset, dict) else ""
-        if uri.startswith(KNOWN_ASSET_URIS) or (png and uri.startswith("__asset:")):
+        carried = (png and uri.startswith("__asset:")) or (charx and uri.startswith(EMBEDDED))
+        if uri.startswith(KNOWN_ASSET_URIS) or carried:
             continue
         name = asset.get("name", "?") if isinstance(asset, dict) else "?"
         notes.append(
@@ -262,24 +283,23 @@ def read_card(data: bytes, filename: str = "card") -> ReadCard:
     if data.startswith(PNG_SIGNATURE):
         card, v2 = _png_cards(data, filename, notes)
         png: bytes | None = data
-    elif data.startswith(b"PK"):
-        raise InputError(
-            f"{filename}: a zip (.charx) card; NPC Forge reads PNG and JSON cards. "
-            "Export it from its tool as PNG or JSON."
-        )
+    elif is_zip(data):
+        archive = open_zip(data, filename)
+        if not is_charx(archive):
+            raise InputError(f"{filename}: a zip without {CARD_JSON}, so not a CHARX card.")
+        raw = _parse_json(read_member(archive, CARD_JSON, filename), filename, CARD_JSON)
+        card = _checked_card(raw, filename, notes)
+        notes += missing_assets(archive, card, filename)
+        icon = main_icon(archive, card, filename)
+        notes += asset_notes(card, filename, png=False, charx=True)
+        return ReadCard(card, None, icon, notes, archive=data)
     else:
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise InputError(
-                f"{filename}: neither a PNG card nor card JSON. Upload a Character Card V2/V3 "
-                "(.png or .json)."
-            ) from None
+            raise InputError(NOT_A_CARD.format(filename=filename)) from None
         if not text.lstrip().startswith(("{", "[")):
-            raise InputError(
-                f"{filename}: neither a PNG card nor card JSON. Upload a Character Card V2/V3 "
-                "(.png or .json)."
-            )
+            raise InputError(NOT_A_CARD.format(filename=filename))
         card = _checked_card(_parse_json(text, filename, "the file"), filename, notes)
         v2, png = None, None
     notes += asset_notes(card, filename, png=png is not None)
@@ -289,6 +309,11 @@ def read_card(data: bytes, filename: str = "card") -> ReadCard:
 def raw_card(data: bytes, filename: str = "card") -> Any:
     """The card exactly as the file holds it (a PNG's ``ccv3`` chunk, else its
     ``chara``), not mended: what a strict validator sees."""
+    if is_zip(data):
+        archive = open_zip(data, filename)
+        if not is_charx(archive):
+            raise InputError(f"{filename}: a zip without {CARD_JSON}, so not a CHARX card.")
+        return _parse_json(read_member(archive, CARD_JSON, filename), filename, CARD_JSON)
     if not data.startswith(PNG_SIGNATURE):
         return _parse_json(data.decode("utf-8-sig", "replace"), filename, "the file")
     chunks: dict[str, str] = {}
@@ -300,9 +325,32 @@ def raw_card(data: bytes, filename: str = "card") -> Any:
     raise InputError(f"{filename}: no character card found in this PNG.")
 
 
+def _zipped_cards(data: bytes, filename: str) -> list[tuple[str, bytes]]:
+    """The card files inside a zip of cards (a world exported as cards), each
+    named ``world.zip/Maud.png``; a CHARX is one card, given back whole."""
+    archive = open_zip(data, filename)
+    if is_charx(archive):
+        return [(filename, data)]
+    names = [
+        info.filename
+        for info in archive.infolist()
+        if not info.is_dir()
+        and info.filename.lower().endswith(CARD_SUFFIXES)
+        and not info.filename.startswith("__MACOSX/")  # macOS's resource forks
+    ]
+    if not names:
+        raise InputError(
+            f"{filename}: a zip with no card in it (no card.json, .png, .json or .charx)."
+        )
+    return [(f"{filename}/{name}", read_member(archive, name, filename)) for name in names]
+
+
 def card_files(data: bytes, filename: str) -> list[tuple[str, bytes]]:
-    """One (name, bytes) per card in a file: a JSON list of cards (what NPC Forge
-    exported for a world before it wrote zips) gives one per item, ``name #2``."""
+    """One (name, bytes) per card in a file: a zip of cards gives each of its
+    files, and a JSON list of cards (what NPC Forge exported for a world before it
+    wrote zips) one per item, ``name #2``."""
+    if is_zip(data):
+        return _zipped_cards(data, filename)
     if data.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] != b"[" or len(data) > MAX_CARD_BYTES:
         return [(filename, data)]
     items = _parse_json(data.decode("utf-8-sig", "replace"), filename, "the file")

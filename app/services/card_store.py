@@ -3,7 +3,8 @@
 Per NPC: ``<id>.json`` holds the card as it was read (the ``ccv3`` card and,
 beside it, the ``chara`` one when a PNG had both) and the NPC as it was
 mapped at import, so an export can tell what was edited since; ``<id>.png``
-holds the original PNG, whose image and other chunks go back out unchanged.
+holds the original PNG, whose image and other chunks go back out unchanged;
+``<id>.charx`` the original CHARX, whose assets go back out unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class KeptCard:
     imported: NPC
     v2: dict[str, Any] | None = None
     png: bytes | None = None
+    archive: bytes | None = None  # the CHARX it came in
 
     def unedited(self, npc: NPC) -> bool:
         """True when the NPC is still what the card was mapped to."""
@@ -52,20 +54,27 @@ class CardStore:
             "v2": kept.v2,
             "imported": kept.imported.model_dump(mode="json"),
         }
-        png = self._path(npc_id, ".png")
-        if kept.png is not None:
-            atomic_write_bytes(png, kept.png)
-        else:
-            png.unlink(missing_ok=True)
+        for suffix, data in ((".png", kept.png), (".charx", kept.archive)):
+            path = self._path(npc_id, suffix)
+            if data is not None:
+                atomic_write_bytes(path, data)
+            else:
+                path.unlink(missing_ok=True)
         atomic_write_bytes(self._path(npc_id, ".json"), dumps(record))
+
+    def _blob(self, npc_id: str, suffix: str) -> bytes | None:
+        path = self._path(npc_id, suffix)
+        return path.read_bytes() if path.exists() else None
 
     def get(self, npc_id: str) -> KeptCard | None:
         try:
             record = read_json_bytes(self._path(npc_id, ".json").read_bytes())
-            png_path = self._path(npc_id, ".png")
-            png = png_path.read_bytes() if png_path.exists() else None
             return KeptCard(
-                record["card"], NPC.model_validate(record["imported"]), record["v2"], png
+                record["card"],
+                NPC.model_validate(record["imported"]),
+                record["v2"],
+                self._blob(npc_id, ".png"),
+                self._blob(npc_id, ".charx"),
             )
         except FileNotFoundError:
             return None
@@ -73,5 +82,5 @@ class CardStore:
             return None  # a damaged record: the NPC exports as one made here
 
     def delete(self, npc_id: str) -> None:
-        for suffix in (".json", ".png"):
+        for suffix in (".json", ".png", ".charx"):
             self._path(npc_id, suffix).unlink(missing_ok=True)

@@ -223,6 +223,21 @@ class CardSubject:
         art = (kept.png or icon_png(kept.card)) if kept is not None else None
         return with_text_chunks(art or self._art(), texts)
 
+    def charx(self) -> bytes:
+        """The V3 card as a CHARX: an imported CHARX as it came (edits only in its
+        card.json, its assets untouched), else a new one with the portrait."""
+        from app.services.charx import new_charx, replaced_card
+
+        kept = _carried(self.kept, self.npc)
+        if kept is not None and kept.archive is not None:
+            if kept.unedited(self.npc):
+                return kept.archive
+            return replaced_card(kept.archive, kept_card(kept, self.npc, SPEC_V3, now=self.now))
+        if kept is None:
+            return new_charx(npc_to_card_v3(self.npc, self.world, now=self.now), self._art())
+        art = kept.png or icon_png(kept.card) or self._art()
+        return new_charx(kept_card(kept, self.npc, SPEC_V3, now=self.now), art)
+
 
 def _chunk(card: Mapping[str, Any]) -> str:
     return base64.b64encode(json.dumps(card, ensure_ascii=False).encode()).decode()

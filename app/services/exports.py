@@ -1,5 +1,5 @@
 """Exports of NPCs (JSON, JSON Lines, CSV, Markdown, Character Cards V2/V3 as
-JSON or PNG, a world as a zip of cards or as SillyTavern World Info) and the
+JSON or PNG, V3 as CHARX, a world as a zip of cards or as SillyTavern World Info) and the
 import of cards.
 
 The builders are pure functions returning bytes; the UI writes them to files.
@@ -16,7 +16,7 @@ import unicodedata
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import orjson
 
@@ -186,32 +186,38 @@ class ExportFile:
     count: int
 
 
-def _card_bytes(given: ExportInput, npc: NPC, spec: str, png: bool) -> bytes:
+CardFile = Literal["json", "png", "charx"]
+CARD_SUFFIX: dict[CardFile, str] = {"json": ".card.json", "png": ".png", "charx": ".charx"}
+
+
+def _card_bytes(given: ExportInput, npc: NPC, spec: str, kind: CardFile) -> bytes:
     from app.services.cards import CardSubject
 
     art = given.portrait(npc) if given.portrait is not None else None
     subject = CardSubject(npc, given.world, given.kept.get(npc.id), given.now, art)
-    return subject.png(spec) if png else dumps(subject.card(spec), pretty=True)
+    if kind == "png":
+        return subject.png(spec)
+    if kind == "charx":
+        return subject.charx()
+    return dumps(subject.card(spec), pretty=True)
 
 
-def cards_zip(given: ExportInput, spec: str, *, png: bool) -> bytes:
+def cards_zip(given: ExportInput, spec: str, kind: CardFile) -> bytes:
     """One card file per NPC; names made unique within the zip."""
-    suffix = ".png" if png else ".card.json"
     buffer = io.BytesIO()
     used: set[str] = set()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for npc in given.npcs:
-            name = unique_name(safe_filename(npc.name, suffix), used)
-            archive.writestr(name, _card_bytes(given, npc, spec, png))
+            name = unique_name(safe_filename(npc.name, CARD_SUFFIX[kind]), used)
+            archive.writestr(name, _card_bytes(given, npc, spec, kind))
     return buffer.getvalue()
 
 
-def _cards(spec: str, *, png: bool) -> Builder:
+def _cards(spec: str, kind: CardFile) -> Builder:
     def build(given: ExportInput) -> tuple[bytes, str]:
         if given.one:
-            suffix = ".png" if png else ".card.json"
-            return _card_bytes(given, given.npcs[0], spec, png), suffix
-        return cards_zip(given, spec, png=png), ".cards.zip"
+            return _card_bytes(given, given.npcs[0], spec, kind), CARD_SUFFIX[kind]
+        return cards_zip(given, spec, kind), ".cards.zip"
 
     return build
 
@@ -243,10 +249,11 @@ EXPORT_FORMATS: dict[str, Builder] = {
     "JSON Lines": lambda given: (npcs_jsonl(given.npcs), ".jsonl"),
     "CSV": lambda given: (npcs_csv(given.npcs).encode(), ".csv"),
     "Markdown": _markdown,
-    "Character Card V2 (JSON)": _cards(SPEC_V2, png=False),
-    "Character Card V2 (PNG)": _cards(SPEC_V2, png=True),
-    "Character Card V3 (JSON)": _cards(SPEC_V3, png=False),
-    "Character Card V3 (PNG)": _cards(SPEC_V3, png=True),
+    "Character Card V2 (JSON)": _cards(SPEC_V2, "json"),
+    "Character Card V2 (PNG)": _cards(SPEC_V2, "png"),
+    "Character Card V3 (JSON)": _cards(SPEC_V3, "json"),
+    "Character Card V3 (PNG)": _cards(SPEC_V3, "png"),
+    "Character Card V3 (CHARX)": _cards(SPEC_V3, "charx"),
     "SillyTavern World Info (JSON)": world_info,
 }
 SCOPES = ("this NPC", "its whole world")
@@ -347,7 +354,11 @@ class ExportService:
                 notes.append(f"{name}: the same card as {imported[npc.id][2]}; imported once.")
                 continue
             notes += read.notes + mapped.notes
-            imported[npc.id] = (npc, KeptCard(read.card, npc, read.v2, read.png), name)
+            imported[npc.id] = (
+                npc,
+                KeptCard(read.card, npc, read.v2, read.png, read.archive),
+                name,
+            )
         for _npc, kept, _name in imported.values():
             self.cards.put(kept)
         return ImportReport([npc for npc, _kept, _name in imported.values()], problems, notes)

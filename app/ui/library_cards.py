@@ -61,9 +61,11 @@ class CardHandlers:
     async def import_cards(
         self, files: Sequence[str] | None, request: gr.Request | None = None
     ) -> str:
-        """Character Cards V1/V2/V3 (JSON or PNG) into the library."""
+        """Character Cards V1/V2/V3 (JSON, PNG, CHARX or zips of them) into the library."""
         if not files:
-            raise InputError("Choose one or more card files (.json or .png) to import.")
+            raise InputError(
+                "Choose one or more card files (.json, .png, .charx, or a zip of them) to import."
+            )
         paths = [Path(name) for name in files]
         contents = await asyncio.to_thread(lambda: [(p.name, p.read_bytes()) for p in paths])
         exports, owner = self._exports(request)
@@ -124,8 +126,10 @@ def build_card_io(
         fmt = gr.Dropdown(list(EXPORT_FORMATS), value="JSON", label="Format")
         export = gr.Button("Export")
         exported = gr.File(label="Download", interactive=False)
-    with gr.Accordion("Import Character Cards (V1/V2/V3, JSON or PNG)", open=False):
-        uploads = gr.File(file_count="multiple", file_types=[".json", ".png"], type="filepath")
+    with gr.Accordion("Import Character Cards (V1/V2/V3: JSON, PNG, CHARX or a zip)", open=False):
+        uploads = gr.File(
+            file_count="multiple", file_types=[".json", ".png", ".charx", ".zip"], type="filepath"
+        )
         do_import = gr.Button("Import")
     export.click(
         status_of_last_action(handlers.export, "Export", blank=(None,)),
