@@ -74,7 +74,10 @@ async def test_the_status_line_shows_a_failure_too(handlers: CardHandlers) -> No
         shown = await _outputs(imported, [str(CARDS / "kestrel_v3.json")])
     assert shown[0].startswith("Imported 1 card: Kestrel Vance. Notes: kestrel_v3.json: asset")
     *shown, error = await _outputs(imported, [])
-    assert shown == ["✗ Import failed: Choose one or more card files (.json, .png, .charx, or a zip of them) to import."]
+    assert shown == [
+        "✗ Import failed: Choose one or more card files (.json, .png, .charx, or a zip of them) "
+        "to import."
+    ]
 
 
 @pytest.mark.server
