@@ -75,6 +75,9 @@ class ServerState:
     # What GET /props answers (llama.cpp's shape); None = 404, as most servers.
     props: dict[str, Any] | None = None
     props_requests: int = 0
+    # What Ollama's POST /api/show and GET /api/ps answer; None = 404 (not Ollama).
+    ollama_show: dict[str, Any] | None = None
+    ollama_ps: dict[str, Any] | None = None
     actions: deque[Action] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)  # of each request
@@ -133,6 +136,8 @@ class FakeOpenAIServer:
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/stats", self._stats, methods=["GET"]),
                 Route("/props", self._props, methods=["GET"]),
+                Route("/api/show", self._ollama_show, methods=["POST"]),
+                Route("/api/ps", self._ollama_ps, methods=["GET"]),
             ]
         )
         self.http = ThreadedServer(app, "fake OpenAI server")
@@ -152,6 +157,16 @@ class FakeOpenAIServer:
     def set_context(self, n_ctx: int) -> None:
         """Say this context size at /props, as llama.cpp's server does."""
         self.state.props = {"default_generation_settings": {"n_ctx": n_ctx}, "total_slots": 1}
+
+    def be_ollama(
+        self, *, num_ctx: int | None = None, loaded: dict[str, int] | None = None
+    ) -> None:
+        """Answer like Ollama: ``/api/show`` with ``num_ctx`` in the Modelfile's
+        parameters (when given), ``/api/ps`` listing ``loaded`` models' contexts."""
+        parameters = f"stop <|im_end|>\nnum_ctx {num_ctx}" if num_ctx else "stop <|im_end|>"
+        self.state.ollama_show = {"parameters": parameters, "details": {"format": "gguf"}}
+        models = [{"name": name, "context_length": n} for name, n in (loaded or {}).items()]
+        self.state.ollama_ps = {"models": models}
 
     def enqueue(self, *actions: Action) -> None:
         with self._lock:
@@ -192,6 +207,7 @@ class FakeOpenAIServer:
             self.state.reject_json_schema = False
             self.state.props = None
             self.state.props_requests = 0
+            self.state.ollama_show = self.state.ollama_ps = None
             if responder is not None:
                 self.state.responder = responder
 
@@ -228,6 +244,16 @@ class FakeOpenAIServer:
         if self.state.props is None:
             return JSONResponse({"error": "not found"}, status_code=404)
         return JSONResponse(self.state.props)
+
+    async def _ollama_show(self, request: Request) -> Response:
+        if self.state.ollama_show is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return JSONResponse(self.state.ollama_show)
+
+    async def _ollama_ps(self, request: Request) -> Response:
+        if self.state.ollama_ps is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return JSONResponse(self.state.ollama_ps)
 
     def _next_action(self) -> Action:
         with self._lock:

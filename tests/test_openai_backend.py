@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.backends.base import ChatRequest
-from app.backends.openai_compat import OpenAIBackend
+from app.backends.openai_compat import OLLAMA_DEFAULT_CONTEXT, OpenAIBackend
 from app.errors import BackendUnavailableError, ConfigError
 from app.models import World
 from app.services.prompts import npc_request
@@ -285,6 +287,30 @@ async def test_reply_budget_fits_the_context_the_server_reports(
     prompt_chars = sum(len(m["content"]) for m in body["messages"])
     assert body["max_tokens"] < 1200  # cut to fit
     assert body["max_tokens"] + prompt_chars / 3 <= 1400
+
+
+@pytest.mark.parametrize(
+    ("ollama", "context"),
+    [
+        ({"loaded": {"fake-model": 1400}, "num_ctx": 8192}, 1400),  # what it runs with
+        ({"num_ctx": 1400}, 1400),  # not loaded yet: its Modelfile
+        ({}, OLLAMA_DEFAULT_CONTEXT),  # says nothing: Ollama's smallest default
+    ],
+)
+async def test_reply_budget_fits_ollamas_context(
+    tmp_path: Path,
+    openai_server: FakeOpenAIServer,
+    make_services: MakeServices,
+    ollama: dict[str, Any],
+    context: int,
+) -> None:
+    openai_server.be_ollama(**ollama)
+    settings = _local_settings(tmp_path, openai_server, openai_max_tokens=4000)
+    outcomes = await _generate(make_services(settings), 1, names=("Ada",))
+    assert outcomes[0].ok
+    body = openai_server.requests[0]
+    prompt_chars = sum(len(m["content"]) for m in body["messages"])
+    assert body["max_tokens"] + prompt_chars / 3 <= context < body["max_tokens"] + prompt_chars
 
 
 async def test_the_context_is_asked_once_however_many_calls_start_together(

@@ -13,9 +13,10 @@ key-like strings) before it becomes one of our messages.
 
 Small local servers need three more things. Prompt plus ``max_tokens`` must fit
 the server's context (``openai_context_tokens``, or what llama.cpp's ``/props``
-says): the reply budget is cut to fit, and a prompt that leaves no room fails at
-once with what to change. Chat templates that drop system messages (Gemma's)
-get the instructions folded into the first user turn. json_object requests
+or Ollama's ``/api/ps`` and ``/api/show`` says): the reply budget is cut to
+fit, and a prompt that leaves no room fails at once with what to change. Chat
+templates that drop system messages (Gemma's) get the instructions folded into
+the first user turn. json_object requests
 carry the schema with its bounds, which llama.cpp turns into a grammar.
 """
 
@@ -69,6 +70,11 @@ TOKENS_PER_MESSAGE = 8
 MIN_REPLY_TOKENS = 128
 # Seconds to wait for a server to say its context size (llama.cpp's /props).
 CONTEXT_PROBE_TIMEOUT = 3.0
+# Ollama's context when neither the loaded model nor its Modelfile says one: the
+# smallest default of its releases (2048; 4096 in newer ones). Its OpenAI endpoint
+# takes no num_ctx and cuts a longer prompt from the front, system prompt first.
+OLLAMA_DEFAULT_CONTEXT = 2048
+_NUM_CTX = re.compile(r"^\s*num_ctx\s+(\d+)\s*$", re.M)
 _UNSUPPORTED_WORDS = re.compile(
     r"not supported|unsupported|not implemented|does not support|unknown|unrecognized"
     r"|not available|not allowed"
@@ -224,6 +230,23 @@ def _context_size(props: Any) -> int | None:
         if isinstance(source, dict) and isinstance(source.get("n_ctx"), int):
             return int(source["n_ctx"]) if source["n_ctx"] > 0 else None
     return None
+
+
+def _ollama_loaded_context(ps: Any, model: str) -> int | None:
+    """The context a loaded model runs with (Ollama's ``/api/ps``)."""
+    models = ps.get("models") if isinstance(ps, dict) else None
+    for entry in models if isinstance(models, list) else []:
+        if isinstance(entry, dict) and model in (entry.get("name"), entry.get("model")):
+            size = entry.get("context_length")
+            return size if isinstance(size, int) and size > 0 else None
+    return None
+
+
+def _ollama_modelfile_context(show: Any) -> int | None:
+    """``num_ctx`` from a model's Modelfile parameters (Ollama's ``/api/show``)."""
+    parameters = show.get("parameters") if isinstance(show, dict) else None
+    found = _NUM_CTX.search(parameters) if isinstance(parameters, str) else None
+    return int(found.group(1)) if found and int(found.group(1)) > 0 else None
 
 
 def schema_instruction(schema: Any) -> str:
@@ -386,17 +409,25 @@ class OpenAIBackend(Backend):
         return self._context
 
     async def _ask_context(self) -> int | None:
+        """llama.cpp says at ``/props``; Ollama at ``/api/ps`` (a loaded model),
+        ``/api/show`` (its Modelfile) or not at all (then its default)."""
         import httpx
 
         origin = self.base_url.rstrip("/").removesuffix("/v1")
         try:
             async with httpx.AsyncClient(timeout=CONTEXT_PROBE_TIMEOUT) as client:
                 response = await client.get(f"{origin}/props")
-            if response.status_code == 200:
-                return _context_size(response.json())
+                if response.status_code == 200:
+                    return _context_size(response.json())
+                show = await client.post(f"{origin}/api/show", json={"model": self._model})
+                if show.status_code != 200:
+                    return None  # a server that does not say: no budget beyond max_tokens
+                ps = await client.get(f"{origin}/api/ps")
+                loaded = _ollama_loaded_context(ps.json(), self._model) if ps.is_success else None
+                stated = _ollama_modelfile_context(show.json())
+                return loaded or stated or OLLAMA_DEFAULT_CONTEXT
         except (httpx.HTTPError, ValueError):
-            pass
-        return None  # a server that does not say: no budget beyond max_tokens
+            return None
 
     async def _reply_budget(self, messages: Sequence[Message], wanted: int) -> int:
         """``wanted`` tokens, cut so prompt plus reply fit the server's context.
