@@ -6,20 +6,19 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from app.services.admission import Admission, Caller, CastTicket
+from app.services.admission import Admission, Caller
 from app.services.cast import CastService
 from app.services.planning import CastRequest, parse_name_lines, parse_whole_number
 from app.services.worlds import WorldService
 from app.ui.cast_view import CastView
 from app.ui.downloads import offer
 from app.ui.errors import user_errors, warn
-from app.ui.identity import caller_of
+from app.ui.identity import admitted, caller_of
 from app.ui.media_routes import CardMedia
 from app.ui.render import EMPTY_CAST
 from utils.jsonio import dumps
@@ -45,17 +44,6 @@ class GenerateHandlers:
         self.export_dir = export_dir
         self.admission = admission  # None: every caller is trusted (direct calls)
         self.media = media  # portraits and play buttons on the cards
-
-    @asynccontextmanager
-    async def _admitted(
-        self, caller: Caller | None, count: int, backend: str | None
-    ) -> AsyncIterator[CastTicket]:
-        """The caller's quota, job slot and backend rules around one run."""
-        if self.admission is None or caller is None:
-            yield CastTicket(Caller("local", "admin"), count, backend)
-            return
-        async with self.admission.cast(caller, count, backend) as ticket:
-            yield ticket
 
     def world_choices(self) -> list[str]:
         return [NO_WORLD, *self.worlds.names()]
@@ -146,7 +134,7 @@ class GenerateHandlers:
         request = await asyncio.to_thread(
             self.request, world_choice, world_file, setting, count, names, traits, temperature, seed
         )
-        async with self._admitted(caller, request.count, backend) as ticket:
+        async with admitted(self.admission, caller, request.count, backend) as ticket:
             owner = self.admission.owner(ticket.caller) if self.admission else None
             plan = await self.cast.plan(request, backend=ticket.backend, owner=owner)
             view = CastView(plan, media=self.media)
@@ -164,7 +152,7 @@ class GenerateHandlers:
             if view is not None:
                 yield self._outputs(view)
             return
-        async with self._admitted(caller, len(view.failed_positions), backend) as ticket:
+        async with admitted(self.admission, caller, len(view.failed_positions), backend) as ticket:
             backend = ticket.backend
             if backend and self.cast.backends.get(backend).name != view.plan.backend:
                 guarded = self.cast.backends.get(backend)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import gradio as gr
 
-from app.services.admission import Admission, Caller
+from app.services.admission import Admission, Caller, CastTicket
 from app.services.library import Library
+
+TRUSTED = Caller("local", "admin")  # a direct call (tests, the CLI): no admission
 
 
 def caller_of(admission: Admission, request: gr.Request | None) -> Caller:
@@ -24,3 +29,17 @@ def library_seen_by(
     if admission is None:
         return library
     return library.as_seen_by(admission.viewer(caller_of(admission, request)))
+
+
+@asynccontextmanager
+async def admitted(
+    admission: Admission | None, caller: Caller | None, npcs: int, backend: str | None
+) -> AsyncIterator[CastTicket]:
+    """The caller's backend rules, job slot and NPC quota around one generation
+    (a cast, a regenerated NPC, new relationships); set ``produced`` on the
+    ticket when it succeeds, or the NPCs are given back."""
+    if admission is None or caller is None:
+        yield CastTicket(TRUSTED, npcs, backend)
+        return
+    async with admission.cast(caller, npcs, backend) as ticket:
+        yield ticket

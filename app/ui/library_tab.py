@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from app.models import NPC, PROFILE_FIELDS, RELATIONSHIP_TYPES
-from app.services.admission import Admission
+from app.services.admission import Admission, CastTicket
 from app.services.exports import ExportService
 from app.services.graph import GraphLayouts
 from app.services.library import EDITABLE_FIELDS, MAX_RESULTS, Library, field_text
@@ -18,7 +19,7 @@ from app.services.removal import NPCRemoval
 from app.services.ties import TIE_COLUMNS, tie_rows
 from app.ui.cast_graph import EMPTY, cast_graph_component, cast_graph_html, clicked_npc
 from app.ui.errors import required_npc_id, user_errors
-from app.ui.identity import library_seen_by
+from app.ui.identity import admitted, caller_of, library_seen_by
 from app.ui.library_cards import build_card_io, status_of_last_action, unchanged
 from app.ui.media_routes import CardMedia
 from app.ui.render import npc_card
@@ -61,6 +62,14 @@ class LibraryHandlers:
     def _library(self, request: gr.Request | None) -> Library:
         """The library as the caller sees it: a designer's own NPCs and the team's."""
         return library_seen_by(self.library, self.admission, request)
+
+    def _admitted(
+        self, request: gr.Request | None, npcs: int, backend: str | None
+    ) -> AbstractAsyncContextManager[CastTicket]:
+        """A model call for this caller: the backends their role may use, a job
+        slot, and ``npcs`` against their quota."""
+        caller = caller_of(self.admission, request) if self.admission is not None else None
+        return admitted(self.admission, caller, npcs, backend)
 
     def _refine(self, request: gr.Request | None) -> RefineService:
         return (
@@ -147,9 +156,10 @@ class LibraryHandlers:
         request: gr.Request | None = None,
     ) -> tuple[str, str, str]:
         """A new value for one field, the rest given to the backend as context."""
-        new = await self._refine(request).regenerate_field(
-            _required(npc_id), field, backend=backend, temperature=temperature
-        )
+        async with self._admitted(request, 0, backend) as ticket:
+            new = await self._refine(request).regenerate_field(
+                _required(npc_id), field, backend=ticket.backend, temperature=temperature
+            )
         return npc_card(new, 1, self.media), field_text(new, field), f"New {field} for {new.name}."
 
     async def regenerate_npc(
@@ -160,10 +170,12 @@ class LibraryHandlers:
         temperature: float | None,
         request: gr.Request | None = None,
     ) -> tuple[str, str]:
-        """A new take on the NPC keeping the locked fields."""
-        new = await self._refine(request).regenerate_npc(
-            _required(npc_id), locked or [], backend=backend, temperature=temperature
-        )
+        """A new take on the NPC keeping the locked fields (one NPC of the quota)."""
+        async with self._admitted(request, 1, backend) as ticket:
+            new = await self._refine(request).regenerate_npc(
+                _required(npc_id), locked or [], backend=ticket.backend, temperature=temperature
+            )
+            ticket.produced = 1
         kept = f" (kept {', '.join(locked)})" if locked else ""
         return npc_card(new, 1, self.media), f"Regenerated {new.name}{kept}."
 
@@ -196,9 +208,10 @@ class LibraryHandlers:
     ) -> tuple[str, list[list[Any]], str]:
         """Ties among the NPCs of the chosen NPC's world."""
         npc_id = _required(npc_id)
-        related = await self._refine(request).relationships(
-            npc_id, backend=backend, temperature=temperature
-        )
+        async with self._admitted(request, 0, backend) as ticket:
+            related = await self._refine(request).relationships(
+                npc_id, backend=ticket.backend, temperature=temperature
+            )
         count = sum(len(npc.relationships) for npc in related)
         graph, rows = await self._graph(npc_id, request)
         return graph, rows, f"{count} relationships among {len(related)} NPCs."
