@@ -168,7 +168,7 @@ class Services:
         self.portraits = Portraits.from_settings(
             settings, self.assets, self.worlds, cache=self.response_cache, stats=self.stats
         )
-        self.voices = Voices.from_settings(settings, self.response_cache)
+        self.voices = Voices.from_settings(settings, self.response_cache, self.worlds.world_for)
         self.cards = CardStore(Path(settings.data_dir) / "cards")
         self.conversations = ConversationStore(Path(settings.data_dir) / "chats")
         self.exports = ExportService(

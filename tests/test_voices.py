@@ -10,7 +10,8 @@ import pytest
 import soundfile
 
 from app.errors import InputError
-from app.models import NPC
+from app.models import NPC, World
+from app.services.voice_accents import accent_for
 from app.services.voices import clean_text, parse_voice_key, voice_for
 from app.wiring import Services
 from tests.conftest import MakeServices, make_settings
@@ -62,6 +63,34 @@ def test_voice_keys_round_trip_and_bad_ones_are_refused() -> None:
     for bad in ("espeak:en+zz9:p40:r50:s160", "rm -rf /", "espeak:en+m3:p400:r50:s160"):
         with pytest.raises(InputError, match="Unknown voice"):
             parse_voice_key(bad)
+
+
+@pytest.mark.parametrize(
+    ("name", "era", "detail", "accent"),
+    [
+        ("Gull Rock", "Victorian Hebrides", "", "en-gb-scotland"),  # the place, not the era
+        ("Port Sable", "Caribbean pirate port", "A Scottish bosun drinks here.", "en-029"),
+        ("Dust Creek", "Wild West", "", "en-us"),
+        ("Fogwell", "Victorian London", "", "en-gb-x-rp"),
+        ("Lanternfall", "An age of lamps and canals", "Mill town smoke over Lancashire.",
+         "en-gb-x-gbclan"),
+        ("Saltmere", "Medieval, low magic", "", "en"),  # names no place: default English
+    ],
+)  # fmt: skip
+def test_the_world_gives_the_accent(name: str, era: str, detail: str, accent: str) -> None:
+    world = World(name=name, era=era, time_period="1890", detail=detail)
+    assert accent_for(world) == accent
+    voice = voice_for(npc(world=name), accent=accent)
+    assert voice.key.startswith(f"espeak:{accent}+") and parse_voice_key(voice.key) == voice
+
+
+async def test_npcs_speak_with_their_worlds_accent(services: Services) -> None:
+    assert services.voices.voice_for(npc(world="Cinder Gulch")).espeak.language == "en-us"
+    hebrides = "a lighthouse island in the Outer Hebrides, 1890"  # a free-text world
+    assert services.voices.voice_for(npc(world=hebrides)).espeak.language == "en-gb-scotland"
+    assert services.voices.voice_for(npc(world="Saltmere")).espeak.language == "en"
+    with pytest.raises(InputError, match="Unknown voice"):
+        parse_voice_key("espeak:xx-evil+m3:p40:r50:s160")
 
 
 def test_text_is_cleaned_and_cut_at_a_word() -> None:

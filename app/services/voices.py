@@ -1,4 +1,4 @@
-"""Voices of NPCs: one per NPC from its gender, age and speech style, spoken
+"""Voices of NPCs: one per NPC from its world's accent, gender, age and speech style, spoken
 offline with eSpeak NG (or by a speech API when configured), as Ogg Opus,
 cached by (voice, text) in the two-tier response cache.
 
@@ -18,14 +18,17 @@ import logging
 import random
 import re
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cachetools import TTLCache
+
 from app.cache.response import ResponseCache, Source
 from app.errors import InputError, NPCForgeError
-from app.models import NPC
+from app.models import NPC, World
 from app.services.portrait_features import age_of, gender_key
+from app.services.voice_accents import DEFAULT_ACCENT, LANGUAGES, accent_for
 from app.services.voice_codec import MIME, SUFFIX, pcm_to_ogg_opus
 from app.services.voice_engine import EspeakEngine, EspeakVoice, espeak_engine
 from app.services.voice_remote import RemoteSpeaker
@@ -41,6 +44,10 @@ VARIANTS = {
     "f": ("f1", "f2", "f3", "f4", "f5"),
     "x": ("m5", "f2", "m7", "f4"),
 }
+KNOWN_VARIANTS = frozenset(
+    {v for vs in VARIANTS.values() for v in vs}
+    | {"whisper", "whisperf", "robosoft", "croak", "grandpa", "grandma"}
+)
 API_VOICES = {
     "m": ("onyx", "echo", "ash", "fable"),
     "f": ("nova", "shimmer", "coral", "sage"),
@@ -64,7 +71,7 @@ _STYLE = {
     ),
 }
 _KEY = re.compile(
-    r"espeak:(?P<lang>[a-z-]{2,8})\+(?P<variant>[A-Za-z0-9]{1,16}):p(?P<pitch>\d{1,2}):"
+    r"espeak:(?P<lang>[a-z0-9-]{2,16})\+(?P<variant>[A-Za-z0-9]{1,16}):p(?P<pitch>\d{1,2}):"
     r"r(?P<range>\d{1,2}):s(?P<rate>\d{2,3})(?:\|api:(?P<api>[a-z0-9_-]{1,32}):(?P<speed>\d\.\d\d))?$"
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -86,9 +93,7 @@ class Voice:
 def parse_voice_key(key: str) -> Voice:
     """A voice from its key (as a play button's URL carries it)."""
     found = _KEY.match(key or "")
-    if found is None or found["variant"] not in {v for vs in VARIANTS.values() for v in vs} | {
-        "whisper", "whisperf", "robosoft", "croak", "grandpa", "grandma",
-    }:  # fmt: skip
+    if found is None or found["lang"] not in LANGUAGES or found["variant"] not in KNOWN_VARIANTS:
         raise InputError(f"Unknown voice {key[:80]!r}: take the voice from an NPC's card.")
     espeak = EspeakVoice(
         found["variant"],
@@ -106,10 +111,10 @@ def _clamp(value: float, low: int, high: int) -> int:
     return int(max(low, min(high, round(value))))
 
 
-def voice_for(npc: NPC, *, api: bool = False) -> Voice:
-    """The NPC's voice: variant by gender (and a few styles), pitch by gender and
-    age, intonation range and speed by speech style; small seeded differences
-    so two NPCs of one kind do not sound alike."""
+def voice_for(npc: NPC, *, api: bool = False, accent: str = DEFAULT_ACCENT) -> Voice:
+    """The NPC's voice: the world's accent, variant by gender (and a few styles),
+    pitch by gender and age, intonation range and speed by speech style; small
+    seeded differences so two NPCs of one kind do not sound alike."""
     gender = gender_key(npc.gender)
     age = age_of(npc)
     style = npc.speech_style
@@ -139,7 +144,9 @@ def voice_for(npc: NPC, *, api: bool = False) -> Voice:
     rate += 40 if _STYLE["fast"].search(style) else 0
     rate -= 35 if _STYLE["slow"].search(style) else 0
     rate -= 15 if age >= 65 else 0
-    espeak = EspeakVoice(variant, _clamp(pitch, 5, 95), _clamp(tone, 5, 95), _clamp(rate, 90, 320))
+    espeak = EspeakVoice(
+        variant, _clamp(pitch, 5, 95), _clamp(tone, 5, 95), _clamp(rate, 90, 320), accent
+    )
     if not api:
         return Voice(espeak)
     return Voice(espeak, rng.choice(API_VOICES[gender]), max(0.6, min(1.6, espeak.rate / 170)))
@@ -176,8 +183,12 @@ class Voices:
         speaker: RemoteSpeaker | None = None,
         max_chars: int = 600,
         warm_lines: bool = True,
+        world_for: Callable[[str], World] | None = None,
     ) -> None:
         self.engine = engine
+        self.world_for = world_for  # the NPC's world, for its accent (None: default English)
+        # Accents by world name: card renders ask per NPC; a world edit shows within a minute.
+        self._accents: TTLCache[str, str] = TTLCache(maxsize=256, ttl=60)
         self.cache = cache
         self.speaker = speaker
         self.max_chars = max_chars
@@ -187,7 +198,12 @@ class Voices:
         self.warmed = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings, cache: ResponseCache | None) -> Voices:
+    def from_settings(
+        cls,
+        settings: Settings,
+        cache: ResponseCache | None,
+        world_for: Callable[[str], World] | None = None,
+    ) -> Voices:
         speaker = None
         if settings.speech_model:
             from app.services.portrait_remote import MediaClient
@@ -206,10 +222,19 @@ class Voices:
             speaker=speaker,
             max_chars=settings.voice_max_chars,
             warm_lines=settings.voice_warm_lines,
+            world_for=world_for,
         )
 
+    def accent(self, world: str) -> str:
+        if self.world_for is None:
+            return DEFAULT_ACCENT
+        accent = self._accents.get(world)
+        if accent is None:
+            accent = self._accents[world] = accent_for(self.world_for(world))
+        return accent
+
     def voice_for(self, npc: NPC) -> Voice:
-        return voice_for(npc, api=self.speaker is not None)
+        return voice_for(npc, api=self.speaker is not None, accent=self.accent(npc.world))
 
     async def say(self, npc: NPC, text: str | None) -> Speech:
         """The NPC saying ``text``, as Ogg Opus."""
