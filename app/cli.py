@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", default="http://127.0.0.1:7860", help="the app's address (default %(default)s)"
     )
     stats.add_argument("--json", action="store_true", help="print the raw JSON")
+    stats.add_argument(
+        "--login", metavar="USER[:PASS]", help="an account, when the app asks to sign in"
+    )
 
     commands.add_parser("backends", help="list the backends and which one 'auto' picks")
     from app.cli_worlds import add_worlds_parser
@@ -231,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "stats":
             from app.cli_stats import print_stats
 
-            return print_stats(args.url, as_json=args.json, out=sys.stdout)
+            return print_stats(args.url, as_json=args.json, out=sys.stdout, login=args.login)
         if command == "hash-password":
             return _hash_password(settings, sys.stdout)
         if command == "backends":

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -16,6 +18,7 @@ from app.metrics import Metrics, percentile
 from app.models import World
 from app.wiring import Services
 from tests import casts
+from tests.conftest import MakeServices, make_settings
 from tests.fake_openai import Action, FakeOpenAIServer
 from tests.npc_fixtures import valid_profile
 from tests.threaded_server import free_port
@@ -188,3 +191,33 @@ def test_metrics_endpoint_and_stats_api_on_the_running_app(
         assert "Caches" in out and "responses.memory" in out and BACKEND in out
     finally:
         shutdown(openai_services, demo)
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_with_sign_in_the_figures_answer_only_an_account(
+    tmp_path: Path, make_services: MakeServices, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/metrics and /stats.json name users (their quotas): on a shared link they
+    are not for the internet; a scraper or the stats command signs in with Basic."""
+    from app.ui.app import serve, shutdown
+
+    services = make_services(make_settings(tmp_path, auth=("ann:pw-ann",)))
+    demo = serve(services, host="127.0.0.1", port=free_port())
+    url = demo.local_url
+    try:
+        for path in ("metrics", "stats.json"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(url + path)
+            assert refused.value.code == 401
+            assert refused.value.headers["WWW-Authenticate"] == 'Basic realm="NPC Forge"'
+        with urllib.request.urlopen(url + "healthz") as health:  # a load balancer's check
+            assert health.status == 200
+        assert main(["stats", "--url", url]) == 1
+        assert "asks to sign in: give an account with --login" in capsys.readouterr().err
+        assert main(["stats", "--url", url, "--login", "ann:wrong"]) == 1
+        assert "refused that account" in capsys.readouterr().err
+        assert main(["stats", "--url", url, "--login", "ann:pw-ann", "--json"]) == 0
+        assert [row["user"] for row in json.loads(capsys.readouterr().out)["quotas"]] == []
+    finally:
+        shutdown(services, demo)

@@ -13,9 +13,11 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from app.models import NPC
+from app.services.accounts import Accounts, parse_account
 from app.ui.media_panel import MediaHandlers
-from app.ui.media_routes import CardMedia, build_media_routes, gradio_session
+from app.ui.media_routes import CardMedia, build_media_routes
 from app.ui.render import npc_card
+from app.ui.sessions import signed_in
 from app.wiring import Services
 from tests.test_portraits import npc
 
@@ -55,15 +57,20 @@ def test_with_sign_in_on_the_routes_answer_only_a_session(services: Services) ->
     app.auth = object()  # type: ignore[attr-defined]  # what Gradio's App has when auth is set
     app.cookie_id = "abc"  # type: ignore[attr-defined]
     app.tokens = {"token-1": "ada"}  # type: ignore[attr-defined]
+    accounts = Accounts([parse_account("ada:pw-ada", "test")])
     routes = build_media_routes(
-        services.portraits, services.voices, services.library, gradio_session(app)
+        services.portraits, services.voices, services.library, signed_in(app, accounts)
     )
     app.router.routes.extend(routes)
     url = _media(services).line_url(npc(), "Hello.")
-    assert TestClient(app).get(url).status_code == 401
+    refused = TestClient(app).get(url)
+    assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic")
     signed = TestClient(app, cookies={"access-token-abc": "token-1"})
     assert signed.get(url).status_code == 200
     assert TestClient(app, cookies={"access-token-abc": "forged"}).get(url).status_code == 401
+    # A script sends the account's credentials instead of a cookie.
+    assert TestClient(app).get(url, auth=("ada", "pw-ada")).status_code == 200
+    assert TestClient(app).get(url, auth=("ada", "wrong")).status_code == 401
 
 
 class RecordingMedia(CardMedia):
@@ -148,7 +155,7 @@ def test_a_portrait_is_served_only_to_who_may_see_the_npc(services: Services) ->
     def scope(library: Any, user: str, request: Any) -> Any:
         return library.as_seen_by(Viewer(user, sees_all=False))
 
-    def session(request: Any) -> str | None:
+    async def session(request: Any) -> str | None:
         return request.headers.get("x-user")
 
     app = Starlette(

@@ -22,6 +22,7 @@ from app.ui.library_tab import build_library
 from app.ui.media_routes import CardMedia, add_media_routes
 from app.ui.personalities_tab import build_personalities
 from app.ui.routes import add_routes
+from app.ui.sessions import signed_in
 from app.ui.stats_tab import build_stats
 from app.ui.worlds_tab import build_worlds
 from app.wiring import Services
@@ -148,9 +149,15 @@ def serve(
         options["auth"] = services.accounts.check
         options["auth_message"] = "Sign in to NPC Forge with the account you were given."
     _inside_an_event_loop(lambda: demo.launch(**options))
-    add_routes(demo.app, services.observability)
+    session = signed_in(demo.app, services.accounts)
+    add_routes(demo.app, services.observability, session)
     add_media_routes(
-        demo.app, services.portraits, services.voices, services.library, services.admission
+        demo.app,
+        services.portraits,
+        services.voices,
+        services.library,
+        services.admission,
+        session,
     )
     loop = server_loop(demo)
     if loop is not None:

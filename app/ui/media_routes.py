@@ -6,13 +6,12 @@ line, the URL of ``/media/voice.ogg?voice=KEY&text=LINE``, a route that needs
 nothing but its query: the voice key says how to speak, the response cache
 holds what was spoken. ``/media/portrait/NPC_ID.png|.svg`` serves a library
 NPC's portrait (painted when configured). With sign-in on, both answer only
-a signed-in browser (Gradio's session cookie), as the UI does.
+a signed-in user (see ``sessions``), as the UI does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -26,6 +25,7 @@ from app.services.admission import Admission
 from app.services.library import Library
 from app.services.portraits import Portraits
 from app.services.voices import Voices, parse_voice_key
+from app.ui.sessions import Session, nobody_signs_in, refusal
 
 VOICE_ROUTE = "/media/voice.ogg"
 # Spoken lines and portraits are content-addressed: a URL always means the same bytes.
@@ -51,27 +51,8 @@ class CardMedia:
         self.voices.warm_soon(npcs)
 
 
-# Who sent a request: "" when nobody signs in, the user's name, or None (not signed in).
-Session = Callable[[Request], str | None]
 # The library as that user sees it.
 Scope = Callable[[Library, str, Request], Library]
-
-
-def gradio_session(app: Any) -> Session:
-    """The signed-in user of a request, from the Gradio app's session cookie
-    (Gradio guards its own routes only)."""
-
-    def user(request: Request) -> str | None:
-        if getattr(app, "auth", None) is None:
-            return ""
-        cookie_id = getattr(app, "cookie_id", "")
-        token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(
-            f"access-token-unsecure-{cookie_id}"
-        )
-        name = getattr(app, "tokens", {}).get(token) if token is not None else None
-        return str(name) if name else None
-
-    return user
 
 
 def admission_scope(admission: Admission) -> Scope:
@@ -86,14 +67,12 @@ def build_media_routes(
     portraits: Portraits,
     voices: Voices,
     library: Library,
-    session: Session = lambda request: "",
+    session: Session = nobody_signs_in,
     scope: Scope = lambda library, user, request: library,
 ) -> list[Route]:
-    refused = PlainTextResponse("Sign in first.", status_code=401)
-
     async def voice(request: Request) -> Response:
-        if session(request) is None:
-            return refused
+        if await session(request) is None:
+            return refusal()
         try:
             speech = await voices.say_as(
                 parse_voice_key(request.query_params.get("voice", "")),
@@ -106,9 +85,9 @@ def build_media_routes(
         )
 
     async def portrait(request: Request) -> Response:
-        user = session(request)
+        user = await session(request)
         if user is None:
-            return refused
+            return refusal()
         npc_id, kind = request.path_params["npc_id"], request.path_params["kind"]
         try:
             npc = await scope(library, user, request).get(npc_id)
@@ -131,10 +110,10 @@ def add_media_routes(
     voices: Voices,
     library: Library,
     admission: Admission | None = None,
+    session: Session = nobody_signs_in,
 ) -> None:
     """Put the media routes ahead of Gradio's catch-all ones; a portrait is served
     to whoever may see its NPC in the library."""
-    session = gradio_session(app)
     if admission is None:
         routes = build_media_routes(portraits, voices, library, session)
     else:
