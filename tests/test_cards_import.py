@@ -22,6 +22,7 @@ from app.services.card_schemas import card_problems
 from app.services.card_store import CardStore
 from app.services.cards import to_v2
 from app.services.exports import ExportService
+from app.services.library import EVERYONE, Viewer
 from app.services.png_chunks import text_chunks, with_text_chunks
 
 CARDS = Path(__file__).parent / "cards"
@@ -70,11 +71,17 @@ def chunk_cards(png: bytes) -> dict[str, Any]:
 
 
 class MemoryLibrary:
-    """The library's save/get/world_npcs, in memory."""
+    """The library's save/get/world_npcs, in memory, seen by one viewer."""
 
-    def __init__(self) -> None:
+    def __init__(self, viewer: Viewer = EVERYONE) -> None:
         self.npcs: dict[str, NPC] = {}
         self.saves = 0
+        self.viewer = viewer
+
+    def as_seen_by(self, viewer: Viewer) -> MemoryLibrary:
+        view = MemoryLibrary(viewer)
+        view.npcs = self.npcs  # one library, two views
+        return view
 
     async def save(self, npcs: list[NPC]) -> None:
         self.saves += 1

@@ -24,6 +24,7 @@ from app.errors import InputError, NPCForgeError
 from app.models import NPC, World
 from app.services.card_schemas import SPEC_V2, SPEC_V3
 from app.services.card_store import CardStore, KeptCard
+from app.services.library import EVERYONE
 from utils.jsonio import dumps
 
 if TYPE_CHECKING:
@@ -330,7 +331,8 @@ class ExportService:
 
         return await asyncio.to_thread(build)
 
-    def _read(self, files: Sequence[tuple[str, bytes]]) -> ImportReport:
+    def _read(self, files: Sequence[tuple[str, bytes]]) -> tuple[ImportReport, list[KeptCard]]:
+        """The cards of the files, mapped to NPCs, and each card as it was read."""
         from app.services.card_import import read_card
         from app.services.card_mapping import map_card
 
@@ -359,9 +361,8 @@ class ExportService:
                 KeptCard(read.card, npc, read.v2, read.png, read.archive),
                 name,
             )
-        for _npc, kept, _name in imported.values():
-            self.cards.put(kept)
-        return ImportReport([npc for npc, _kept, _name in imported.values()], problems, notes)
+        npcs = [npc for npc, _kept, _name in imported.values()]
+        return ImportReport(npcs, problems, notes), [kept for _, kept, _ in imported.values()]
 
     @staticmethod
     def _each_card(
@@ -380,22 +381,53 @@ class ExportService:
     async def import_cards(
         self, files: Sequence[tuple[str, bytes]], owner: str | None = None
     ) -> ImportReport:
-        """Character Cards V1/V2/V3 (JSON or PNG) into the library, each kept whole
-        beside its NPC; one bad file never costs the others, each problem names its file."""
-        report = await asyncio.to_thread(self._read, files)
-        before = {
-            npc.id: npc for npc in await self.library.get_many([n.id for n in report.imported])
-        }
+        """Character Cards V1/V2/V3 (JSON, PNG or CHARX) into the library, each kept
+        whole beside its NPC; one bad file never costs the others, each problem names
+        its file. An import is the importer's, and never changes who owns an NPC
+        already there: the importer's own (or, for an admin, anyone's) is replaced
+        in place; someone else's stays theirs and the importer gets a copy."""
+        report, cards = await asyncio.to_thread(self._read, files)
+        placed = await self._placed(report.imported, owner)
         for npc in report.imported:
-            if npc.id in before and before[npc.id] != npc:
+            stored, existing = placed[npc.id]
+            if stored.id != npc.id:
+                report.notes.append(
+                    f"{npc.name}: the card is of an NPC that is not yours to change; "
+                    "imported as your own copy."
+                )
+            if existing is not None and existing.model_dump(exclude={"owner"}) != stored.model_dump(
+                exclude={"owner"}
+            ):
                 report.notes.append(
                     f"{npc.name} was in the library already, changed since; the card as "
                     "imported now replaces that version."
                 )
-        # An import is the importer's (kept under the card's own id, so its card stays
-        # found; the library refuses to write over someone else's NPC of that id).
-        report = replace(
-            report, imported=[npc.model_copy(update={"owner": owner}) for npc in report.imported]
-        )
-        await self.library.save(report.imported)
-        return report
+        final = [placed[npc.id][0] for npc in report.imported]
+        # Each card is kept under its NPC's final id, beside the NPC as stored, so an
+        # unedited export gives the card back as it came.
+        kept = [replace(card, imported=placed[card.imported.id][0]) for card in cards]
+        await asyncio.to_thread(self._keep, kept)
+        await self.library.save(final)
+        return replace(report, imported=final)
+
+    def _keep(self, cards: Sequence[KeptCard]) -> None:
+        for card in cards:
+            self.cards.put(card)
+
+    async def _placed(
+        self, npcs: Sequence[NPC], owner: str | None
+    ) -> dict[str, tuple[NPC, NPC | None]]:
+        """Per card id: the NPC to store, and the one it replaces (None: new)."""
+        everyone = self.library.as_seen_by(EVERYONE)
+        found = {npc.id: npc for npc in await everyone.get_many([n.id for n in npcs])}
+        copies = {npc.id: npc.owned_by(owner) for npc in npcs if npc.id in found}
+        found |= {n.id: n for n in await everyone.get_many([c.id for c in copies.values()])}
+        placed: dict[str, tuple[NPC, NPC | None]] = {}
+        for card_npc in npcs:
+            npc, there = card_npc, found.get(card_npc.id)
+            if there is not None and not self.library.viewer.may_change(there):
+                npc = copies[card_npc.id]  # someone else's: the importer's own copy beside it
+                there = found.get(npc.id)
+            keeps = there.owner if there is not None else owner  # an import never moves one
+            placed[card_npc.id] = (npc.model_copy(update={"owner": keeps}), there)
+        return placed
