@@ -36,7 +36,7 @@ async def test_a_pitch_becomes_a_form_that_saves_as_a_user_world(
     saved, loaded, picker, listing = await handlers.save(name, era, time, detail, rules)
     assert saved.startswith("✓ Saved") and loaded == name
     assert name in picker["choices"] and picker["value"] == name
-    assert f"<b>Yours</b>: {name}" in listing.replace("&#x27;", "'")
+    assert f"<b>Saved</b>: {name}" in listing.replace("&#x27;", "'")
     assert services.worlds.get(name).detail == {
         "_".join(row[0].lower().split()): row[1] for row in detail
     }
@@ -71,7 +71,7 @@ async def test_shipped_worlds_load_as_read_only_starting_points(
     shipped = services.worlds.names()[0]
     name, *_, status, _, loaded = await handlers.load(shipped)
     assert name == shipped and loaded == "" and "stays read-only" in status
-    with pytest.raises(InputError, match="Load one of your worlds first"):
+    with pytest.raises(InputError, match="Load a saved world first"):
         await handlers.rename(loaded, "Mine")
     form = await handlers.load(shipped)
     with pytest.raises(InputError, match="stays read-only"):
