@@ -282,27 +282,28 @@ class WorldsHandlers:
         grant = await self.builder.grant_of(name)
         return access_line(name, grant, viewer), gr.update(visible=grant.may(viewer, "grant"))
 
+    async def _editors(
+        self, loaded: str | None, user: str, request: gr.Request | None, *, give: bool
+    ) -> tuple[str, str]:
+        name = self._loaded(loaded, "grant or revoke editing of")
+        viewer = viewer_of(self.admission, request)
+        change = self.builder.grant if give else self.builder.revoke
+        grant = await change(name, user, by=viewer)
+        who = escape(form_text(user, "The user"))
+        done = "may now save over and rename" if give else "may no longer change"
+        return f"✓ **{who}** {done} **{escape(name)}**.", access_line(name, grant, viewer)
+
     async def grant(
         self, loaded: str | None, user: str, request: gr.Request | None = None
     ) -> tuple[str, str]:
         """Let an account save over and rename the loaded world: (status, Owner line)."""
-        name = self._loaded(loaded, "grant editing of")
-        viewer = viewer_of(self.admission, request)
-        grant = await self.builder.grant(name, user, by=viewer)
-        who = escape(form_text(user, "The user"))
-        status = f"✓ **{who}** may now save over and rename **{escape(name)}**."
-        return status, access_line(name, grant, viewer)
+        return await self._editors(loaded, user, request, give=True)
 
     async def revoke(
         self, loaded: str | None, user: str, request: gr.Request | None = None
     ) -> tuple[str, str]:
         """Take editing of the loaded world back from an account: (status, Owner line)."""
-        name = self._loaded(loaded, "revoke editing of")
-        viewer = viewer_of(self.admission, request)
-        grant = await self.builder.revoke(name, user, by=viewer)
-        who = escape(form_text(user, "The user"))
-        status = f"✓ **{who}** may no longer change **{escape(name)}**."
-        return status, access_line(name, grant, viewer)
+        return await self._editors(loaded, user, request, give=False)
 
     async def download(
         self, name: str, era: str, time_period: str, detail: Any, guardrails: Any
