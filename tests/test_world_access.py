@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -240,7 +241,8 @@ async def test_the_tab_shows_the_owner_line_and_the_editors_field_to_who_may_gra
     status, line = await handlers.grant(loaded, "bob", ann)  # type: ignore[arg-type]
     assert "**bob** may now save over and rename" in status and "**Editors:** bob" in line
     line, box = await handlers.access(loaded, bob)  # type: ignore[arg-type]
-    assert "You may save over and rename it" in line and box["visible"] is False
+    assert "You may save over and rename 'Gull Rock'; only ann" in line
+    assert box["visible"] is False
     name, status, loaded, *_ = await handlers.rename(loaded, "Gannet Rock", bob)  # type: ignore[arg-type]
     assert name == loaded == "Gannet Rock" and status.startswith("✓ Renamed")
     with pytest.raises(InputError, match=r"only ann \(its owner\) or an admin may delete"):
@@ -337,3 +339,77 @@ def test_the_cli_grants_revokes_and_shows_who_edits(
     assert main(["worlds", "revoke", "Gull Rock", "bob"]) == 0
     assert capsys.readouterr().out == "'Gull Rock': owner ann\n"
     assert _service(tmp_path).grant_of("Gull Rock") == WorldGrant("ann")
+
+
+# -- in the browser, as two users ----------------------------------------------------------
+@pytest.mark.browser
+@pytest.mark.server
+@pytest.mark.slow
+def test_an_owner_grants_and_revokes_an_editor_in_the_browser(tmp_path: Path) -> None:
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    from app.ui.app import serve, shutdown
+    from tests.fake_openai import free_port
+    from tests.test_browser import CHROMIUM_ARGS, _chromium
+
+    shots = tmp_path  # pytest keeps the last runs' folders: look at the screenshots
+    services = Services(make_settings(tmp_path, auth=ACCOUNTS))
+    services.worlds.save(_world(), by=ANN, owner="ann")
+    demo = serve(services, host="127.0.0.1", port=free_port())
+
+    def signed_in(browser: Any, user: str, password: str) -> Any:
+        page = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
+        page.goto(demo.local_url, wait_until="load")
+        page.get_by_label("username").fill(user)
+        page.get_by_label("password").fill(password)
+        page.get_by_role("button", name="Login").click()
+        page.get_by_role("tab", name="World Builder").click()
+        return page
+
+    def load(page: Any, name: str) -> None:
+        start = page.get_by_label("Start from a world")
+        start.click()
+        start.fill(name)
+        page.get_by_role("option", name=name, exact=True).click()
+        page.get_by_role("button", name="Load", exact=True).click()
+        page.locator("#world-access").get_by_text("Owner:").wait_for(timeout=15_000)
+
+    try:
+        with playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+            try:
+                ann = signed_in(browser, "ann", "pw-a")
+                load(ann, "Gull Rock")
+                editors = ann.get_by_label("Editors: grant or revoke an account")
+                editors.fill("bob")
+                ann.get_by_role("button", name="Grant editing").click()
+                ann.get_by_text("bob may now save over and rename").wait_for(timeout=15_000)
+                assert "Editors: bob" in ann.locator("#world-access").inner_text()
+                ann.screenshot(path=str(shots / "owner-granted.png"), full_page=True)
+
+                bob = signed_in(browser, "bob", "pw-b")
+                load(bob, "Gull Rock")
+                access = bob.locator("#world-access").inner_text()
+                assert "You may save over and rename 'Gull Rock'; only ann" in access
+                assert not bob.get_by_label("Editors: grant or revoke an account").is_visible()
+                bob.get_by_label("Yes, delete it").check()
+                bob.get_by_role("button", name="Delete this world").click()
+                bob.get_by_text("only ann (its owner) or an admin may delete").first.wait_for(
+                    timeout=15_000
+                )
+                bob.screenshot(path=str(shots / "editor-refused-delete.png"), full_page=True)
+                bob.get_by_label("New name").fill("Gannet Rock")
+                bob.get_by_role("button", name="Rename", exact=True).click()
+                bob.get_by_text("✓ Renamed Gull Rock to Gannet Rock").wait_for(timeout=20_000)
+
+                load(ann, "Gannet Rock")
+                editors.fill("bob")
+                ann.get_by_role("button", name="Revoke editing").click()
+                ann.get_by_text("bob may no longer change").wait_for(timeout=15_000)
+                bob.get_by_role("button", name="Save over this world").click()
+                bob.get_by_text("is ann's world").first.wait_for(timeout=15_000)
+                bob.screenshot(path=str(shots / "revoked-refused.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        shutdown(services, demo)
+    assert services.worlds.grant_of("Gannet Rock") == WorldGrant("ann")

@@ -243,11 +243,16 @@ class WorldBuilder:
         name = form_text(name, "The world's name")
         return await asyncio.to_thread(self.worlds.grant_of, name)
 
-    def _account(self, user: object) -> str:
-        """A user to grant editing to: an account the app knows."""
-        name = form_text(user, "The user")
+    @staticmethod
+    def _user(user: object) -> str:
+        name = checked_text(form_text(user, "The user"), "The user")
         if not name:
             raise InputError("Type the account name of the user to grant or revoke.")
+        return name
+
+    def _account(self, user: object) -> str:
+        """A user to grant editing to: an account the app knows."""
+        name = self._user(user)
         if not self.accounts.enabled:
             raise InputError(
                 "Nobody signs in to this app, so everyone may change every world already; "
@@ -271,11 +276,8 @@ class WorldBuilder:
         """Take editing of the world ``name`` back from ``user``."""
         name = form_text(name, "The world's name")
         await asyncio.to_thread(self.worlds.check_may, name, "grant", by)
-        who = form_text(user, "The user")
-        if not who:
-            raise InputError("Type the account name of the user to grant or revoke.")
         # An account removed since its grant can still be revoked.
-        return await asyncio.to_thread(self.worlds.revoke, name, who, by=by)
+        return await asyncio.to_thread(self.worlds.revoke, name, self._user(user), by=by)
 
     @staticmethod
     def filename(world: World) -> str:

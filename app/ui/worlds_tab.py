@@ -83,8 +83,8 @@ def access_line(name: str, grant: WorldGrant, viewer: Viewer) -> str:
     line = f"**Owner:** {owner} · **Editors:** {editors}"
     if grant.may(viewer, "grant"):
         return line + "\n\nYou may grant and revoke editing below."
-    if grant.may(viewer, "save over"):
-        return line + "\n\nYou may save over and rename it. " + grant.refusal(name, viewer, "grant")
+    if grant.may(viewer, "save over"):  # an editor: what they may, and who may grant
+        return line + "\n\n" + grant.refusal(name, viewer, "grant")
     return line + "\n\nRead-only for you. " + grant.refusal(name, viewer, "save over")
 
 
@@ -377,6 +377,9 @@ def build_worlds(
                 add_rule = gr.Button("+ Add guardrail", size="sm")
                 remove_rule = gr.Button("− Remove last guardrail", size="sm")
         with gr.Column(scale=2, min_width=320):
+            # What the last action did; the status below is the form's validation,
+            # which every change of the form rewrites (a rename's note must stay).
+            note = gr.Markdown("", elem_id="world-note")
             status = gr.Markdown(start_status, elem_id="world-status")
             # Rename and Delete act on this one (the API names it here too).
             loaded = gr.Textbox(
@@ -384,13 +387,14 @@ def build_worlds(
                 placeholder="none: Load a saved world to rename or delete it",
             )  # fmt: skip
             access = gr.Markdown("", elem_id="world-access")
-            with gr.Group(visible=False) as editors_box, gr.Row():
+            with gr.Column(visible=False, variant="panel") as editors_box:
                 editor = gr.Textbox(
-                    label="Editors: grant or revoke an account", scale=3, max_lines=1,
+                    label="Editors: grant or revoke an account", max_lines=1,
                     placeholder="account name, e.g. bob",
                 )  # fmt: skip
-                grant = gr.Button("Grant editing", scale=1, size="sm")
-                revoke = gr.Button("Revoke", scale=1, size="sm")
+                with gr.Row():
+                    grant = gr.Button("Grant editing", size="sm")
+                    revoke = gr.Button("Revoke editing", size="sm")
             with gr.Row():
                 save_new = gr.Button("Save as new world", variant="primary")
                 save_over = gr.Button("Save over this world")
@@ -413,17 +417,20 @@ def build_worlds(
     h = user_errors  # every handler goes through the one error door
     fields = [name, era, time_period, detail, guardrails]
     form = [*fields, status, preview, loaded]
-    kept = [status, loaded, start, listing]
+    kept = [note, loaded, start, listing]
     # Whatever changes the loaded world refreshes its Owner line and Editors field.
     show_access: dict[str, Any] = {
         "fn": h(handlers.access), "inputs": [loaded], "outputs": [access, editors_box],
         "api_visibility": "private", "show_progress": "hidden",
     }  # fmt: skip
     loaded.change(**show_access)
-    load.click(h(handlers.load), [start], form, api_name="world_load")
-    draft.click(h(handlers.draft), [pitch, backend, seed], form, api_name="world_draft")
-    pitch.submit(h(handlers.draft), [pitch, backend, seed], form, api_visibility="private")
-    upload.upload(h(handlers.upload), [upload], form, api_name="world_upload")
+    for event in (  # a new form: the last action's note no longer applies
+        load.click(h(handlers.load), [start], form, api_name="world_load"),
+        draft.click(h(handlers.draft), [pitch, backend, seed], form, api_name="world_draft"),
+        pitch.submit(h(handlers.draft), [pitch, backend, seed], form, api_visibility="private"),
+        upload.upload(h(handlers.upload), [upload], form, api_name="world_upload"),
+    ):
+        event.success(lambda: "", None, [note], api_visibility="private", show_progress="hidden")
     check = h(handlers.check)
     typed: list[Any] = fields
     for component in typed:  # validation as you type; the name box's event is the API's
@@ -438,7 +445,7 @@ def build_worlds(
     save_new.click(h(handlers.save), fields, kept, api_name="world_save")
     save_over.click(h(handlers.save_over), fields, kept, api_name="world_save_over")
     rename.click(
-        h(handlers.rename), [loaded, new_name], [name, status, loaded, start, listing],
+        h(handlers.rename), [loaded, new_name], [name, note, loaded, start, listing],
         api_name="world_rename",
     )  # fmt: skip
     delete.click(h(handlers.delete), [loaded, confirm], kept, api_name="world_delete")
@@ -446,7 +453,7 @@ def build_worlds(
         (grant, handlers.grant, "worlds_grant"),
         (revoke, handlers.revoke, "worlds_revoke"),
     ):
-        button.click(h(handler), [loaded, editor], [status, access], api_name=api_name)
+        button.click(h(handler), [loaded, editor], [note, access], api_name=api_name)
     # The API gets the file's path; the browser then shows the box it sits in.
     download.click(h(handlers.download), fields, [file], api_name="world_download").success(
         handlers.show, None, [file], api_visibility="private"
