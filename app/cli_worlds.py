@@ -38,10 +38,14 @@ def add_worlds_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
         description="Worlds: the shipped ones (read-only) and your own, under the data directory.",
     )
     actions = worlds.add_subparsers(dest="worlds_action", metavar="ACTION")
-    actions.add_parser("list", help="every world: shipped, then yours")
+    actions.add_parser(
+        "list", help="every world: shipped, then saved ones (with owner and editors)"
+    )
     show = actions.add_parser("show", help="print a world as JSON (its file's content)")
     show.add_argument("name", help="the world's name or file stem")
-    new = actions.add_parser("new", help="save a new world of yours")
+    new = actions.add_parser(
+        "new", help="save a new world (the team's: made from the CLI, it has no owner)"
+    )
     new.add_argument("name", nargs="?", help="its name (default: the drafted or file's name)")
     source = new.add_mutually_exclusive_group()
     source.add_argument("--from", dest="source", help="start from a world file or a world's name")
@@ -59,10 +63,10 @@ def add_worlds_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     new.add_argument("--backend", help="backend that drafts a --pitch (default auto)")
     new.add_argument("--seed", type=int, help="seed for a --pitch draft")
     new.add_argument("--replace", action="store_true", help="save over your world of that name")
-    rename = actions.add_parser("rename", help="rename a world of yours (its NPCs follow)")
+    rename = actions.add_parser("rename", help="rename a saved world (its NPCs follow)")
     rename.add_argument("name")
     rename.add_argument("new_name")
-    delete = actions.add_parser("delete", help="delete a world of yours")
+    delete = actions.add_parser("delete", help="delete a saved world")
     delete.add_argument("name")
     for action, text in (
         ("grant", "let an account save over and rename a saved world"),
@@ -144,6 +148,7 @@ def _access(name: str, grant: WorldGrant) -> str:
 async def run_worlds(
     args: argparse.Namespace, services: Services, out: TextIO | None = None
 ) -> int:
+    from app.services.world_access import TEAM
     from app.services.world_builder import world_json
 
     out = out or sys.stdout
@@ -152,7 +157,7 @@ async def run_worlds(
     if action == "list":
         for entry in await builder.list_worlds():
             kind = "shipped" if entry.shipped else "saved"
-            owned = f"  {entry.grant.describe()}" if entry.grant and entry.grant.owner else ""
+            owned = f"  {entry.grant.describe()}" if entry.grant not in (None, TEAM) else ""
             print(f"{kind:<8} {entry.name}  ({entry.path.name}){owned}", file=out)
     elif action == "show":
         world = await builder.get(args.name)

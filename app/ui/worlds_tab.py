@@ -20,7 +20,7 @@ from app.errors import InputError
 from app.models import World
 from app.services.admission import Admission
 from app.services.library import Viewer
-from app.services.world_access import WorldGrant
+from app.services.world_access import TEAM, WorldGrant
 from app.services.world_builder import (
     FormCheck,
     WorldBuilder,
@@ -62,7 +62,7 @@ def _preview(check: FormCheck) -> str:
 
 def _saved_label(entry: WorldEntry) -> str:
     grant = entry.grant
-    owned = f" ({escape(grant.describe())})" if grant is not None and grant.owner else ""
+    owned = f" ({escape(grant.describe())})" if grant not in (None, TEAM) else ""
     return escape(entry.name) + owned
 
 
@@ -459,4 +459,6 @@ def build_worlds(
         handlers.show, None, [file], api_visibility="private"
     )
     start.focus(h(handlers.refresh), [start], [start, listing], api_visibility="private")
-    tab.select(h(handlers.refresh), [start], [start, listing], api_name="worlds_list")
+    tab.select(h(handlers.refresh), [start], [start, listing], api_name="worlds_list").then(
+        **show_access  # a grant made elsewhere since shows when the tab is opened again
+    )
