@@ -261,7 +261,7 @@ def test_two_designers_and_an_admin_over_the_api(tmp_path: Path) -> None:
     from gradio_client import Client
 
     from app.ui.app import serve, shutdown
-    from tests.fake_openai import free_port
+    from tests.threaded_server import free_port
 
     def start() -> tuple[Services, object, dict[str, Client]]:
         services = Services(make_settings(tmp_path, auth=ACCOUNTS))
@@ -312,12 +312,10 @@ def test_two_designers_and_an_admin_over_the_api(tmp_path: Path) -> None:
 
 # -- the CLI -----------------------------------------------------------------------------
 def test_the_cli_grants_revokes_and_shows_who_edits(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cli_data_dir: Path
 ) -> None:
     from app.cli import main
 
-    monkeypatch.setenv("NPC_FORGE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("NPC_FORGE_BACKEND", "procedural")
     _service(tmp_path).save(_world(), by=ANN, owner="ann")
     auth_file = tmp_path / "team.txt"
     auth_file.write_text("ann:pw-a\nbob:pw-b\nroot:pw-r:admin\n")
@@ -348,8 +346,8 @@ def test_the_cli_grants_revokes_and_shows_who_edits(
 def test_an_owner_grants_and_revokes_an_editor_in_the_browser(tmp_path: Path) -> None:
     playwright_api = pytest.importorskip("playwright.sync_api")
     from app.ui.app import serve, shutdown
-    from tests.fake_openai import free_port
     from tests.test_browser import CHROMIUM_ARGS, _chromium
+    from tests.threaded_server import free_port
 
     shots = tmp_path  # pytest keeps the last runs' folders: look at the screenshots
     services = Services(make_settings(tmp_path, auth=ACCOUNTS))
