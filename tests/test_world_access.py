@@ -125,6 +125,18 @@ def test_grants_survive_a_restart_and_count_at_once_in_another_process(tmp_path:
         restarted.rename("Gull Rock", "Bob Rock", by=BOB)
 
 
+def test_grants_from_many_processes_at_once_are_all_kept(tmp_path: Path) -> None:
+    """Each grant is a read-modify-write of one record: the worlds' file lock keeps
+    every one, whichever order they run in."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _service(tmp_path).save(_world(), by=ANN, owner="ann")
+    users = [f"user{number}" for number in range(12)]
+    with ThreadPoolExecutor(max_workers=6) as pool:  # a service each, as separate processes
+        list(pool.map(lambda user: _service(tmp_path).grant("Gull Rock", user, by=ANN), users))
+    assert sorted(_service(tmp_path).grant_of("Gull Rock").editors) == sorted(users)
+
+
 def test_access_stays_out_of_the_world_file_moves_on_rename_and_goes_on_delete(
     tmp_path: Path,
 ) -> None:
