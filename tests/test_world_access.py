@@ -227,6 +227,8 @@ async def test_only_known_accounts_get_a_grant_and_without_sign_in_grants_are_re
     with pytest.raises(InputError, match="Nobody signs in to this app, so everyone may change"):
         await open_app.grant("Gull Rock", "bob")
     await open_app.rename("Gull Rock", "Gannet Rock")  # without sign-in all is as before
+    handlers = WorldsHandlers(open_app, tmp_path / "x")
+    assert await handlers.access("Gannet Rock") == ("", {"visible": False, "__type__": "update"})
 
 
 # -- the World Builder tab's handlers ----------------------------------------------------
@@ -264,6 +266,9 @@ async def test_the_tab_shows_the_owner_line_and_the_editors_field_to_who_may_gra
     with pytest.raises(InputError, match="is ann's world"):
         await handlers.rename(loaded, "Bob Rock", bob)  # type: ignore[arg-type]
     assert "Gannet Rock (owner ann)" in (await handlers.refresh())[1]
+    await handlers.delete(loaded, True, ann)  # type: ignore[arg-type]
+    line, box = await handlers.access(loaded, bob)  # type: ignore[arg-type]
+    assert "There is no saved world called 'Gannet Rock'" in line and box["visible"] is False
 
 
 # -- over the API, signed in -------------------------------------------------------------

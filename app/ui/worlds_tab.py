@@ -274,12 +274,19 @@ class WorldsHandlers:
         self, loaded: str | None, request: gr.Request | None = None
     ) -> tuple[str, dict[str, Any]]:
         """The loaded saved world's Owner line, and the Editors field for those who
-        may grant (hidden for the rest and when no saved world is loaded)."""
+        may grant (neither without sign-in, when everyone may change everything, nor
+        when no saved world is loaded)."""
+        hidden = gr.update(visible=False)
         name = form_text(loaded, "The world being edited")
-        if not name or await asyncio.to_thread(self.builder.worlds.is_shipped, name):
-            return "", gr.update(visible=False)
+        if not name or not self.builder.accounts.enabled:
+            return "", hidden
+        if await asyncio.to_thread(self.builder.worlds.is_shipped, name):
+            return "", hidden
         viewer = viewer_of(self.admission, request)
-        grant = await self.builder.grant_of(name)
+        try:
+            grant = await self.builder.grant_of(name)
+        except InputError as exc:  # deleted or renamed elsewhere since it was loaded
+            return str(exc), hidden
         return access_line(name, grant, viewer), gr.update(visible=grant.may(viewer, "grant"))
 
     async def _editors(
