@@ -60,6 +60,8 @@ def test_the_owner_changes_their_world_and_another_designer_is_refused(tmp_path:
     ):
         with pytest.raises(InputError, match=r"Only ann \(its owner\) or an admin may"):
             change()
+    with pytest.raises(InputError, match=r"choose another name \(it is not yours to save over"):
+        worlds.save(_world(detail="Bob's rock."), by=BOB, owner="bob")
     assert worlds.get("Gull Rock").detail == "A rock, a light."  # nothing changed
     assert worlds.get("Gull Rock").name == "Gull Rock"
 

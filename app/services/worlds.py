@@ -354,9 +354,10 @@ class WorldService:
         with self._lock():
             existing = self.user_worlds().get(world.name)
             if existing is not None and not replace:
+                may = self.access.of(existing).may(by, "save over")
                 raise InputError(
-                    f"A world called {world.name!r} already exists; choose another name, "
-                    "or save over it."
+                    f"A world called {world.name!r} already exists; choose another name"
+                    + (", or save over it." if may else " (it is not yours to save over).")
                 )
             if existing is not None:
                 path = self.check_may(world.name, "save over", by)
