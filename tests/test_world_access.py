@@ -311,6 +311,12 @@ def test_two_designers_and_an_admin_over_the_api(tmp_path: Path) -> None:
         status, line = users["ann"].predict("Gull Rock", "bob", api_name="/worlds_grant")
         assert "**bob** may now save over" in status and "**Editors:** bob" in line
         users["bob"].predict(*form, api_name="/world_save_over")
+        assert users["bob"].predict("Gull Rock", api_name="/worlds_access") == {
+            "world": "Gull Rock", "owner": "ann", "editors": ["bob"],
+            "you_may": ["save over", "rename"],
+        }  # fmt: skip
+        with pytest.raises(Exception, match="no saved world called 'Nowhere'"):
+            users["bob"].predict("Nowhere", api_name="/worlds_access")
     finally:
         shutdown(services, demo)
     services, demo, users = start()  # a restart keeps the grant

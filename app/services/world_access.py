@@ -36,6 +36,7 @@ from utils.jsonio import atomic_write_bytes, dumps, read_json_bytes
 log = logging.getLogger(__name__)
 
 Action = Literal["save over", "rename", "delete", "grant"]
+ACTIONS: tuple[Action, ...] = ("save over", "rename", "delete", "grant")
 EDITOR_ACTIONS: frozenset[Action] = frozenset({"save over", "rename"})
 _VERB: dict[Action, str] = {
     "save over": "save over",

@@ -20,7 +20,7 @@ from app.errors import InputError
 from app.models import World
 from app.services.admission import Admission
 from app.services.library import Viewer
-from app.services.world_access import TEAM, WorldGrant
+from app.services.world_access import ACTIONS, TEAM, WorldGrant
 from app.services.world_builder import (
     FormCheck,
     WorldBuilder,
@@ -289,6 +289,19 @@ class WorldsHandlers:
             return str(exc), hidden
         return access_line(name, grant, viewer), gr.update(visible=grant.may(viewer, "grant"))
 
+    async def access_of(self, name: str, request: gr.Request | None = None) -> dict[str, Any]:
+        """A saved world's owner and editors, and what the caller may do with it (the
+        ``worlds_access`` API)."""
+        name = form_text(name, "The world's name")
+        grant = await self.builder.grant_of(name)
+        viewer = viewer_of(self.admission, request)
+        return {
+            "world": name,
+            "owner": grant.owner,  # None: the team's
+            "editors": list(grant.editors),
+            "you_may": [action for action in ACTIONS if grant.may(viewer, action)],
+        }
+
     async def _editors(
         self, loaded: str | None, user: str, request: gr.Request | None, *, give: bool
     ) -> tuple[str, str]:
@@ -461,6 +474,13 @@ def build_worlds(
         (revoke, handlers.revoke, "worlds_revoke"),
     ):
         button.click(h(handler), [loaded, editor], [note, access], api_name=api_name)
+
+    async def worlds_access(name: str, request: gr.Request) -> dict[str, Any]:
+        """Who owns and may edit a saved world, and what you may do with it."""
+        found: dict[str, Any] = await h(handlers.access_of)(name, request)
+        return found
+
+    gr.api(worlds_access, api_name="worlds_access")
     # The API gets the file's path; the browser then shows the box it sits in.
     download.click(h(handlers.download), fields, [file], api_name="world_download").success(
         handlers.show, None, [file], api_visibility="private"
