@@ -1,11 +1,15 @@
-"""``npc-forge worlds [list|show|new|rename|delete]``: the World Builder on the terminal.
+"""``npc-forge worlds [list|show|new|rename|delete|grant|revoke]``: the World Builder
+on the terminal.
 
 ``new`` makes a user world from flags (``--era``, ``--time-period``,
 ``--detail section=text``, ``--guardrail name=text``), from a world file
 (``--from``) or drafted from a pitch (``--pitch``); flags given next to
 ``--from`` or ``--pitch`` override what they brought. Shipped worlds stay
 read-only. ``show`` prints a world as its file holds it, so
-``worlds show X > x.json`` is a download.
+``worlds show X > x.json`` is a download (its owner and editors go to stderr).
+``grant NAME USER`` / ``revoke NAME USER`` let an account save over and rename a
+saved world, or stop it; the CLI runs as the machine's owner (an admin), and the
+accounts are the app's (``--auth``/``--auth-file`` here, or the environment).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from app.errors import InputError
 
 if TYPE_CHECKING:  # the parser is built for --help: keep the app out of that import
     from app.models import World
+    from app.services.world_access import WorldGrant
     from app.services.world_builder import WorldBuilder
     from app.wiring import Services
 
@@ -29,14 +34,18 @@ EXIT_OK = 0
 def add_worlds_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     worlds = commands.add_parser(
         "worlds",
-        help="list, show, make, rename or delete worlds (default: list)",
+        help="list, show, make, rename, delete worlds or grant editing (default: list)",
         description="Worlds: the shipped ones (read-only) and your own, under the data directory.",
     )
     actions = worlds.add_subparsers(dest="worlds_action", metavar="ACTION")
-    actions.add_parser("list", help="every world: shipped, then yours")
+    actions.add_parser(
+        "list", help="every world: shipped, then saved ones (with owner and editors)"
+    )
     show = actions.add_parser("show", help="print a world as JSON (its file's content)")
     show.add_argument("name", help="the world's name or file stem")
-    new = actions.add_parser("new", help="save a new world of yours")
+    new = actions.add_parser(
+        "new", help="save a new world (the team's: made from the CLI, it has no owner)"
+    )
     new.add_argument("name", nargs="?", help="its name (default: the drafted or file's name)")
     source = new.add_mutually_exclusive_group()
     source.add_argument("--from", dest="source", help="start from a world file or a world's name")
@@ -54,11 +63,25 @@ def add_worlds_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     new.add_argument("--backend", help="backend that drafts a --pitch (default auto)")
     new.add_argument("--seed", type=int, help="seed for a --pitch draft")
     new.add_argument("--replace", action="store_true", help="save over your world of that name")
-    rename = actions.add_parser("rename", help="rename a world of yours (its NPCs follow)")
+    rename = actions.add_parser("rename", help="rename a saved world (its NPCs follow)")
     rename.add_argument("name")
     rename.add_argument("new_name")
-    delete = actions.add_parser("delete", help="delete a world of yours")
+    delete = actions.add_parser("delete", help="delete a saved world")
     delete.add_argument("name")
+    for action, text in (
+        ("grant", "let an account save over and rename a saved world"),
+        ("revoke", "take an account's editing of a saved world back"),
+    ):
+        command = actions.add_parser(action, help=text)
+        command.add_argument("name", help="the saved world's name")
+        command.add_argument("user", help="the account's name")
+        command.add_argument(
+            "--auth", action="append", default=None, metavar="USER:PASS[:ROLE]",
+            help="the app's accounts, as for `ui` (default: NPC_FORGE_AUTH)",
+        )  # fmt: skip
+        command.add_argument(
+            "--auth-file", help="the app's auth file, as for `ui` (default: NPC_FORGE_AUTH_FILE)"
+        )
 
 
 def _pairs(values: list[str], flag: str) -> list[list[str]]:
@@ -118,9 +141,14 @@ async def _new(args: argparse.Namespace, builder: WorldBuilder, out: TextIO) -> 
     return EXIT_OK
 
 
+def _access(name: str, grant: WorldGrant) -> str:
+    return f"{name!r}: {grant.describe()}"
+
+
 async def run_worlds(
     args: argparse.Namespace, services: Services, out: TextIO | None = None
 ) -> int:
+    from app.services.world_access import TEAM
     from app.services.world_builder import world_json
 
     out = out or sys.stdout
@@ -128,10 +156,17 @@ async def run_worlds(
     action = args.worlds_action or "list"
     if action == "list":
         for entry in await builder.list_worlds():
-            kind = "shipped" if entry.shipped else "yours"
-            print(f"{kind:<8} {entry.name}  ({entry.path.name})", file=out)
+            kind = "shipped" if entry.shipped else "saved"
+            owned = f"  {entry.grant.describe()}" if entry.grant not in (None, TEAM) else ""
+            print(f"{kind:<8} {entry.name}  ({entry.path.name}){owned}", file=out)
     elif action == "show":
-        out.write(world_json(await builder.get(args.name)).decode() + "\n")
+        world = await builder.get(args.name)
+        out.write(world_json(world).decode() + "\n")
+        if not services.worlds.is_shipped(world.name):  # stdout stays the world's file
+            print(_access(world.name, await builder.grant_of(world.name)), file=sys.stderr)
+    elif action in ("grant", "revoke"):
+        change = builder.grant if action == "grant" else builder.revoke
+        print(_access(args.name, await change(args.name, args.user)), file=out)
     elif action == "new":
         return await _new(args, builder, out)
     elif action == "rename":

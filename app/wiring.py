@@ -125,6 +125,7 @@ class Services:
             Path(settings.data_dir) / "worlds",
             self.assets.files,
             max_setting_chars=settings.max_setting_chars,
+            access_dir=Path(settings.data_dir) / "world_access",
         )
         self.world_drafts = WorldDrafter(self.backends, self.assets.files, self.assets.directory)
         # One Chroma client and one embedding model for the library and the memories,
@@ -192,10 +193,12 @@ class Services:
             writer=self.memory_writer,
         )
         self.removal = NPCRemoval(self.library, self.memory, self.conversations, self.cards)
-        self.world_builder = WorldBuilder(self.worlds, self.world_drafts, self.library)
         self.graphs = GraphLayouts()
         self.stats.register(self.graphs.memo.name, self.graphs.memo.stats)
         self.accounts = Accounts.from_settings(settings)
+        self.world_builder = WorldBuilder(
+            self.worlds, self.world_drafts, self.library, self.accounts
+        )
         self.quotas = Quotas.from_settings(settings)
         self.metrics.registry.register(QuotaCollector(self.quotas))
         self.admission = Admission(

@@ -39,7 +39,7 @@ def test_every_world_builder_action_has_an_endpoint(tmp_path: Path) -> None:
         _, listing = client.predict(NAME, api_name="/worlds_list")
         assert NAME in listing
         loaded = client.predict(NAME, api_name="/world_load")
-        assert loaded[0] == NAME and "Loaded your world" in loaded[5] and loaded[-1] == NAME
+        assert loaded[0] == NAME and "Loaded the saved world" in loaded[5] and loaded[-1] == NAME
         file = client.predict(name, era, time, detail, rules, api_name="/world_download")
         assert Path(file).read_text().startswith("{")
         renamed = client.predict(NAME, "Eilean Solas", api_name="/world_rename")

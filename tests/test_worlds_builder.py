@@ -78,7 +78,7 @@ def test_rename_moves_the_file_and_delete_removes_it(tmp_path: Path) -> None:
     assert not (tmp_path / "saved" / "kelp_hollow.json").exists()
     service.delete("Kelp Haven")
     assert set(service.user_worlds()) == {"Gull Rock"}
-    with pytest.raises(InputError, match="no world of yours called 'Kelp Haven'"):
+    with pytest.raises(InputError, match="no saved world called 'Kelp Haven'"):
         service.delete("Kelp Haven")
 
 

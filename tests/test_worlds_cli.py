@@ -41,7 +41,7 @@ def test_new_from_flags_then_show_list_and_delete(
     assert shown["guardrails"] == {"tone": "bleak"}
     assert main(["worlds"]) == 0
     listing = _out(capsys).splitlines()
-    assert listing[-1] == "yours    Kelp Hollow  (kelp_hollow.json)"
+    assert listing[-1] == "saved    Kelp Hollow  (kelp_hollow.json)"
     assert all(line.startswith("shipped ") for line in listing[:-1])
     assert main(["worlds", "delete", "Kelp Hollow"]) == 0
     assert "Deleted world 'Kelp Hollow'" in _out(capsys)

@@ -125,6 +125,10 @@ class Accounts:
     def __len__(self) -> int:
         return len(self._by_name)
 
+    def names(self) -> list[str]:
+        """The account names, sorted (who a world's editing may be granted to)."""
+        return sorted(self._by_name)
+
     def check(self, username: str, password: str) -> bool:
         """Gradio's auth callback: right user and password."""
         account = self._by_name.get(username)

@@ -4,6 +4,12 @@ A world is made from a form (era, time period, detail sections, guardrails),
 from a shipped or uploaded file, or drafted from a pitch; it is checked as it
 is typed, and saved, renamed, deleted or downloaded as a user world. Renaming
 a world moves its cast in the library with it.
+
+With sign-in a saved world is its maker's: they and admins may change it and
+grant other accounts editing (see ``world_access``). A rename never changes an
+NPC the renamer may not change: when other users' (or the team's) NPCs belong
+to the world, a designer's rename is refused and an admin's moves them all, so
+a world's cast is never split between two names.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ from pydantic import ValidationError
 
 from app.errors import InputError
 from app.models import NPC, World
-from app.services.library import MAX_WORLD_NPCS, Library
+from app.services.accounts import Accounts
+from app.services.library import EVERYONE, MAX_WORLD_NPCS, Library, Viewer
 from app.services.text import checked_text
+from app.services.world_access import WorldGrant
 from app.services.world_drafts import WorldDraft, WorldDrafter
 from app.services.worlds import WorldService, parse_world, world_filename
 from utils.jsonio import dumps
@@ -133,21 +141,39 @@ class WorldEntry:
     name: str
     shipped: bool
     path: Path
+    grant: WorldGrant | None = None  # who owns and edits a saved world
+
+
+ADD_ACCOUNTS = (
+    "Add accounts with --auth USER:PASS[:ROLE] (or NPC_FORGE_AUTH) or a line "
+    "user:password[:role] in the --auth-file (or NPC_FORGE_AUTH_FILE), then restart the app."
+)
 
 
 class WorldBuilder:
     """Make, keep and change worlds; a world's cast follows a rename."""
 
-    def __init__(self, worlds: WorldService, drafts: WorldDrafter, library: Library) -> None:
+    def __init__(
+        self,
+        worlds: WorldService,
+        drafts: WorldDrafter,
+        library: Library,
+        accounts: Accounts | None = None,
+    ) -> None:
         self.worlds = worlds
         self.drafts = drafts
         self.library = library
+        self.accounts = accounts or Accounts()
 
     def entries(self) -> list[WorldEntry]:
         """Every world, shipped first (blocking file reads: call in a thread)."""
+        access = self.worlds.access
         return [
             *(WorldEntry(name, True, path) for name, path in self.worlds.shipped().items()),
-            *(WorldEntry(name, False, path) for name, path in self.worlds.user_worlds().items()),
+            *(
+                WorldEntry(name, False, path, access.of(path))
+                for name, path in self.worlds.user_worlds().items()
+            ),
         ]
 
     async def list_worlds(self) -> list[WorldEntry]:
@@ -169,31 +195,89 @@ class WorldBuilder:
     ) -> WorldDraft:
         return await self.drafts.draft(pitch, backend=backend, seed=seed)
 
-    async def save(self, world: World, *, replace: bool = False) -> Path:
-        return await asyncio.to_thread(self.worlds.save, world, replace=replace)
+    async def save(
+        self,
+        world: World,
+        *,
+        replace: bool = False,
+        by: Viewer = EVERYONE,
+        owner: str | None = None,
+    ) -> Path:
+        return await asyncio.to_thread(self.worlds.save, world, replace=replace, by=by, owner=owner)
 
     async def _cast(self, name: str) -> list[NPC]:
+        # Everyone's NPCs of the world (not only the renamer's view of them).
         return await self.library.list_npcs(world=name, limit=MAX_WORLD_NPCS)
 
-    async def rename(self, old: str, new: str) -> tuple[World, int]:
+    async def rename(self, old: str, new: str, *, by: Viewer = EVERYONE) -> tuple[World, int]:
         """Rename a user world; its NPCs in the library move with it. Returns the
         renamed world and how many NPCs moved. The cast is read first, so a
-        library that cannot be read leaves everything as it was."""
-        # A shipped or unknown name is refused before the library is opened.
-        await asyncio.to_thread(self.worlds.user_world, old)
+        library that cannot be read leaves everything as it was; a cast holding
+        NPCs ``by`` may not change refuses the rename (see the module docstring)."""
+        # A shipped or unknown name, or a world ``by`` may not rename, is refused
+        # before the library is opened.
+        await asyncio.to_thread(self.worlds.check_may, old, "rename", by)
         cast = await self._cast(old)
-        renamed = await asyncio.to_thread(self.worlds.rename, old, new)
+        others = sum(not by.may_change(npc) for npc in cast)
+        if others:
+            raise InputError(
+                f"{others} of the {len(cast)} NPCs of {old!r} belong to other users or the "
+                "team, and renaming the world would move them too. Ask an admin to rename "
+                "it (every NPC moves with it), or save your version under a new name."
+            )
+        renamed = await asyncio.to_thread(self.worlds.rename, old, new, by=by)
         if cast:
             moved = [npc.model_copy(update={"world": renamed.name}) for npc in cast]
-            await self.library.save(moved)
+            await self.library.as_seen_by(by).save(moved)  # refuses what ``by`` may not change
         return renamed, len(cast)
 
-    async def delete(self, name: str) -> tuple[Path, int]:
+    async def delete(self, name: str, *, by: Viewer = EVERYONE) -> tuple[Path, int]:
         """Delete a user world; returns its file and how many NPCs of it stay in the
-        library (they keep the world's name, without its detail)."""
-        await asyncio.to_thread(self.worlds.user_world, name)
+        library (they keep the world's name, without its detail; nobody's NPC changes)."""
+        await asyncio.to_thread(self.worlds.check_may, name, "delete", by)
         cast = await self._cast(name)
-        return await asyncio.to_thread(self.worlds.delete, name), len(cast)
+        return await asyncio.to_thread(self.worlds.delete, name, by=by), len(cast)
+
+    # -- who may edit ----------------------------------------------------------------------
+    async def grant_of(self, name: str) -> WorldGrant:
+        name = form_text(name, "The world's name")
+        return await asyncio.to_thread(self.worlds.grant_of, name)
+
+    @staticmethod
+    def _user(user: object) -> str:
+        name = checked_text(form_text(user, "The user"), "The user")
+        if not name:
+            raise InputError("Type the account name of the user to grant or revoke.")
+        return name
+
+    def _account(self, user: object) -> str:
+        """A user to grant editing to: an account the app knows."""
+        name = self._user(user)
+        if not self.accounts.enabled:
+            raise InputError(
+                "Nobody signs in to this app, so everyone may change every world already; "
+                f"grants count once there are accounts. {ADD_ACCOUNTS}"
+            )
+        if name not in self.accounts.names():
+            known = ", ".join(self.accounts.names())
+            raise InputError(
+                f"There is no account called {name!r} (accounts: {known}). {ADD_ACCOUNTS}"
+            )
+        return name
+
+    async def grant(self, name: str, user: str, *, by: Viewer = EVERYONE) -> WorldGrant:
+        """Let ``user`` save over and rename the world ``name``."""
+        name = form_text(name, "The world's name")
+        # Whether ``by`` may grant is asked first: the account list is not for everyone.
+        await asyncio.to_thread(self.worlds.check_may, name, "grant", by)
+        return await asyncio.to_thread(self.worlds.grant, name, self._account(user), by=by)
+
+    async def revoke(self, name: str, user: str, *, by: Viewer = EVERYONE) -> WorldGrant:
+        """Take editing of the world ``name`` back from ``user``."""
+        name = form_text(name, "The world's name")
+        await asyncio.to_thread(self.worlds.check_may, name, "grant", by)
+        # An account removed since its grant can still be revoked.
+        return await asyncio.to_thread(self.worlds.revoke, name, self._user(user), by=by)
 
     @staticmethod
     def filename(world: World) -> str:

@@ -15,7 +15,9 @@ from pydantic import ValidationError
 
 from app.errors import InputError, NPCForgeError, WorldFileError
 from app.models import World
+from app.services.library import EVERYONE, Viewer
 from app.services.text import checked_text
+from app.services.world_access import TEAM, Action, WorldAccess, WorldGrant
 from app.services.world_names import numbered, setting_name, time_period_in
 from utils.cached_json import BrokenJSONError, JSONFileCache
 from utils.jsonio import atomic_write_bytes, dumps, read_json_bytes
@@ -157,15 +159,24 @@ class WorldService:
     under ``saved_dir``: the ones made in the World Builder or the worlds CLI,
     and the worlds of saved casts (a free-text setting among them). A user
     world is known by the name inside its file; a shipped name always wins.
+    Who may change a user world is its access record (``world_access``); every
+    change takes ``by``, the viewer asking (everyone's by default: direct calls).
     """
 
     def __init__(
-        self, shipped_dir: Path, saved_dir: Path, files: JSONFileCache, *, max_setting_chars: int
+        self,
+        shipped_dir: Path,
+        saved_dir: Path,
+        files: JSONFileCache,
+        *,
+        max_setting_chars: int,
+        access_dir: Path | None = None,
     ) -> None:
         self.shipped_dir = shipped_dir
         self.saved_dir = saved_dir
         self.files = files
         self.max_setting_chars = max_setting_chars
+        self.access = WorldAccess(access_dir or saved_dir.parent / "world_access")
 
     # -- reading -----------------------------------------------------------------------
     def shipped(self) -> dict[str, Path]:
@@ -298,7 +309,20 @@ class WorldService:
         self.check_writable(name)
         path = self.user_worlds().get(name)
         if path is None:
-            raise InputError(f"There is no world of yours called {name!r}.")
+            raise InputError(f"There is no saved world called {name!r}.")
+        return path
+
+    def grant_of(self, name: str) -> WorldGrant:
+        """Who owns and may edit a user world (InputError for a shipped or unknown one)."""
+        return self.access.of(self.user_world(name))
+
+    def check_may(self, name: str, action: Action, by: Viewer = EVERYONE) -> Path:
+        """The user world's file when ``by`` may do ``action`` to it; InputError
+        saying who may otherwise."""
+        path = self.user_world(name)
+        grant = self.access.of(path)
+        if not grant.may(by, action):
+            raise InputError(grant.refusal(name, by, action))
         return path
 
     def _new_path(self, name: str) -> Path:
@@ -314,29 +338,45 @@ class WorldService:
         atomic_write_bytes(path, dumps(world.model_dump(), pretty=True))
         self.files.refresh([path])
 
-    def save(self, world: World, *, replace: bool = False) -> Path:
+    def save(
+        self,
+        world: World,
+        *,
+        replace: bool = False,
+        by: Viewer = EVERYONE,
+        owner: str | None = None,
+    ) -> Path:
         """Keep a user world. A name already taken is refused unless ``replace``
-        (then that world's file is rewritten); shipped names always are."""
+        and ``by`` may save over it (then that world's file is rewritten, its
+        access kept); shipped names always are. A new world is ``owner``'s
+        (None: the team's)."""
         self.check_writable(world.name)
         with self._lock():
             existing = self.user_worlds().get(world.name)
             if existing is not None and not replace:
+                may = self.access.of(existing).may(by, "save over")
                 raise InputError(
-                    f"A world called {world.name!r} already exists; choose another name, "
-                    "or save over it."
+                    f"A world called {world.name!r} already exists; choose another name"
+                    + (", or save over it." if may else " (it is not yours to save over).")
                 )
-            path = existing or self._new_path(world.name)
+            if existing is not None:
+                path = self.check_may(world.name, "save over", by)
+            else:
+                path = self._new_path(world.name)
+                # The record first: a crash before the world is written leaves a
+                # record without a world, which the next save here replaces.
+                self.access.set(path, WorldGrant(owner or None))
             self._write(path, world)
         return path
 
-    def rename(self, old: str, new: str) -> World:
-        """Give a user world a new name (and a new file)."""
+    def rename(self, old: str, new: str, *, by: Viewer = EVERYONE) -> World:
+        """Give a user world a new name (and a new file); its access moves with it."""
         new = checked_text(new or "", "The new name").strip()
         if not new:
             raise InputError("Type the new name of the world.")
         self.check_writable(new)
         with self._lock():
-            old_path = self.user_world(old)
+            old_path = self.check_may(old, "rename", by)
             if new in self.user_worlds() and new != old:
                 raise InputError(f"A world called {new!r} already exists; choose another name.")
             try:
@@ -345,19 +385,47 @@ class WorldService:
             except ValidationError as exc:
                 raise InputError(f"The new name cannot be used: {_describe(exc)}.") from None
             path = self._new_path(new)
+            self.access.set(path, self.access.of(old_path))
             self._write(path, renamed)
             if path != old_path:
                 old_path.unlink(missing_ok=True)
+                self.access.remove(old_path)
                 self.files.refresh([old_path])
         return renamed
 
-    def delete(self, name: str) -> Path:
-        """Remove a user world's file; returns where it was."""
+    def delete(self, name: str, *, by: Viewer = EVERYONE) -> Path:
+        """Remove a user world's file and its access record; returns where it was."""
         with self._lock():
-            path = self.user_world(name)
+            path = self.check_may(name, "delete", by)
             path.unlink(missing_ok=True)
+            self.access.remove(path)
             self.files.refresh([path])
         return path
+
+    def grant(self, name: str, user: str, *, by: Viewer = EVERYONE) -> WorldGrant:
+        """Let ``user`` save over and rename a user world (``by`` must own it or be
+        an admin). Granting twice changes nothing."""
+        with self._lock():
+            path = self.check_may(name, "grant", by)
+            grant = self.access.of(path)
+            if user == grant.owner:
+                raise InputError(f"{user} owns {name!r} already.")
+            if user not in grant.editors:
+                grant = WorldGrant(grant.owner, (*grant.editors, user))
+                self.access.set(path, grant)
+        return grant
+
+    def revoke(self, name: str, user: str, *, by: Viewer = EVERYONE) -> WorldGrant:
+        """Take editing of a user world back from ``user``."""
+        with self._lock():
+            path = self.check_may(name, "grant", by)
+            grant = self.access.of(path)
+            if user not in grant.editors:
+                editors = ", ".join(grant.editors) or "nobody"
+                raise InputError(f"{user} is not an editor of {name!r} (editors: {editors}).")
+            grant = WorldGrant(grant.owner, tuple(e for e in grant.editors if e != user))
+            self.access.set(path, grant)
+        return grant
 
     def remember(self, world: World) -> None:
         """Keep the world of a saved cast, so later edits have its context. An
@@ -367,4 +435,13 @@ class WorldService:
             if world.name in self.user_worlds():
                 return
             path = self.saved_dir / world_filename(world.name)
+            if path.exists() and self._name_of(path) not in (None, world.name):
+                path = self._new_path(world.name)  # "Kelp-Haven" must not replace "Kelp Haven"
             self._write(path, world)
+            self.access.set(path, TEAM)  # the team's: no stale record gives it an owner
+
+    def _name_of(self, path: Path) -> str | None:
+        try:
+            return self.load(path).name
+        except NPCForgeError:
+            return None

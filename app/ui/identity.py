@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import gradio as gr
 
 from app.services.admission import Admission, Caller, CastTicket
-from app.services.library import Library
+from app.services.library import EVERYONE, Library, Viewer
 
 TRUSTED = Caller("local", "admin")  # a direct call (tests, the CLI): no admission
 
@@ -43,3 +43,11 @@ async def admitted(
         return
     async with admission.cast(caller, npcs, backend) as ticket:
         yield ticket
+
+
+def viewer_of(admission: Admission | None, request: gr.Request | None) -> Viewer:
+    """Who the caller is for what they may change (everyone's when there is no
+    admission: direct calls are trusted)."""
+    if admission is None:
+        return EVERYONE
+    return admission.viewer(caller_of(admission, request))
