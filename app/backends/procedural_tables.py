@@ -28,6 +28,8 @@ GENRE_MEMO_SIZE = 256
 NAMES_MEMO_SIZE = 128
 # Shuffled decks: about 60 tables per cast, for a few dozen casts.
 DECKS_MEMO_SIZE = 4096
+# Casts whose sentence records are kept (each ~100 slots of a dozen sentence keys).
+CASTS_MEMO_SIZE = 32
 # Elves and androids outlive any table's idea of old age.
 NO_AGE_LIMIT = 100_000
 
@@ -138,6 +140,9 @@ class Tables:
     )
     decks_memo: Memo[tuple[str, int], tuple[int, ...]] = field(
         default_factory=lambda: Memo("procedural.decks", DECKS_MEMO_SIZE)
+    )
+    casts_memo: Memo[tuple[str, float], Any] = field(
+        default_factory=lambda: Memo("procedural.casts", CASTS_MEMO_SIZE)
     )
 
     def deck_order(self, key: str, size: int) -> tuple[int, ...]:

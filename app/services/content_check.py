@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.backends.procedural_period import LEVELS, Period
+from app.backends.procedural_record import sentence_key, sentences
 from app.personality import PersonalityData
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
 TEXT_FIELDS = ("appearance", "backstory", "motivation", "secret", "speech_style")
 STORY_FIELDS = ("appearance", "backstory", "motivation", "secret")
 _WORD = re.compile(r"[a-z][a-z'-]+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'“])")
 _NUMBER_WORDS = {
     "two": 2,
     "three": 3,
@@ -184,17 +184,9 @@ def parse_content_rules(raw: Mapping[str, Any]) -> ContentRules:
     )
 
 
-def sentences(text: str) -> list[str]:
-    return [part.strip() for part in _SENTENCE_END.split(text.strip()) if part.strip()]
-
-
 def _masked(text: str, npc: Mapping[str, Any]) -> str:
     """A sentence with the NPC's own name and numbers blanked, to compare across NPCs."""
-    name = str(npc.get("name", ""))
-    for part in sorted({name, *name.split()}, key=len, reverse=True):
-        if len(part) > 1:
-            text = re.sub(rf"\b{re.escape(part)}\b", "X", text)
-    return re.sub(r"\d+", "#", text).strip().lower()
+    return sentence_key(text, str(npc.get("name", "")))
 
 
 def _occupation_gender(title: str) -> str | None:
