@@ -26,6 +26,7 @@ from app.backends.procedural_deck import Blanks, composed_position, deal, pronou
 from app.backends.procedural_dialogue import DialogueWriter
 from app.backends.procedural_memory import extract_memories, reflect
 from app.backends.procedural_names import cast_names, given_pool, infer_gender, pick_gender
+from app.backends.procedural_people import cast_people, mentioned
 from app.backends.procedural_record import CastRecord, sentence_key, sentences
 from app.backends.procedural_relationships import draft_relationships
 from app.backends.procedural_tables import GENERIC, Entry, Genre, Occupation, Tables, Who
@@ -61,6 +62,8 @@ SECOND_REMARK = 100
 NAMED_BASE = 2 * SECOND_REMARK
 NAMED_SPREAD = 997
 NAMED_AVOIDS = SECOND_REMARK
+# Names drawn for a cast to keep out of its stories' mentions (a cast's NPCs at most).
+CAST_NAMES = 128
 # How many other compositions a sentence tries when another NPC already says it,
 # and after how many the first part moves too (a small second table cycles).
 RECOMPOSE_TRIES = 48
@@ -162,6 +165,11 @@ class NPCDrafter:
             digest = hashlib.blake2b(str(inputs["name"]).lower().encode(), digest_size=4)
             slot = NAMED_BASE + int.from_bytes(digest.digest(), "big") % NAMED_SPREAD
         self.slot = slot
+        # A named person of the world's text takes this slot when the cast deals them here.
+        avoid = tuple(inputs.get("avoid_names", ()))
+        people = self.setting.people
+        dealt = cast_people(people, self.cast_key, avoid)
+        self.person = None if inputs.get("name") else dealt.get(slot)
         self.required_traits = [t.lower() for t in inputs.get("traits", ())]
         self.name, self.given, self.gender = self._name(inputs)
         # Fields the designer locked: later text must agree with them.
@@ -170,7 +178,8 @@ class NPCDrafter:
             self.name = str(locked["name"])
             self.given = self.name.split()[0]
         self.gender = str(locked.get("gender") or self.gender)
-        occupation = self._occupation()  # open to the (locked) gender
+        occupation = self.person.occupation if self.person else None
+        occupation = occupation or self._occupation()  # open to the (locked) gender
         self.occupation_title = _titled(occupation, self.gender) or occupation.title
         self.age = self.rng.randint(occupation.age_min, max(occupation.age_min, occupation.age_max))
         self.occupation_title = str(locked.get("occupation") or self.occupation_title)
@@ -195,12 +204,13 @@ class NPCDrafter:
             haunt=self._haunt(place),
             faction=self._own("factions", 1),
             item=self._own("items", 2),
-            other=self._other_name(),
+            other=self._other_name(self._avoid(inputs)),
             region=self.setting.regions[self.slot % len(self.setting.regions)]
             if self.setting.regions
             else "",
             relative=self._relative(),
             elder=ELDERS[(self.slot * 5 + self.rng.randrange(2)) % len(ELDERS)],
+            person=mentioned(people, self.slot, self.rng, self.name),
             **pronouns(self.gender),
         )
 
@@ -312,11 +322,20 @@ class NPCDrafter:
     def _keys(self, text: str) -> set[str]:
         return {sentence_key(part, self.name) for part in sentences(text)}
 
+    def _avoid(self, inputs: Mapping[str, Any]) -> tuple[str, ...]:
+        """Names the cast's own must not take: the designer's and the library's, and
+        (nobody else is given it) the name of any person the world's text names."""
+        return (*inputs.get("avoid_names", ()), *(p.bare for p in self.setting.people))
+
     def _name(self, inputs: Mapping[str, Any]) -> tuple[str, str, str]:
         given_name = inputs.get("name")
         if given_name:
             given = given_name.split()[0]
             return given_name, given, infer_gender(self.tables, given, self.rng)
+        if self.person is not None:
+            person = self.person
+            gender = person.gender or infer_gender(self.tables, person.given, self.rng)
+            return person.name, person.given, gender
         slot = int(inputs.get("slot", 0))
         # Compute names in blocks so a cast of n NPCs does not redo the draw n times.
         block = 32 * (slot // 32 + 1)
@@ -324,15 +343,24 @@ class NPCDrafter:
             self.tables,
             self.setting.cultures,
             self.cast_key,
-            tuple(inputs.get("avoid_names", ())),
+            self._avoid(inputs),
             block,
         )
         return names[slot]
 
-    def _other_name(self) -> str:
+    def _other_name(self, avoid: tuple[str, ...]) -> str:
+        """Someone the NPC's story names who is nobody of this cast (a cast's
+        NPC must not be the one a neighbour's story has drowned)."""
         cultures = [self.tables.cultures[c] for c in self.setting.cultures]
         culture = self.rng.choice(cultures or list(self.tables.cultures.values()))
-        pool = [name for name in given_pool(culture, pick_gender(self.rng)) if name != self.given]
+        cast = cast_names(self.tables, self.setting.cultures, self.cast_key, avoid, CAST_NAMES)
+        taken = {
+            self.given,
+            *(given for _, given, _ in cast),
+            *(p.given for p in self.setting.people),
+            *(name.split()[0] for name in avoid if name.split()),
+        }
+        pool = [name for name in given_pool(culture, pick_gender(self.rng)) if name not in taken]
         return self.rng.choice(pool) if pool else "an old friend"
 
     def _occupation(self) -> Occupation:
@@ -434,8 +462,11 @@ class NPCDrafter:
             origin, turning = self._pair("origins", "turning_points", attempt=attempt)
             return _sentence(f"{_clause(origin)}, {_clause(turning)}")
 
+        # About one NPC in three is tied to a named person of the world, when it has any.
+        ties = "person_ties" if self.values["person"] and self.slot % 3 == 1 else "ties"
+
         def present(attempt: int) -> str:
-            now, tie = self._pair("present", "ties", 5, tie_fits, attempt)
+            now, tie = self._pair("present", ties, 5, tie_fits, attempt)
             return _sentence(f"{_clause(now)}; {_clause(tie)}")
 
         return " ".join(self._unique(part) for part in (past, present))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from app.backends.procedural_people import Person, mine_people
 from app.backends.procedural_period import parse_period, tech_level
 from app.backends.procedural_tables import GENERIC, Occupation, Tables
 from app.models import World
@@ -41,6 +42,8 @@ _FACTION_WORDS = (
     "cartel|clan|house|trust|bank|railroad|mining|industries|collective|circle|cult|faction|"
     "factions|wardens|riders|boys|lenders|navy|militia|party|ledger|tribunal|senate|annona"
 )
+# The last word of a place or a faction: what ends so names no person.
+_NOT_A_PERSON = re.compile(rf"^(?:{_PLACE_WORDS}|{_FACTION_WORDS})$", re.IGNORECASE)
 # A world whose whole text is shorter is a pitch, not a description.
 SHORT_SETTING = 200
 # Companies go by their names alone: Brightwater Logistics, not the Brightwater Logistics.
@@ -86,6 +89,7 @@ class Setting:
     occupations: tuple[Occupation, ...]
     cultures: tuple[str, ...]  # name cultures: the region's when the text names one
     named_factions: bool  # the text names its factions (not only implies them)
+    people: tuple[Person, ...]  # named people of the world (procedural_people)
     nouns: tuple[str, ...]  # every own noun above, lower case, for grounding checks
 
 
@@ -277,6 +281,8 @@ def _read(tables: Tables, world: World) -> Setting:
     ) or tuple(c for c in tables.genres[genre].cultures if c in tables.cultures)
     nouns = {p.lower().removeprefix("the ") for p in (*places, *factions)}
     nouns |= {o.title.lower() for o in occupations}
+    people = mine_people(tables, text, level, _NOT_A_PERSON)
+    nouns |= {p.bare.lower() for p in people}
     return Setting(
         genre=genre,
         year=period.year,
@@ -287,5 +293,6 @@ def _read(tables: Tables, world: World) -> Setting:
         occupations=tuple(occupations),
         cultures=cultures or tuple(tables.cultures),
         named_factions=named_factions,
+        people=people,
         nouns=tuple(sorted(nouns)),
     )
