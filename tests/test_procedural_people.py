@@ -96,3 +96,12 @@ async def test_stories_never_name_another_npc_of_the_cast(services: Services) ->
             given = other.name.split()[1 if other.name in people else 0]
             if other is not npc and other.name not in people:
                 assert not re.search(rf"\b{re.escape(given)}\b", text), (npc.name, given, text)
+
+
+async def test_a_named_person_holds_the_role_not_a_role(services: Services) -> None:
+    stories = []
+    for seed in range(1, 7):
+        cast = await _cast(services, HEBRIDES, 6, seed=seed)
+        stories += [npc.backstory for npc in cast if npc.name in PEOPLE]
+    assert not [s for s in stories if re.search(r"\ba (?:parish|captain)", s)], stories
+    assert [s for s in stories if re.search(r"\bthe (?:parish priest|captain of)", s)]

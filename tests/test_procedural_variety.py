@@ -83,3 +83,13 @@ async def test_designer_named_npcs_do_not_share_sentences(services: Services) ->
     report = cast_report([npc.model_dump() for npc in cast], Period(None, None), _rules())
     assert report.repeated_sentences == 0, report.repeated.most_common(3)
     assert len({npc.appearance.split(".")[0].split(",")[0] for npc in cast[:4]}) > 1
+
+
+async def test_an_occupation_gets_its_article(services: Services) -> None:
+    silk = world_from_setting("Silk Road caravan town, 1250", max_chars=5000)
+    cast = await _cast(services, silk, 60, seed=7)
+    vowels = [npc for npc in cast if npc.occupation[0] in "aeio"]
+    assert vowels  # interpreters, astrologers: the case this is about
+    for npc in vowels:
+        text = f"{npc.backstory} {npc.motivation} {npc.secret}"
+        assert f" a {npc.occupation}" not in text, text

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -22,7 +23,7 @@ import orjson
 
 from app.backends.base import Backend, ChatRequest, JSONReply, JSONRequest
 from app.backends.procedural_chat import chat_reply, chunks
-from app.backends.procedural_deck import Blanks, composed_position, deal, pronouns
+from app.backends.procedural_deck import Blanks, article, composed_position, deal, pronouns
 from app.backends.procedural_dialogue import DialogueWriter
 from app.backends.procedural_memory import extract_memories, reflect
 from app.backends.procedural_names import cast_names, given_pool, infer_gender, pick_gender
@@ -282,8 +283,17 @@ class NPCDrafter:
             dealt = fallback
         card, size = dealt
         replaced = card is not deal(key, pool, where, order=order)[0]
-        text = card.text.format_map(self.values) if card else ""
+        text = self._articled(card.text.format_map(self.values)) if card else ""
         return Drawn(text, max(size, 1), replaced)
+
+    def _articled(self, text: str) -> str:
+        """ "works as a {occupation}" with the right article: an innkeeper, and the
+        parish priest for a person the world's text names (there is one of them)."""
+        title = self.occupation_title
+        if not title or title not in text:
+            return text
+        wanted = "the" if self.person else article(title).split()[0]
+        return re.sub(rf"\ban? (?={re.escape(title)}\b)", f"{wanted} ", text)
 
     def _table(self, table: str, position: int | None = None) -> str:
         return self._entry(table, position).text
