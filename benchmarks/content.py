@@ -10,7 +10,8 @@ backstory, motivation and secret (own name and numbers blanked), the share of
 distinct sample lines, and the share of NPCs whose occupation or backstory
 uses the world's own nouns. Targets: 0 / 0 / >= 90% / >= 80% (grounding for
 the rich shipped worlds). A last line shows how a cast treats the people a
-world's text names (cast once each, nobody else with their names). --samples N prints N whole NPCs per world to read.
+world's text names (cast once each, nobody else with their names).
+--samples N prints N whole NPCs per world to read.
 The period each world is checked against is written here, not taken from the
 generator, so a generator that misreads the period is caught.
 """

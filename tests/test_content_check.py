@@ -71,6 +71,13 @@ def test_period_words_and_class(rules: ContentRules) -> None:
     assert [f.rule for f in check_npc(posh, ROMAN, rules, occupations=facts)] == ["class"]
 
 
+def test_a_name_is_no_anachronism_but_the_thing_is(rules: ContentRules) -> None:
+    named = _npc(secret="Gaius owes money to Pieter van Dyke and Anna de Groot.")
+    assert check_npc(named, Period(1715, 2), rules) == []
+    driven = _npc(secret="Gaius drives a van to Pieter van Dyke.")
+    assert {f.rule for f in check_npc(driven, Period(1715, 2), rules)} == {"anachronism"}
+
+
 def test_a_consistent_npc_passes(rules: ContentRules) -> None:
     veteran = _npc(
         age=45,

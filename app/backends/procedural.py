@@ -26,7 +26,13 @@ from app.backends.procedural_chat import chat_reply, chunks
 from app.backends.procedural_deck import Blanks, article, composed_position, deal, pronouns
 from app.backends.procedural_dialogue import DialogueWriter
 from app.backends.procedural_memory import extract_memories, reflect
-from app.backends.procedural_names import cast_names, given_pool, infer_gender, pick_gender
+from app.backends.procedural_names import (
+    cast_names,
+    full_name,
+    given_pool,
+    infer_gender,
+    pick_gender,
+)
 from app.backends.procedural_people import cast_people, mentioned
 from app.backends.procedural_record import CastRecord, sentence_key, sentences
 from app.backends.procedural_relationships import draft_relationships
@@ -370,8 +376,18 @@ class NPCDrafter:
             *(p.given for p in self.setting.people),
             *(name.split()[0] for name in avoid if name.split()),
         }
-        pool = [name for name in given_pool(culture, pick_gender(self.rng)) if name not in taken]
-        return self.rng.choice(pool) if pool else "an old friend"
+        gender = pick_gender(self.rng)
+        pool = [name for name in given_pool(culture, gender) if name not in taken]
+        if pool:
+            return self.rng.choice(pool)
+        # Every given name is one of the cast's (a small culture): a full name none has.
+        cast_full = {full for full, _, _ in cast} | set(avoid)
+        for _ in range(8):
+            given = self.rng.choice(given_pool(culture, gender) or (self.given,))
+            name = full_name(culture, given, gender, self.rng)
+            if name not in cast_full and given != self.given:
+                return name
+        return "an old friend"
 
     def _occupation(self) -> Occupation:
         """The world's own occupations first (up to about half the cast), then the genre's."""

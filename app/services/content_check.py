@@ -66,6 +66,10 @@ _WRONG_PRONOUNS = {
     "male": ("she", "her", "hers", "herself"),
     "female": ("he", "him", "his", "himself"),
 }
+# Lower-case words inside a person's name, which name no thing of any period.
+_NAME_PARTICLES = re.compile(
+    r"\b([A-Z][\w'’-]+) (?:van|von|de|da|di|du|del|der|den|la|le|ter|ten)(?= [A-Z])"
+)
 _NEUTRAL_PRONOUNS = ("they", "them", "their", "theirs", "themselves", "themself")
 # A sentence about the NPC names nobody else when no other capitalised word and
 # none of these follow its name; only then is a pronoun surely about the NPC.
@@ -247,6 +251,7 @@ def check_npc(
 
     if period.level is not None:
         for field_name, text in texts.items():
+            text = _NAME_PARTICLES.sub(r"\1", text)  # Pieter van Dyke drives no van
             later = rules.later_than(period.level, text)
             if later:
                 add(
