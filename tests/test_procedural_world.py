@@ -168,3 +168,24 @@ def test_any_setting_text_is_read_and_drafted(services: Services, text: str) -> 
     npc = NPCDrafter(tables, {"world": world.model_dump(), "slot": 3}, 1, 0.9).draft()
     assert npc["name"] and npc["appearance"]
     assert not re.search(r"\{(?:they|them|their|place|haunt|faction|given)\}", npc["backstory"])
+
+
+async def test_every_npc_of_a_one_line_setting_is_of_its_place(services: Services) -> None:
+    """A lighthouse island's cast lives on the island or in the Hebrides: its trade or
+    its backstory names the place the setting names."""
+    for text, words in (
+        (SETTINGS[0], ("lighthouse", "island", "hebrides")),
+        (SETTINGS[2], ("hebrides",)),
+        ("A hospital in Chicago, present day", ("hospital", "chicago")),
+    ):
+        for npc in await _cast(services, _setting(text), 40, seed=3):
+            said = f"{npc.occupation} {npc.backstory}".lower()
+            assert any(word in said for word in words), (text, npc.occupation, npc.backstory)
+
+
+def test_a_rich_world_has_no_one_line_home(services: Services) -> None:
+    tables = services.assets.tables()
+    for path in list_world_files(WORLDS_DIR).values():
+        assert read_world(tables, load_world_file(path, JSONFileCache())).home == ()
+    ravenna = read_world(tables, _setting("Ravenna under the Goths, 6th century"))
+    assert ravenna.home == ("Ravenna",)  # the Goths rule it; they are no place

@@ -218,6 +218,7 @@ class NPCDrafter:
             relative=self._relative(),
             elder=ELDERS[(self.slot * 5 + self.rng.randrange(2)) % len(ELDERS)],
             person=mentioned(people, self.slot, self.rng, self.name),
+            home=self.setting.home[self.slot % len(self.setting.home)] if self.setting.home else "",
             **pronouns(self.gender),
         )
 
@@ -488,14 +489,31 @@ class NPCDrafter:
             origin, turning = self._pair("origins", "turning_points", attempt=attempt)
             return _sentence(f"{_clause(origin)}, {_clause(turning)}")
 
-        # About one NPC in three is tied to a named person of the world, when it has any.
+        # About one NPC in three is tied to a named person of the world, when it has any;
+        # in a one-line setting, one whose trade and past say nothing of the place it
+        # names is tied to that place (every NPC of a lighthouse island is of it).
         ties = "person_ties" if self.values["person"] and self.slot % 3 == 1 else "ties"
+        home = self._home_words()
+        if ties == "ties" and home:
+            said = f"{self.occupation_title} {past(0)}".lower()
+            if not any(word in said for word in home):
+                ties = "home_ties"
 
         def present(attempt: int) -> str:
             now, tie = self._pair("present", ties, 5, tie_fits, attempt)
             return _sentence(f"{_clause(now)}; {_clause(tie)}")
 
         return " ".join(self._unique(part) for part in (past, present))
+
+    def _home_words(self) -> tuple[str, ...]:
+        """The words of what a one-line setting is set in ("lighthouse", "hebrides")."""
+        words = {
+            word
+            for home in self.setting.home
+            for word in re.findall(r"[a-z][a-z'’-]{3,}", home.lower())
+            if word != "the"
+        }
+        return tuple(sorted(words))
 
     def motivation(self) -> str:
         wants = self._turn(WANTS, self._entry("goals").size, 31)

@@ -85,6 +85,7 @@ class Setting:
     level: int  # technology level (LEVELS index); the genre's own when no year
     places: tuple[str, ...]
     regions: tuple[str, ...]  # named regions of a one-line setting ("the Outer Hebrides")
+    home: tuple[str, ...]  # what a one-line setting is set in: its own places and regions
     factions: tuple[str, ...]
     occupations: tuple[Occupation, ...]
     cultures: tuple[str, ...]  # name cultures: the region's when the text names one
@@ -138,9 +139,12 @@ def _pitch_places(world: World) -> list[str]:
     if len(text) > SHORT_SETTING:
         return []
     places = []
-    for chunk in re.split(
-        r",|;| under | run by | above | below | on | in (?=[A-Z])| in (?=the [A-Z])", text
-    ):
+    parts = re.split(
+        r"(,|;| under | run by | above | below | on | in (?=[A-Z])| in (?=the [A-Z]))", text
+    )
+    for separator, chunk in zip(["", *parts[1::2]], parts[::2], strict=True):
+        if separator == " under " and re.fullmatch(r"(?:the )?[A-Z][a-z]+s\W*", chunk.strip()):
+            continue  # "Ravenna under the Goths": the Goths rule it, they are no place
         chunk = re.sub(
             r"\b(?:in )?(?:\d+(?:st|nd|rd|th)? ?(?:century|AD|BC)?|present day)\b", "", chunk
         )
@@ -238,6 +242,7 @@ def _read(tables: Tables, world: World) -> Setting:
     text = f"{world.era}. {world.time_period}. {detail}"
     lowered = text.lower()
     pitch = _pitch_places(world)
+    home = tuple(pitch)
     sites = [
         place
         for cue, found in tables.place_cues.items()
@@ -289,6 +294,7 @@ def _read(tables: Tables, world: World) -> Setting:
         level=level,
         places=tuple(places[:24]),
         regions=tuple(regions),
+        home=home,
         factions=tuple(factions[:16]),
         occupations=tuple(occupations),
         cultures=cultures or tuple(tables.cultures),
