@@ -124,6 +124,7 @@ class ContentRules:
 
     tech: dict[int, re.Pattern[str] | None]
     period_only: dict[int, re.Pattern[str] | None]
+    gone_by: dict[int, re.Pattern[str] | None]
     female: dict[str, re.Pattern[str] | None]
     male: dict[str, re.Pattern[str] | None]
     grey_min_age: int
@@ -153,6 +154,15 @@ class ContentRules:
                     return word_level, word
         return None
 
+    def gone(self, level: int, text: str) -> tuple[int, str] | None:
+        """The first word of ``text`` for a thing gone by ``level`` (a reverse anachronism)."""
+        for gone_level, pattern in sorted(self.gone_by.items()):
+            if level >= gone_level:
+                word = _find(pattern, text)
+                if word:
+                    return gone_level, word
+        return None
+
     def grey(self, text: str) -> str | None:
         """The first sign of age (grey hair, a bald crown) in ``text``."""
         return _find(self.grey_hair, text)
@@ -173,6 +183,7 @@ def parse_content_rules(raw: Mapping[str, Any]) -> ContentRules:
     return ContentRules(
         tech=level_map("tech"),
         period_only=level_map("period_only"),
+        gone_by=level_map("gone_by"),
         female=places("female"),
         male=places("male"),
         grey_min_age=int(raw.get("grey_min_age", 35)),
@@ -265,6 +276,13 @@ def check_npc(
                     "out of period",
                     field_name,
                     f"'{earlier[1]}' ({LEVELS[earlier[0]]} only) in a {period.label} world",
+                )
+            gone = rules.gone(period.level, text)
+            if gone:
+                add(
+                    "out of period",
+                    field_name,
+                    f"'{gone[1]}' (gone by {LEVELS[gone[0]]}) in a {period.label} world",
                 )
     if gender in ("male", "female"):
         for place, text in (("appearance", appearance), ("occupation", occupation)):
