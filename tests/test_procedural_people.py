@@ -10,7 +10,7 @@ import pytest
 from app.backends.procedural_tables import Tables
 from app.backends.procedural_world import read_world
 from app.models import NPC, World
-from app.services.worlds import list_world_files, load_world_file
+from app.services.worlds import list_world_files, load_world_file, world_from_setting
 from app.wiring import Services
 from tests import casts
 from tests.conftest import WORLDS_DIR
@@ -107,3 +107,16 @@ async def test_a_named_person_holds_the_role_not_a_role(services: Services) -> N
         stories += [npc.backstory for npc in cast if npc.name in PEOPLE]
     assert not [s for s in stories if re.search(r"\ba (?:parish|captain)", s)], stories
     assert [s for s in stories if re.search(r"\bthe (?:parish priest|captain of)", s)]
+
+
+def test_a_pitch_that_names_people_is_set_where_its_first_sentence_says(
+    services: Services,
+) -> None:
+    pitch = world_from_setting(
+        "A lighthouse island in the Outer Hebrides, 1890. Father Ewan MacNeil, the parish "
+        "priest, keeps the church.",
+        max_chars=5000,
+    )
+    setting = read_world(services.assets.tables(), pitch)
+    assert setting.home == ("the lighthouse island", "the Outer Hebrides")  # no "the parish priest"
+    assert [p.name for p in setting.people] == ["Father Ewan MacNeil"]

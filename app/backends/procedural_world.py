@@ -138,6 +138,8 @@ def _pitch_places(world: World) -> list[str]:
     text = world.detail_text()
     if len(text) > SHORT_SETTING:
         return []
+    # Its first sentence names where it is; what follows tells of its people.
+    text = re.split(r"(?<=[a-z0-9])\.\s+(?=[A-Z])", text.strip(), maxsplit=1)[0]
     places = []
     parts = re.split(
         r"(,|;| under | run by | above | below | on | in (?=[A-Z])| in (?=the [A-Z]))", text
