@@ -93,3 +93,10 @@ async def test_an_occupation_gets_its_article(services: Services) -> None:
     for npc in vowels:
         text = f"{npc.backstory} {npc.motivation} {npc.secret}"
         assert f" a {npc.occupation}" not in text, text
+
+
+async def test_the_stats_show_the_cast_records(services: Services) -> None:
+    assert "procedural.casts" in services.stats.names()
+    await _cast(services, LIGHTHOUSE, 10, seed=12)
+    assert "procedural.casts" in services.stats.table()
+    assert services.assets.tables().casts_memo.stats().misses == 1  # one record for the cast
