@@ -45,11 +45,13 @@ def test_people_are_mined_with_their_roles_and_genders(services: Services) -> No
     text = (
         "Morag Bain, the harbourmaster's widow, runs the inn; Dr. Flora Kerr (the island "
         "doctor) drinks. Ashmere Vale, a green river valley. Bastion Security, a private "
-        "police contractor."
+        "police contractor. The lighthouse keeper Hamish Gunn sees everything; the emperor "
+        "Trajan rules."
     )
     world = HEBRIDES.model_copy(update={"detail": text})
     found = {p.name: p.gender for p in read_world(services.assets.tables(), world).people}
-    assert found == {"Morag Bain": "female", "Dr Flora Kerr": None}  # Dr states no gender
+    # Dr states no gender; nor does a role written before the name.
+    assert found == {"Morag Bain": "female", "Dr Flora Kerr": None, "Hamish Gunn": None}
 
 
 def test_shipped_worlds_name_no_false_people(services: Services) -> None:

@@ -61,6 +61,8 @@ _APPOSITION = re.compile(
     r"^(?:,| \(| -| –| —) ?(?:the|a|an|our|their|its) "
     r"(?P<role>[a-z][a-z'’-]*(?: [a-z][a-z'’-]*){0,3})"
 )
+# "the lighthouse keeper Hamish Gunn": a role written before the name.
+_BEFORE = re.compile(r"(?:^|\b)[Tt]he (?P<role>[a-z][a-z'’-]*(?: [a-z][a-z'’-]*){0,2}) $")
 # "Captain Isobel Reid of the revenue cutter": the office and what it is of.
 _OF = re.compile(r"^ of the (?P<what>[a-z][a-z'’-]*(?: [a-z][a-z'’-]*){0,2})")
 # Words that end a role phrase: the sentence goes on with a verb or a clause.
@@ -193,6 +195,9 @@ def mine_people(
             continue
         after = text[match.end() : match.end() + 200]
         role = _role(after, title)
+        before = _BEFORE.search(text[max(match.start() - 60, 0) : match.start()])
+        if not role and not title and before:
+            role = before.group("role")
         if not title and (len(words) < 2 or not role or not _a_trade(tables, role, not_a_name)):
             continue  # a capitalised phrase with no title or trade names no one we know
         end = re.search(r"[.!?;](?:\s|$)", after)
