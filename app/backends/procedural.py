@@ -294,8 +294,8 @@ class NPCDrafter:
         return Drawn(text, max(size, 1), replaced)
 
     def _articled(self, text: str) -> str:
-        """ "works as a {occupation}" with the right article: an innkeeper, and the
-        parish priest for a person the world's text names (there is one of them)."""
+        """The right article before the NPC's trade ("works as an innkeeper"), and
+        "the" for a person the world's text names (there is one parish priest)."""
         title = self.occupation_title
         if not title or title not in text:
             return text
