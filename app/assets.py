@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from app.backends.procedural_tables import TABLE_FILES, Tables, build_tables
+from app.backends.procedural_tables import MEMO_NAMES, TABLE_FILES, Tables, build_tables
 from app.cache.derived import DerivedCache
 from app.cache.stats import CacheStats, StatsRegistry
 from app.personality import PersonalityData, parse_personalities
@@ -81,7 +81,7 @@ class Assets:
         stats.register(self._personalities.name, self._personalities.stats)
         stats.register(self._tables.name, self._tables.stats)
         # The memos live in the current tables; before the first build they are empty.
-        for name in ("procedural.genres", "procedural.cast_names", "procedural.decks"):
+        for name in MEMO_NAMES:
             stats.register(name, self._memo_source(name))
 
     def _memo_source(self, name: str) -> Callable[[], CacheStats]:
@@ -91,5 +91,5 @@ class Assets:
         tables = self._last_tables
         if tables is None:
             return CacheStats(name, 0, 0, 0, None)
-        memos = {m.name: m for m in (tables.genre_memo, tables.names_memo, tables.decks_memo)}
+        memos = {m.name: m for m in tables.memos()}
         return memos[name].stats()

@@ -9,7 +9,9 @@ contradictions found by the project's rule checker
 backstory, motivation and secret (own name and numbers blanked), the share of
 distinct sample lines, and the share of NPCs whose occupation or backstory
 uses the world's own nouns. Targets: 0 / 0 / >= 90% / >= 80% (grounding for
-the rich shipped worlds). --samples N prints N whole NPCs per world to read.
+the rich shipped worlds). A last line shows how a cast treats the people a
+world's text names (cast once each, nobody else with their names).
+--samples N prints N whole NPCs per world to read.
 The period each world is checked against is written here, not taken from the
 generator, so a generator that misreads the period is caught.
 """
@@ -60,6 +62,19 @@ SETTINGS: tuple[tuple[str, int], ...] = (
     ("Fallout shelters under a drowned city, 2150, twenty years after the collapse", 2150),
     ("A wizard's academy on a floating island, in an age of magic", 1300),
 )
+# A world whose text names people: each must be cast at most once, nobody else
+# may carry their names, and other NPCs' stories may name them.
+PEOPLE_WORLD = World(
+    name="Hebrides with people",
+    era="Victorian",
+    time_period="1890",
+    detail=(
+        "A lighthouse island in the Outer Hebrides. Father Ewan MacNeil, the parish priest, "
+        "keeps the little church above the harbour. Captain Isobel Reid of the revenue cutter "
+        "has sworn to hang every smuggler she catches. Morag Bain, the harbourmaster's widow, "
+        "runs the inn by the pier."
+    ),
+)
 TARGETS = "targets: 0 contradictions, 0 repeated sentences, >= 90% distinct lines, >= 80% grounded"
 
 
@@ -109,6 +124,22 @@ async def _cast(services: Any, world: World, count: int, seed: int) -> list[dict
 
     outcomes = await casts.outcomes(services, world, count, seed=seed, backend="procedural")
     return [o.npc.model_dump(exclude={"timing"}) for o in outcomes if o.npc is not None]
+
+
+async def _people_line(services: Any, count: int, seed: int) -> str:
+    """How a cast treats the people its world's text names."""
+    from app.backends.procedural_world import read_world
+
+    people = read_world(services.assets.tables(), PEOPLE_WORLD).people
+    cast = await _cast(services, PEOPLE_WORLD, count, seed)
+    cast_once = sum(1 for p in people if [n["name"] for n in cast].count(p.name) == 1)
+    sharing = sum(1 for n in cast for p in people if p.bare in n["name"] and n["name"] != p.name)
+    naming = sum(1 for n in cast if any(p.name in n["backstory"] for p in people))
+    return (
+        f"named people ({PEOPLE_WORLD.name}, {len(cast)} NPCs): {len(people)} mined, "
+        f"{cast_once} cast exactly once, {sharing} NPCs with one of their names, "
+        f"{naming} backstories name one"
+    )
 
 
 def _row(label: str, report: CastReport) -> str:
@@ -172,6 +203,8 @@ async def run(count: int, seed: int, samples: int, only: str | None, strict: boo
         failing += report.distinct_line_share < 0.9
     print(_row("all", total))
     print(TARGETS)
+    if not only:
+        print(await _people_line(services, count, seed))
     await services.aclose()
     return 1 if strict and failing else 0
 

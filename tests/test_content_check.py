@@ -71,6 +71,20 @@ def test_period_words_and_class(rules: ContentRules) -> None:
     assert [f.rule for f in check_npc(posh, ROMAN, rules, occupations=facts)] == ["class"]
 
 
+def test_a_far_future_forge_has_no_bellows(rules: ContentRules) -> None:
+    smith = _npc(appearance="Gaius works the forge and bellows with scarred forearms.")
+    assert {f.rule for f in check_npc(smith, Period(2450, 6), rules)} == {"out of period"}
+    for kept in (Period(1300, 1), Period(1890, 3), Period(2150, 5), Period(None, None)):
+        assert check_npc(smith, kept, rules) == [], kept  # medieval to post-apocalyptic
+
+
+def test_a_name_is_no_anachronism_but_the_thing_is(rules: ContentRules) -> None:
+    named = _npc(secret="Gaius owes money to Pieter van Dyke and Anna de Groot.")
+    assert check_npc(named, Period(1715, 2), rules) == []
+    driven = _npc(secret="Gaius drives a van to Pieter van Dyke.")
+    assert {f.rule for f in check_npc(driven, Period(1715, 2), rules)} == {"anachronism"}
+
+
 def test_a_consistent_npc_passes(rules: ContentRules) -> None:
     veteran = _npc(
         age=45,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -22,10 +23,18 @@ import orjson
 
 from app.backends.base import Backend, ChatRequest, JSONReply, JSONRequest
 from app.backends.procedural_chat import chat_reply, chunks
-from app.backends.procedural_deck import Blanks, composed_position, deal, pronouns
+from app.backends.procedural_deck import Blanks, article, composed_position, deal, pronouns
 from app.backends.procedural_dialogue import DialogueWriter
 from app.backends.procedural_memory import extract_memories, reflect
-from app.backends.procedural_names import cast_names, given_pool, infer_gender, pick_gender
+from app.backends.procedural_names import (
+    cast_names,
+    full_name,
+    given_pool,
+    infer_gender,
+    pick_gender,
+)
+from app.backends.procedural_people import cast_people, mentioned
+from app.backends.procedural_record import CastRecord, sentence_key, sentences
 from app.backends.procedural_relationships import draft_relationships
 from app.backends.procedural_tables import GENERIC, Entry, Genre, Occupation, Tables, Who
 from app.backends.procedural_world import Setting, read_world
@@ -55,6 +64,17 @@ NO_CLASHES: frozenset[str] = frozenset()
 REPLACED_STRIDE = 7
 # A cast holds at most 100 NPCs by default (max_npcs): positions past that are free.
 SECOND_REMARK = 100
+# A designer-named NPC has no slot: it deals from a position its name picks, past
+# the slots, and avoids the sentences of a whole cast's worth of slots.
+NAMED_BASE = 2 * SECOND_REMARK
+NAMED_SPREAD = 997
+NAMED_AVOIDS = SECOND_REMARK
+# Names drawn for a cast to keep out of its stories' mentions (a cast's NPCs at most).
+CAST_NAMES = 128
+# How many other compositions a sentence tries when another NPC already says it,
+# and after how many the first part moves too (a small second table cycles).
+RECOMPOSE_TRIES = 48
+RECOMPOSE_ROUND = 6
 # Ways to say the same thing, turned by slot so that NPCs dealt the same parts differ.
 WEARS = ("wears", "goes about in", "is seldom seen out of", "turns out in", "is usually found in")
 AGES = ("{age} years old", "aged {age}", "{age} this year", "some {age} years of age")
@@ -120,19 +140,43 @@ class NPCDrafter:
     """Draws one NPC profile; one instance per NPC, holding its RNG and choices."""
 
     def __init__(
-        self, tables: Tables, inputs: Mapping[str, Any], seed: int, temperature: float
+        self,
+        tables: Tables,
+        inputs: Mapping[str, Any],
+        seed: int,
+        temperature: float,
+        used: frozenset[str] = frozenset(),
     ) -> None:
         self.tables = tables
         self.world = World.model_validate(inputs["world"])
         world_id = _fingerprint(inputs["world"])
         self.setting: Setting = read_world(tables, self.world)
         self.genre: Genre = tables.genres.get(self.setting.genre, tables.genres[GENERIC])
-        self.rng = random.Random(f"{seed}|{world_id}|{VERSION}")
         self.generic_mix = GENERIC_MIX * max(temperature, 0.0)
         self.cast_key = f"{inputs.get('cast_seed', 0)}|{world_id}|{VERSION}"
         self._mix: dict[str, bool] = {}
-        # The NPC's place in the cast's decks; a lone redraw takes a random one.
-        self.slot = int(inputs["slot"]) if "slot" in inputs else self.rng.randrange(1 << 20)
+        # Sentence keys other NPCs of the cast already use (see procedural_record),
+        # and this NPC's own as it writes them.
+        self.used = set(used)
+        self.keys: set[str] = set()
+        slot = int(inputs["slot"]) if "slot" in inputs else None
+        # A slot's NPC draws from the cast and its slot only, so the cast's record can
+        # draft any slot again exactly as its own request does.
+        if slot is not None and slot >= 0:
+            self.rng = random.Random(f"{self.cast_key}|#{slot}")
+        else:
+            self.rng = random.Random(f"{seed}|{world_id}|{VERSION}")
+        if slot is None:  # a lone redraw takes a random place in the decks
+            slot = self.rng.randrange(1 << 20)
+        elif slot < 0 and inputs.get("name"):  # named by the designer: a place of its own
+            digest = hashlib.blake2b(str(inputs["name"]).lower().encode(), digest_size=4)
+            slot = NAMED_BASE + int.from_bytes(digest.digest(), "big") % NAMED_SPREAD
+        self.slot = slot
+        # A named person of the world's text takes this slot when the cast deals them here.
+        avoid = tuple(inputs.get("avoid_names", ()))
+        people = self.setting.people
+        dealt = cast_people(people, self.cast_key, avoid)
+        self.person = None if inputs.get("name") else dealt.get(slot)
         self.required_traits = [t.lower() for t in inputs.get("traits", ())]
         self.name, self.given, self.gender = self._name(inputs)
         # Fields the designer locked: later text must agree with them.
@@ -141,7 +185,8 @@ class NPCDrafter:
             self.name = str(locked["name"])
             self.given = self.name.split()[0]
         self.gender = str(locked.get("gender") or self.gender)
-        occupation = self._occupation()  # open to the (locked) gender
+        occupation = self.person.occupation if self.person else None
+        occupation = occupation or self._occupation()  # open to the (locked) gender
         self.occupation_title = _titled(occupation, self.gender) or occupation.title
         self.age = self.rng.randint(occupation.age_min, max(occupation.age_min, occupation.age_max))
         self.occupation_title = str(locked.get("occupation") or self.occupation_title)
@@ -166,12 +211,14 @@ class NPCDrafter:
             haunt=self._haunt(place),
             faction=self._own("factions", 1),
             item=self._own("items", 2),
-            other=self._other_name(),
+            other=self._other_name(self._avoid(inputs)),
             region=self.setting.regions[self.slot % len(self.setting.regions)]
             if self.setting.regions
             else "",
             relative=self._relative(),
             elder=ELDERS[(self.slot * 5 + self.rng.randrange(2)) % len(ELDERS)],
+            person=mentioned(people, self.slot, self.rng, self.name),
+            home=self.setting.home[self.slot % len(self.setting.home)] if self.setting.home else "",
             **pronouns(self.gender),
         )
 
@@ -243,8 +290,17 @@ class NPCDrafter:
             dealt = fallback
         card, size = dealt
         replaced = card is not deal(key, pool, where, order=order)[0]
-        text = card.text.format_map(self.values) if card else ""
+        text = self._articled(card.text.format_map(self.values)) if card else ""
         return Drawn(text, max(size, 1), replaced)
+
+    def _articled(self, text: str) -> str:
+        """The right article before the NPC's trade ("works as an innkeeper"), and
+        "the" for a person the world's text names (there is one parish priest)."""
+        title = self.occupation_title
+        if not title or title not in text:
+            return text
+        wanted = "the" if self.person else article(title).split()[0]
+        return re.sub(rf"\ban? (?={re.escape(title)}\b)", f"{wanted} ", text)
 
     def _table(self, table: str, position: int | None = None) -> str:
         return self._entry(table, position).text
@@ -255,22 +311,48 @@ class NPCDrafter:
         second: str,
         shift: int = 0,
         also: Callable[[Entry], bool] | None = None,
+        attempt: int = 0,
     ) -> tuple[str, str]:
-        """Two parts of one sentence, dealt so that no two slots share both."""
-        slot = self.slot + shift
+        """Two parts of one sentence, dealt so that no two slots share both;
+        ``attempt`` > 0 composes another pair for a sentence already used."""
+        slot = self.slot + shift + attempt // RECOMPOSE_ROUND
         one = self._entry(first, slot)
         position = composed_position(slot, one.size)
         if one.replaced:
             # The first part is another slot's card: move the second part off that
             # slot's too, or the two NPCs would share the whole sentence.
             position += 1 + (slot * REPLACED_STRIDE) % one.size
-        return one.text, self._entry(second, position, also).text
+        return one.text, self._entry(second, position + attempt, also).text
+
+    def _unique(self, compose: Callable[[int], str]) -> str:
+        """The first composition no NPC before this one (nor this one) has used."""
+        text = compose(0)
+        for attempt in range(1, RECOMPOSE_TRIES + 1):
+            if self.used.isdisjoint(self._keys(text)):
+                break
+            text = compose(attempt)
+        keys = self._keys(text)
+        self.used |= keys
+        self.keys |= keys
+        return text
+
+    def _keys(self, text: str) -> set[str]:
+        return {sentence_key(part, self.name) for part in sentences(text)}
+
+    def _avoid(self, inputs: Mapping[str, Any]) -> tuple[str, ...]:
+        """Names the cast's own must not take: the designer's and the library's, and
+        (nobody else is given it) the name of any person the world's text names."""
+        return (*inputs.get("avoid_names", ()), *(p.bare for p in self.setting.people))
 
     def _name(self, inputs: Mapping[str, Any]) -> tuple[str, str, str]:
         given_name = inputs.get("name")
         if given_name:
             given = given_name.split()[0]
             return given_name, given, infer_gender(self.tables, given, self.rng)
+        if self.person is not None:
+            person = self.person
+            gender = person.gender or infer_gender(self.tables, person.given, self.rng)
+            return person.name, person.given, gender
         slot = int(inputs.get("slot", 0))
         # Compute names in blocks so a cast of n NPCs does not redo the draw n times.
         block = 32 * (slot // 32 + 1)
@@ -278,16 +360,35 @@ class NPCDrafter:
             self.tables,
             self.setting.cultures,
             self.cast_key,
-            tuple(inputs.get("avoid_names", ())),
+            self._avoid(inputs),
             block,
         )
         return names[slot]
 
-    def _other_name(self) -> str:
+    def _other_name(self, avoid: tuple[str, ...]) -> str:
+        """Someone the NPC's story names who is nobody of this cast (a cast's
+        NPC must not be the one a neighbour's story has drowned)."""
         cultures = [self.tables.cultures[c] for c in self.setting.cultures]
         culture = self.rng.choice(cultures or list(self.tables.cultures.values()))
-        pool = [name for name in given_pool(culture, pick_gender(self.rng)) if name != self.given]
-        return self.rng.choice(pool) if pool else "an old friend"
+        cast = cast_names(self.tables, self.setting.cultures, self.cast_key, avoid, CAST_NAMES)
+        taken = {
+            self.given,
+            *(given for _, given, _ in cast),
+            *(p.given for p in self.setting.people),
+            *(name.split()[0] for name in avoid if name.split()),
+        }
+        gender = pick_gender(self.rng)
+        pool = [name for name in given_pool(culture, gender) if name not in taken]
+        if pool:
+            return self.rng.choice(pool)
+        # Every given name is one of the cast's (a small culture): a full name none has.
+        cast_full = {full for full, _, _ in cast} | set(avoid)
+        for _ in range(8):
+            given = self.rng.choice(given_pool(culture, gender) or (self.given,))
+            name = full_name(culture, given, gender, self.rng)
+            if name not in cast_full and given != self.given:
+                return name
+        return "an old friend"
 
     def _occupation(self) -> Occupation:
         """The world's own occupations first (up to about half the cast), then the genre's."""
@@ -351,26 +452,29 @@ class NPCDrafter:
         return options[(3 * slot + slot // max(first_size, 1)) % len(options)]
 
     def appearance(self) -> str:
-        build, hair = self._pair("builds", "hair")
-        # A third part turns at twice the pace of the second, so NPCs sharing a
-        # build and hair still differ in the eyes.
         builds = self._entry("builds").size
         features = self._entry("features").size
-        eyes = self._table("eyes", _turning(self.slot, builds, 2) + 1)
-        feature, clothing = self._pair("features", "clothing", 11)
-        wears = self._turn(WEARS, features, 11)
-        quirk, tail = self._pair("quirks", "quirk_tails", 23)
         age = self._turn(AGES, builds).format(age=self.age)
-        return " ".join(
-            [
-                _sentence(f"{_clause(build)}, {age}, with {_clause(hair)} and {_clause(eyes)}"),
-                _sentence(f"{self.given} has {_clause(feature)} and {wears} {_clause(clothing)}"),
-                _sentence(f"{self.given} {_clause(quirk)}, {_clause(tail)}"),
-            ]
-        )
+
+        def looks(attempt: int) -> str:
+            build, hair = self._pair("builds", "hair", attempt=attempt)
+            # A third part turns at twice the pace of the second, so NPCs sharing a
+            # build and hair still differ in the eyes.
+            eyes = self._table("eyes", _turning(self.slot, builds, 2) + 1 + attempt)
+            return _sentence(f"{_clause(build)}, {age}, with {_clause(hair)} and {_clause(eyes)}")
+
+        def dress(attempt: int) -> str:
+            feature, clothing = self._pair("features", "clothing", 11, attempt=attempt)
+            wears = self._turn(WEARS, features, 11)
+            return _sentence(f"{self.given} has {_clause(feature)} and {wears} {_clause(clothing)}")
+
+        def habit(attempt: int) -> str:
+            quirk, tail = self._pair("quirks", "quirk_tails", 23, attempt=attempt)
+            return _sentence(f"{self.given} {_clause(quirk)}, {_clause(tail)}")
+
+        return " ".join(self._unique(part) for part in (looks, dress, habit))
 
     def backstory(self) -> str:
-        origin, turning = self._pair("origins", "turning_points")
         # The present ends on a tie to the world's places and factions (its places
         # only, when its factions are implied rather than named).
         named = self.setting.named_factions or not self.setting.places
@@ -381,24 +485,62 @@ class NPCDrafter:
                 return regions
             return named or "{faction}" not in entry.text
 
-        present, tie = self._pair("present", "ties", 5, tie_fits)
-        return " ".join(
-            [
-                _sentence(f"{_clause(origin)}, {_clause(turning)}"),
-                _sentence(f"{_clause(present)}; {_clause(tie)}"),
-            ]
-        )
+        def past(attempt: int) -> str:
+            origin, turning = self._pair("origins", "turning_points", attempt=attempt)
+            return _sentence(f"{_clause(origin)}, {_clause(turning)}")
+
+        # About one NPC in three is tied to a named person of the world, when it has any;
+        # in a one-line setting, one whose trade and past say nothing of the place it
+        # names is tied to that place (every NPC of a lighthouse island is of it).
+        ties = "person_ties" if self.values["person"] and self.slot % 3 == 1 else "ties"
+        home = self._home_words()
+        if ties == "ties" and home:
+            said = f"{self.occupation_title} {past(0)}".lower()
+            if not any(word in said for word in home):
+                ties = "home_ties"
+
+        def present(attempt: int) -> str:
+            now, tie = self._pair("present", ties, 5, tie_fits, attempt)
+            return _sentence(f"{_clause(now)}; {_clause(tie)}")
+
+        return " ".join(self._unique(part) for part in (past, present))
+
+    def _home_words(self) -> tuple[str, ...]:
+        """The words of what a one-line setting is set in ("lighthouse", "hebrides")."""
+        words = {
+            word
+            for home in self.setting.home
+            for word in re.findall(r"[a-z][a-z'’-]{3,}", home.lower())
+            if word != "the"
+        }
+        return tuple(sorted(words))
 
     def motivation(self) -> str:
-        goal, reason = self._pair("goals", "goal_reasons", 31)
         wants = self._turn(WANTS, self._entry("goals").size, 31)
-        return _sentence(f"{self.given} {wants} {_clause(goal)}, {_clause(reason)}")
+
+        def compose(attempt: int) -> str:
+            goal, reason = self._pair("goals", "goal_reasons", 31, attempt=attempt)
+            return _sentence(f"{self.given} {wants} {_clause(goal)}, {_clause(reason)}")
+
+        return self._unique(compose)
 
     def secret(self) -> str:
-        secret, stake = self._pair("secrets", "secret_stakes", 41)
-        joint = ", " if stake.startswith(("and ", "which ", "though ")) else "; "
         opening = self._turn(TRUTHS, self._entry("secrets").size, 41)
-        return _sentence(f"{opening}{self.given} {_clause(secret)}{joint}{_clause(stake)}")
+
+        def compose(attempt: int) -> str:
+            secret, stake = self._pair("secrets", "secret_stakes", 41, attempt=attempt)
+            joint = ", " if stake.startswith(("and ", "which ", "though ")) else "; "
+            return _sentence(f"{opening}{self.given} {_clause(secret)}{joint}{_clause(stake)}")
+
+        return self._unique(compose)
+
+    def story_keys(self) -> frozenset[str]:
+        """The sentence keys of the NPC's story fields, written as ``draft`` writes them."""
+        self.appearance()
+        self.backstory()
+        self.motivation()
+        self.secret()
+        return frozenset(self.keys)
 
     def speech_style(self, traits: Sequence[str]) -> str:
         """Built from the NPC's first traits, class and trade, not picked whole."""
@@ -519,4 +661,27 @@ class ProceduralBackend(Backend):
             await asyncio.sleep(0)  # a long reply does not hold the event loop
 
     def _drafter(self, request: JSONRequest) -> NPCDrafter:
-        return NPCDrafter(self.tables, request.inputs, request.seed, request.temperature)
+        tables = self.tables
+        used = self._used_before(tables, request)
+        return NPCDrafter(tables, request.inputs, request.seed, request.temperature, used)
+
+    def _used_before(self, tables: Tables, request: JSONRequest) -> frozenset[str]:
+        """The sentences the cast's earlier slots use (all of them, for a named NPC)."""
+        inputs = request.inputs
+        if "slot" not in inputs:
+            return frozenset()
+        slot = int(inputs["slot"])
+        upto = slot if slot >= 0 else NAMED_AVOIDS
+        if upto <= 0:
+            return frozenset()
+        # What every slot's request of one cast shares, and nothing else.
+        cast = {key: inputs.get(key) for key in ("world", "cast_seed", "avoid_names")}
+        temperature = request.temperature
+        key = (_fingerprint(cast), temperature)
+
+        def draft(slot: int, used: frozenset[str]) -> frozenset[str]:
+            inputs = {**cast, "slot": slot}
+            return NPCDrafter(tables, inputs, 0, temperature, used).story_keys()
+
+        record: CastRecord = tables.casts_memo.get(key, lambda: CastRecord(draft))
+        return record.used_before(upto)

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from app.backends.procedural_deck import article
+
 # What the player is after, in the order it is checked: the first match wins.
 INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("injection", ("ignore your", "ignore all", "ignore previous", "system prompt",
@@ -289,8 +291,7 @@ def _lower_first(text: str) -> str:
 
 
 def _article(noun: str) -> str:
-    noun = noun.strip() or "worker"
-    return f"{'an' if noun[0].lower() in 'aeiou' else 'a'} {noun}"
+    return article(noun.strip() or "worker")
 
 
 def chat_reply(inputs: Mapping[str, Any], seed: int | None) -> str:

@@ -53,6 +53,13 @@ VERBS = frozenset(
 )
 
 
+def article(noun: str) -> str:
+    """``a`` or ``an`` and the noun: an innkeeper, a uniformed guard."""
+    noun = noun.strip()
+    vowel = noun[:1].lower() in "aeiou" and not noun.lower().startswith(("uni", "use", "eu"))
+    return f"{'an' if vowel else 'a'} {noun}"
+
+
 def pronouns(gender: str) -> dict[str, str]:
     """Template values for the NPC's pronouns and the verbs that follow them."""
     words = dict(_PRONOUNS.get(gender, _PRONOUNS["non-binary"]))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 
+from app.backends.procedural_deck import article
 from app.backends.procedural_world import Setting, read_world
 from app.models import World
 
@@ -170,10 +171,6 @@ def _capitalised(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _article(noun: str) -> str:
-    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
-
-
 def _uncontract(text: str) -> str:
     for short, full in _CONTRACTIONS:
         text = re.sub(rf"\b{re.escape(short)}(?![\w']){_TAG}", full, text)
@@ -216,7 +213,7 @@ class _Speaker:
         )
         values = {
             "given": given,
-            "a_occupation": _article(str(self.npc["occupation"])),
+            "a_occupation": article(str(self.npc["occupation"])),
             "address": address,
             "work": self.work,
             "wares": self.wares,

@@ -27,7 +27,7 @@ def given_pool(culture: Culture, gender: str) -> tuple[str, ...]:
     return culture.given[key] or culture.given["neutral"] or culture.given["male"]
 
 
-def _full_name(culture: Culture, given: str, gender: str, rng: random.Random) -> str:
+def full_name(culture: Culture, given: str, gender: str, rng: random.Random) -> str:
     family = ""
     if culture.family:
         index = rng.randrange(len(culture.family))
@@ -71,7 +71,7 @@ def _draw_cast_names(
         # Prefer distinct first names too; accept a repeat only when the pool runs dry.
         if given.lower() in taken_given and attempts < 40 * count:
             continue
-        full = _full_name(culture, given, gender, rng)
+        full = full_name(culture, given, gender, rng)
         if full.lower() in taken_full:
             if attempts > 400 * count:  # every combination used: number them
                 full = f"{full} {len(names) + 2}"

@@ -28,6 +28,9 @@ GENRE_MEMO_SIZE = 256
 NAMES_MEMO_SIZE = 128
 # Shuffled decks: about 60 tables per cast, for a few dozen casts.
 DECKS_MEMO_SIZE = 4096
+MEMO_NAMES = ("procedural.genres", "procedural.cast_names", "procedural.decks", "procedural.casts")
+# Casts whose sentence records are kept (each ~100 slots of a dozen sentence keys).
+CASTS_MEMO_SIZE = 32
 # Elves and androids outlive any table's idea of old age.
 NO_AGE_LIMIT = 100_000
 
@@ -139,6 +142,13 @@ class Tables:
     decks_memo: Memo[tuple[str, int], tuple[int, ...]] = field(
         default_factory=lambda: Memo("procedural.decks", DECKS_MEMO_SIZE)
     )
+    casts_memo: Memo[tuple[str, float], Any] = field(
+        default_factory=lambda: Memo("procedural.casts", CASTS_MEMO_SIZE)
+    )
+
+    def memos(self) -> tuple[Memo[Any, Any], ...]:
+        """Every memo of these tables (their names are MEMO_NAMES), for the Stats tab."""
+        return (self.genre_memo, self.names_memo, self.decks_memo, self.casts_memo)
 
     def deck_order(self, key: str, size: int) -> tuple[int, ...]:
         """The cast's shuffle of a table, worked out once for all its NPCs."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from app.backends.procedural_people import Person, mine_people
 from app.backends.procedural_period import parse_period, tech_level
 from app.backends.procedural_tables import GENERIC, Occupation, Tables
 from app.models import World
@@ -41,6 +42,8 @@ _FACTION_WORDS = (
     "cartel|clan|house|trust|bank|railroad|mining|industries|collective|circle|cult|faction|"
     "factions|wardens|riders|boys|lenders|navy|militia|party|ledger|tribunal|senate|annona"
 )
+# The last word of a place or a faction: what ends so names no person.
+_NOT_A_PERSON = re.compile(rf"^(?:{_PLACE_WORDS}|{_FACTION_WORDS})$", re.IGNORECASE)
 # A world whose whole text is shorter is a pitch, not a description.
 SHORT_SETTING = 200
 # Companies go by their names alone: Brightwater Logistics, not the Brightwater Logistics.
@@ -82,10 +85,12 @@ class Setting:
     level: int  # technology level (LEVELS index); the genre's own when no year
     places: tuple[str, ...]
     regions: tuple[str, ...]  # named regions of a one-line setting ("the Outer Hebrides")
+    home: tuple[str, ...]  # what a one-line setting is set in: its own places and regions
     factions: tuple[str, ...]
     occupations: tuple[Occupation, ...]
     cultures: tuple[str, ...]  # name cultures: the region's when the text names one
     named_factions: bool  # the text names its factions (not only implies them)
+    people: tuple[Person, ...]  # named people of the world (procedural_people)
     nouns: tuple[str, ...]  # every own noun above, lower case, for grounding checks
 
 
@@ -133,10 +138,15 @@ def _pitch_places(world: World) -> list[str]:
     text = world.detail_text()
     if len(text) > SHORT_SETTING:
         return []
+    # Its first sentence names where it is; what follows tells of its people.
+    text = re.split(r"(?<=[a-z0-9])\.\s+(?=[A-Z])", text.strip(), maxsplit=1)[0]
     places = []
-    for chunk in re.split(
-        r",|;| under | run by | above | below | on | in (?=[A-Z])| in (?=the [A-Z])", text
-    ):
+    parts = re.split(
+        r"(,|;| under | run by | above | below | on | in (?=[A-Z])| in (?=the [A-Z]))", text
+    )
+    for separator, chunk in zip(["", *parts[1::2]], parts[::2], strict=True):
+        if separator == " under " and re.fullmatch(r"(?:the )?[A-Z][a-z]+s\W*", chunk.strip()):
+            continue  # "Ravenna under the Goths": the Goths rule it, they are no place
         chunk = re.sub(
             r"\b(?:in )?(?:\d+(?:st|nd|rd|th)? ?(?:century|AD|BC)?|present day)\b", "", chunk
         )
@@ -234,6 +244,7 @@ def _read(tables: Tables, world: World) -> Setting:
     text = f"{world.era}. {world.time_period}. {detail}"
     lowered = text.lower()
     pitch = _pitch_places(world)
+    home = tuple(pitch)
     sites = [
         place
         for cue, found in tables.place_cues.items()
@@ -277,15 +288,19 @@ def _read(tables: Tables, world: World) -> Setting:
     ) or tuple(c for c in tables.genres[genre].cultures if c in tables.cultures)
     nouns = {p.lower().removeprefix("the ") for p in (*places, *factions)}
     nouns |= {o.title.lower() for o in occupations}
+    people = mine_people(tables, text, level, _NOT_A_PERSON)
+    nouns |= {p.bare.lower() for p in people}
     return Setting(
         genre=genre,
         year=period.year,
         level=level,
         places=tuple(places[:24]),
         regions=tuple(regions),
+        home=home,
         factions=tuple(factions[:16]),
         occupations=tuple(occupations),
         cultures=cultures or tuple(tables.cultures),
         named_factions=named_factions,
+        people=people,
         nouns=tuple(sorted(nouns)),
     )

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.backends.procedural_period import LEVELS, Period
+from app.backends.procedural_record import sentence_key, sentences
 from app.personality import PersonalityData
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
 TEXT_FIELDS = ("appearance", "backstory", "motivation", "secret", "speech_style")
 STORY_FIELDS = ("appearance", "backstory", "motivation", "secret")
 _WORD = re.compile(r"[a-z][a-z'-]+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'“])")
 _NUMBER_WORDS = {
     "two": 2,
     "three": 3,
@@ -66,6 +66,10 @@ _WRONG_PRONOUNS = {
     "male": ("she", "her", "hers", "herself"),
     "female": ("he", "him", "his", "himself"),
 }
+# Lower-case words inside a person's name, which name no thing of any period.
+_NAME_PARTICLES = re.compile(
+    r"\b([A-Z][\w'’-]+) (?:van|von|de|da|di|du|del|der|den|la|le|ter|ten)(?= [A-Z])"
+)
 _NEUTRAL_PRONOUNS = ("they", "them", "their", "theirs", "themselves", "themself")
 # A sentence about the NPC names nobody else when no other capitalised word and
 # none of these follow its name; only then is a pronoun surely about the NPC.
@@ -120,6 +124,7 @@ class ContentRules:
 
     tech: dict[int, re.Pattern[str] | None]
     period_only: dict[int, re.Pattern[str] | None]
+    gone_by: dict[int, re.Pattern[str] | None]
     female: dict[str, re.Pattern[str] | None]
     male: dict[str, re.Pattern[str] | None]
     grey_min_age: int
@@ -149,6 +154,15 @@ class ContentRules:
                     return word_level, word
         return None
 
+    def gone(self, level: int, text: str) -> tuple[int, str] | None:
+        """The first word of ``text`` for a thing gone by ``level`` (a reverse anachronism)."""
+        for gone_level, pattern in sorted(self.gone_by.items()):
+            if level >= gone_level:
+                word = _find(pattern, text)
+                if word:
+                    return gone_level, word
+        return None
+
     def grey(self, text: str) -> str | None:
         """The first sign of age (grey hair, a bald crown) in ``text``."""
         return _find(self.grey_hair, text)
@@ -169,6 +183,7 @@ def parse_content_rules(raw: Mapping[str, Any]) -> ContentRules:
     return ContentRules(
         tech=level_map("tech"),
         period_only=level_map("period_only"),
+        gone_by=level_map("gone_by"),
         female=places("female"),
         male=places("male"),
         grey_min_age=int(raw.get("grey_min_age", 35)),
@@ -184,17 +199,9 @@ def parse_content_rules(raw: Mapping[str, Any]) -> ContentRules:
     )
 
 
-def sentences(text: str) -> list[str]:
-    return [part.strip() for part in _SENTENCE_END.split(text.strip()) if part.strip()]
-
-
 def _masked(text: str, npc: Mapping[str, Any]) -> str:
     """A sentence with the NPC's own name and numbers blanked, to compare across NPCs."""
-    name = str(npc.get("name", ""))
-    for part in sorted({name, *name.split()}, key=len, reverse=True):
-        if len(part) > 1:
-            text = re.sub(rf"\b{re.escape(part)}\b", "X", text)
-    return re.sub(r"\d+", "#", text).strip().lower()
+    return sentence_key(text, str(npc.get("name", "")))
 
 
 def _occupation_gender(title: str) -> str | None:
@@ -255,6 +262,7 @@ def check_npc(
 
     if period.level is not None:
         for field_name, text in texts.items():
+            text = _NAME_PARTICLES.sub(r"\1", text)  # Pieter van Dyke drives no van
             later = rules.later_than(period.level, text)
             if later:
                 add(
@@ -268,6 +276,13 @@ def check_npc(
                     "out of period",
                     field_name,
                     f"'{earlier[1]}' ({LEVELS[earlier[0]]} only) in a {period.label} world",
+                )
+            gone = rules.gone(period.level, text)
+            if gone:
+                add(
+                    "out of period",
+                    field_name,
+                    f"'{gone[1]}' (gone by {LEVELS[gone[0]]}) in a {period.label} world",
                 )
     if gender in ("male", "female"):
         for place, text in (("appearance", appearance), ("occupation", occupation)):
