@@ -436,3 +436,21 @@ def test_an_owner_grants_and_revokes_an_editor_in_the_browser(tmp_path: Path) ->
     finally:
         shutdown(services, demo)
     assert services.worlds.grant_of("Gannet Rock") == WorldGrant("ann")
+
+
+async def test_the_world_of_a_signed_in_users_cast_is_theirs(
+    tmp_path: Path, make_services: MakeServices
+) -> None:
+    """A setting typed into Generate becomes a world of its own when the cast is
+    saved: the maker's, so they may fix it in the World Builder later."""
+    from app.ui.generate_tab import NO_WORLD, GenerateHandlers
+
+    services = make_services(make_settings(tmp_path, auth=ACCOUNTS, library_autosave=True))
+    handlers = GenerateHandlers(services.cast, services.worlds, tmp_path / "x", services.admission)
+    ann = services.admission.caller("ann", None)
+    setting = "A lighthouse island in the Outer Hebrides, 1890"
+    form = (NO_WORLD, None, setting, 2, "", [], "procedural", 0.9, "7")
+    [_ async for _ in handlers.generate_npcs(*form, caller=ann)]
+    await services.cast.aclose()  # the library write and the world kept with it
+    (name,) = [n for n in services.worlds.user_worlds() if "lighthouse" in n.lower()]
+    assert services.worlds.grant_of(name) == WorldGrant("ann")

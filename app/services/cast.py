@@ -81,6 +81,7 @@ class _Saver:
     world: World
     metrics: Metrics
     backend: str
+    owner: str | None = None  # whose the cast is: a world first kept with it is theirs
     report: SaveReport = field(default_factory=SaveReport)
     pending: list[NPC] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
@@ -100,7 +101,7 @@ class _Saver:
             try:
                 await self.library.save(batch)
                 if not self.world_kept:
-                    await asyncio.to_thread(self.worlds.remember, self.world)
+                    await asyncio.to_thread(self.worlds.remember, self.world, self.owner)
                     self.world_kept = True
             except Exception as exc:  # the library being down must not lose the cast
                 log.warning("cannot save %d NPCs to the library: %s", len(batch), exc)
@@ -257,7 +258,7 @@ class CastService:
             self.backends.get(plan.requested_backend), self.cache, self.metrics
         )
         saver = (
-            _Saver(self.library, self.worlds, plan.world, self.metrics, plan.backend)
+            _Saver(self.library, self.worlds, plan.world, self.metrics, plan.backend, plan.owner)
             if plan.save
             else None
         )

@@ -427,10 +427,11 @@ class WorldService:
             self.access.set(path, grant)
         return grant
 
-    def remember(self, world: World) -> None:
-        """Keep the world of a saved cast, so later edits have its context. An
-        existing user world of that name is left as it is (a cast with designer
-        notes must not overwrite the world it came from)."""
+    def remember(self, world: World, owner: str | None = None) -> None:
+        """Keep the world of a saved cast, so later edits have its context; it is
+        ``owner``'s (the cast's maker; None: the team's). An existing user world of
+        that name is left as it is (a cast with designer notes must not overwrite
+        the world it came from)."""
         with self._lock():
             if world.name in self.user_worlds():
                 return
@@ -438,7 +439,8 @@ class WorldService:
             if path.exists() and self._name_of(path) not in (None, world.name):
                 path = self._new_path(world.name)  # "Kelp-Haven" must not replace "Kelp Haven"
             self._write(path, world)
-            self.access.set(path, TEAM)  # the team's: no stale record gives it an owner
+            # Always written: no stale record of an older world there gives it an owner.
+            self.access.set(path, WorldGrant(owner) if owner else TEAM)
 
     def _name_of(self, path: Path) -> str | None:
         try:
