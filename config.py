@@ -198,6 +198,9 @@ class Settings(BaseSettings):
     default_temperature: float = Field(default=0.9, ge=0, le=2)
 
     log_level: str = "INFO"
+    # The other commands print their own summary; their logs say only what went wrong
+    # unless NPC_FORGE_LOG_LEVEL is set.
+    cli_log_level: str = "WARNING"
 
     # Sign-in and quotas (shared links, teams). Accounts: "user:password[:role]",
     # roles admin and designer; NPC_FORGE_AUTH takes several, space-separated.

@@ -196,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         print(f"error: invalid setting: {exc}".splitlines()[0], file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(settings.log_level, _secrets(settings))
+    quiet = command != "ui" and "log_level" not in settings.model_fields_set
+    configure_logging(settings.cli_log_level if quiet else settings.log_level, _secrets(settings))
     try:
         if command == "ui":
             return _run_ui(args, settings)

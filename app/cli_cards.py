@@ -103,8 +103,13 @@ async def run_cards(args: argparse.Namespace, services: Services, out: TextIO | 
             print(f"{npc.id}\t{npc.name}", file=out)
         for line in [*report.notes, *report.problems]:
             print(line, file=sys.stderr)
-        count = len(report.imported)
-        print(f"Imported {count} of {len(args.files)} files.", file=sys.stderr)
+        count, files = len(report.imported), len(args.files)
+        refused = f"; {len(report.problems)} refused" if report.problems else ""
+        print(
+            f"Imported {count} card{'s' * (count != 1)} from {files} file{'s' * (files != 1)}"
+            f"{refused}.",
+            file=sys.stderr,
+        )
         return EXIT_OK if not report.problems else EXIT_PARTIAL if count else EXIT_NONE
     scope = "its whole world" if args.world else "this NPC"
     exported = await services.exports.export(args.npc_id, scope, _format(args.format))

@@ -39,6 +39,7 @@ def test_import_then_export(
     captured = capsys.readouterr()
     npc_id, name = captured.out.split()[0], captured.out.strip().split("\t")[1]
     assert name == "Odile Marchetti" and "junk.png: the PNG is cut short" in captured.err
+    assert captured.err.splitlines()[-1] == "Imported 1 card from 2 files; 1 refused."
     out = tmp_path / "odile.card.json"
     assert main(["cards", "export", npc_id, "-f", "v2-json", "-o", str(out)]) == 0
     assert json.loads(out.read_text()) == json.loads((CARDS / "odile_v2.json").read_text())

@@ -50,8 +50,18 @@ def test_more_names_than_npcs(personalities: PersonalityData) -> None:
 
 def test_contradicting_traits_are_refused(personalities: PersonalityData) -> None:
     trait = next(t for t in personalities.traits.values() if t.opposite)
-    with pytest.raises(InputError, match="contradict"):
+    with pytest.raises(InputError) as refused:
         _plan(personalities, 2, traits=(trait.name, trait.opposite))
+    assert str(refused.value) == (
+        f"The chosen traits: '{trait.name}' and '{trait.opposite}' contradict each other; "
+        "keep one of them."
+    )
+
+
+@pytest.mark.parametrize("name", ["🐉🔥", "42", "--"])
+def test_a_name_without_letters_is_refused(personalities: PersonalityData, name: str) -> None:
+    with pytest.raises(InputError, match="has no letters; give each NPC a name"):
+        _plan(personalities, 1, names=(name,))
 
 
 def test_temperature_out_of_range(personalities: PersonalityData) -> None:
@@ -67,13 +77,17 @@ def test_name_lines_with_traits() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"), [(None, None), ("", None), ("  ", None), (7, 7), ("12", 12), (3.0, 3)]
-)
+    ("value", "expected"),
+    [
+        (None, None), ("", None), ("  ", None), (7, 7), ("12", 12), (3.0, 3), ("7.0", 7),
+        ("99999999999999999999", 99999999999999999999),  # exact, so a refusal quotes it right
+    ],
+)  # fmt: skip
 def test_whole_numbers_from_forms(value: object, expected: int | None) -> None:
     assert parse_whole_number(value, "The seed") == expected
 
 
-@pytest.mark.parametrize("value", ["1.5", 1.5, "seven", True])
+@pytest.mark.parametrize("value", ["1.5", 1.5, "seven", True, "9" * 5000, "inf"])
 def test_not_whole_numbers_say_so(value: object) -> None:
     with pytest.raises(InputError, match="The seed must be a whole number"):
         parse_whole_number(value, "The seed")

@@ -6,6 +6,7 @@ message that says what to change; nothing here calls a backend.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,10 +73,17 @@ def parse_whole_number(value: object, what: str) -> int | None:
         raise InputError(f"{what} must be a whole number; got {value!r}.")
     if isinstance(value, int):
         return value
+    text = str(value).strip()
     try:
-        number = float(str(value).strip())
+        return int(text)  # exact: a float would turn 99999999999999999999 into 1e20
+    except ValueError:
+        pass
+    try:
+        number = float(text)
     except ValueError:
         raise InputError(f"{what} must be a whole number; got {str(value)[:40]!r}.") from None
+    if not math.isfinite(number):
+        raise InputError(f"{what} must be a whole number; got {text[:40]!r}.")
     if not number.is_integer():
         raise InputError(f"{what} must be a whole number; got {number:g}.")
     return int(number)
@@ -90,10 +98,12 @@ def _check_traits(traits: Sequence[str], personalities: PersonalityData, who: st
             f"{who}: the trait {too_long[:30]!r}... is longer than {MAX_TRAIT_CHARS} characters; "
             "a trait is one or two words."
         )
-    try:
-        personalities.check_compatible(traits)
-    except InputError as exc:
-        raise InputError(f"{who}: {exc}") from None
+    conflicts = personalities.conflicts(traits)
+    if conflicts:
+        first, second = conflicts[0]
+        raise InputError(
+            f"{who}: '{first}' and '{second}' contradict each other; keep one of them."
+        )
 
 
 def plan_cast(
@@ -120,6 +130,11 @@ def plan_cast(
         )
     for named in request.named:
         checked_text(named.name, "A name")
+        if not any(ch.isalpha() for ch in named.name):
+            raise InputError(
+                f"The name {named.name[:40]!r} has no letters; give each NPC a name to be "
+                "called by (one per line)."
+            )
     too_long = next((n.name for n in request.named if len(n.name) > MAX_NAME_CHARS), None)
     if too_long is not None:
         raise InputError(

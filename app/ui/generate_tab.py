@@ -189,8 +189,13 @@ def build_generate(
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=320):
+            # Custom values: the API may name a world saved after this page was built
+            # (the handler checks every name it is given).
             world = gr.Dropdown(
-                choices, value=choices[1] if len(choices) > 1 else NO_WORLD, label="World"
+                choices,
+                value=choices[1] if len(choices) > 1 else NO_WORLD,
+                label="World",
+                allow_custom_value=True,
             )
             world_file = gr.File(
                 label="…or upload a world file (.json)", file_types=[".json"], type="filepath"
