@@ -52,6 +52,26 @@ def test_the_voice_route_speaks_what_the_card_links_to(services: Services) -> No
     assert bad.status_code == 400 and "Unknown voice" in bad.text
 
 
+def test_the_voice_route_answers_byte_ranges(services: Services) -> None:
+    """A browser reads an Ogg file's last page for its length (else the player
+    shows 0:00 / 0:00): the route answers byte ranges."""
+    client = TestClient(Starlette(routes=build_media_routes(
+        services.portraits, services.voices, services.library
+    )))  # fmt: skip
+    url = _media(services).line_url(npc(), "Hello there.").replace("&amp;", "&")
+    whole = client.get(url)
+    assert whole.headers["accept-ranges"] == "bytes"
+    size = len(whole.content)
+    tail = client.get(url, headers={"Range": "bytes=-100"})
+    assert tail.status_code == 206 and tail.content == whole.content[-100:]
+    assert tail.headers["content-range"] == f"bytes {size - 100}-{size - 1}/{size}"
+    middle = client.get(url, headers={"Range": "bytes=10-19"})
+    assert middle.status_code == 206 and middle.content == whole.content[10:20]
+    assert client.get(url, headers={"Range": "bytes=10-"}).content == whole.content[10:]
+    past = client.get(url, headers={"Range": f"bytes={size}-"})
+    assert past.status_code == 416 and past.headers["content-range"] == f"bytes */{size}"
+
+
 def test_with_sign_in_on_the_routes_answer_only_a_session(services: Services) -> None:
     app = Starlette()
     app.auth = object()  # type: ignore[attr-defined]  # what Gradio's App has when auth is set
