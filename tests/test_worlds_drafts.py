@@ -73,6 +73,34 @@ def test_a_pitch_becomes_a_whole_world_that_stays_in_its_place_and_time(tables: 
     assert World.model_validate(json.loads(world.model_dump_json())) == world
 
 
+PRIORY = "a salt-marsh monastery on the Northumbrian coast in 1250, raided by Norse pirates"
+
+
+def test_the_pitchs_own_land_and_trouble_are_in_its_world(tables: Any) -> None:
+    """Nothing the pitch says is dropped: its coast and marsh are places, its
+    raiders a faction and the first tension; the era is the period and the place."""
+    world = draft_world(PRIORY, tables)
+    assert isinstance(world.detail, dict)
+    assert world.era == "The Middle Ages, the Northumbrian coast"
+    assert world.detail["places"].startswith("The Northumbrian coast; the salt marsh; ")
+    assert world.detail["factions"].startswith("Power and loyalty are split: Norse pirates; ")
+    assert world.detail["tensions"].startswith(
+        "This place has been raided by Norse pirates, and everyone expects it again."
+    )
+
+
+async def test_a_drafted_worlds_cast_lives_in_its_places(services: Services, tables: Any) -> None:
+    """The places section is a list the generator reads item by item (it once
+    began "The places that matter:", and NPCs grew up "near the places")."""
+    from tests.casts import outcomes
+
+    world = draft_world(PRIORY, tables)
+    npcs = [o.npc for o in await outcomes(services, world, 12, seed=5) if o.npc is not None]
+    stories = " ".join(f"{npc.backstory} {npc.secret} {npc.motivation}" for npc in npcs)
+    assert "the places" not in stories.lower()
+    assert "salt marsh" in stories or "Northumbrian coast" in stories
+
+
 def test_drafts_are_seeded_and_never_repeat_a_sentence(tables: Any) -> None:
     pitches = [
         LIGHTHOUSE,

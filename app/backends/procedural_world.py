@@ -122,6 +122,11 @@ def _notable_places(world: World) -> list[str]:
     if not isinstance(world.detail, dict):
         return []
     text = next((t for k, t in world.detail.items() if "place" in k.lower()), "")
+    # "The places that matter: the cloister, the scriptorium and the guest house":
+    # a label and a list; its commas and last "and" separate the places.
+    label = re.match(r"\s*[^:;\n]{0,40}:\s*", text)
+    if label is not None:
+        text = re.sub(r",\s*(?:and\s+)?|\s+and\s+(?=the\s|an?\s)", ";", text[label.end() :])
     places = []
     for item in re.split(r";|\n", text):
         item = re.sub(r"^\s*(?:and\s+)?", "", item)

@@ -179,6 +179,41 @@ def _drawn(rng: random.Random, items: Sequence[str], count: int) -> list[str]:
     return pool[:count]
 
 
+# "on the Northumbrian coast", "in the Outer Hebrides", "a salt-marsh monastery":
+# the land a pitch names is a place of its world.
+_LAND = re.compile(
+    r"\b(?:on|by|in|near|at|off|beyond|across) (the (?:[A-Z][\w'-]+ )*"
+    r"(?:coast|shore|marsh(?:es)?|fens?|moors?|forest|woods|river|hills|mountains|highlands"
+    r"|islands?|isles?|bay|sea|lake|loch|valley|desert|steppe|plains?|Hebrides|[A-Z][\w'-]+))\b"
+)
+_LAND_WORD = re.compile(r"\b(salt[- ]marsh|marsh|fen|moor|forest|river|harbour|estuary)[- ]\w+")
+# "raided by Norse pirates", "ruled by a mad prince": who makes the pitch's trouble.
+_THREAT = re.compile(
+    r"\b(raided|plundered|besieged|burned|attacked|haunted|ruled|threatened|plagued"
+    r"|occupied|watched|terrorised|terrorized|hunted) by ((?:the |an? )?[\w' -]{3,40}?)"
+    r"(?=,|;|\.|$| and | who | in \d| since )"
+)
+_HAPPENED = {"raided", "plundered", "besieged", "burned", "attacked"}
+
+
+def _land_in(pitch: str) -> list[str]:
+    """The land a pitch names ("the Northumbrian coast", "the salt marsh")."""
+    found = [m.group(1) for m in _LAND.finditer(pitch) if not m.group(1)[4:5].isdigit()]
+    found += [f"the {m.group(1).replace('-', ' ').lower()}" for m in _LAND_WORD.finditer(pitch)]
+    return _unique(found)
+
+
+def _threats_in(pitch: str) -> list[tuple[str, str]]:
+    """(who, a tension sentence) for each trouble the pitch names."""
+    threats = []
+    for verb, who in _THREAT.findall(pitch):
+        who = who.strip()
+        tense = "has been" if verb in _HAPPENED else "is"
+        again = ", and everyone expects it again" if verb in _HAPPENED else ""
+        threats.append((who, _sentence(f"This place {tense} {verb} by {who}{again}")))
+    return threats
+
+
 def draft_seed(pitch: str, seed: int | None) -> int:
     """The same pitch and seed draft the same world."""
     digest = hashlib.blake2b(f"{seed}|{pitch.strip().lower()}".encode(), digest_size=4).digest()
@@ -197,18 +232,22 @@ def draft_world(pitch: str, tables: DraftTables, *, seed: int | None = None) -> 
 
     places = _unique([p for f in features for p in f.places_in(kind)])
     places = places or _drawn(rng, period.places, 3)
-    places = places[:5] if features else places
+    places = _unique([*_land_in(pitch), *(places[:5] if features else places)])
     local_people = _unique([p for f in features for p in f.people_in(kind)])
     people = (local_people[:8] + _drawn(rng, period.people, 8 - min(len(local_people), 6)))[:10]
-    tensions = _unique([t for f in features for t in f.tensions])[:2]
+    threats = _threats_in(pitch)  # "raided by Norse pirates": the pitch's own trouble first
+    tensions = [sentence for _, sentence in threats]
+    tensions += _unique([t for f in features for t in f.tensions])[: max(0, 2 - len(tensions))]
     tensions += _drawn(rng, period.tensions, 3 - len(tensions))
-    factions = _unique([x for f in features for x in f.factions])[:3]
+    factions = [who for who, _ in threats]
+    factions += _unique([x for f in features for x in f.factions])[: max(0, 3 - len(factions))]
     factions += _drawn(rng, period.factions, 3 - len(factions))
 
     detail = {
         "overview": f"{_sentence(clause)} The time is {time}, in {period.label}. The technology "
         f"of the day: {period.technology}.",
-        "places": f"The places that matter: {_listed(places)}.",
+        # One place an item: the generator reads the section as a list.
+        "places": _sentence("; ".join(places)),
         "people": f"Among the people here are {_listed([_article(p) for p in people])}.",
         "factions": f"Power and loyalty are split: {'; '.join(factions)}.",
         "daily_life": " ".join(_drawn(rng, period.daily_life, 2)),
@@ -221,7 +260,9 @@ def draft_world(pitch: str, tables: DraftTables, *, seed: int | None = None) -> 
         "tone": _sentence(period.tone),
         "content": CONTENT_RULE,
     }
-    era = f"{period.label[:1].upper()}{period.label[1:]}: {clause}"[:500]
+    # The era is the period, and where when the pitch says; the whole pitch is the overview's.
+    where = _land_in(pitch)
+    era = f"{period.label[:1].upper()}{period.label[1:]}" + (f", {where[0]}" if where else "")
     return World(
         name=setting_name(pitch), era=era, time_period=time, detail=detail, guardrails=guardrails
     )
