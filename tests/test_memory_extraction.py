@@ -118,11 +118,12 @@ def test_procedural_extraction_keeps_facts_in_the_third_person() -> None:
         "memories": [
             {"text": "Tom said their sister lives in Harrow Bay.", "importance": 7},
             {"text": "I told Tom: I will have their sword ready by Friday.", "importance": 8},
-            {"text": "Tom asked: Can I keep a secret?", "importance": 8},
             {"text": "Tom said they hid 30 gold coins under the mill.", "importance": 9},
             {"text": "Tom said they like apples.", "importance": 5},
         ]
     }
+    # "Can you keep a secret?" states nothing: recalled later, a question outranked
+    # the answer the player wanted ("ada asked: Who poisoned Tertia, do I think?").
     assert extract_memories({"messages": messages, "player": "Tom"}) == result  # deterministic
     nameless = extract_memories({"messages": messages[:1]})
     assert nameless["memories"][0]["text"] == "The player said their sister lives in Harrow Bay."

@@ -94,3 +94,34 @@ def test_a_fact_told_is_acknowledged_not_forgotten() -> None:
     assert "Harrow Bay, you say?" in reply and "nothing worth remembering" not in reply
     met = _reply("I met Old Bertha at the Crooked Anchor.")
     assert "Old Bertha and Crooked Anchor, you say?" in met
+
+
+def test_its_own_pronouns_become_first_person() -> None:
+    """Aldric's profile says "his brothers": Aldric says "my brothers"."""
+    assert "I came to the abbey after the storm that drowned my brothers." in _reply(
+        "Where are you from?", npc={**NPC, "gender": "male"}
+    )
+    prima = {
+        **NPC,
+        "name": "Prima Domitia",
+        "gender": "female",
+        "motivation": "Prima wants Gnaeus to pay for what he did to her sister.",
+        "relationships": [{**NPC["relationships"][0], "target_name": "Gnaeus Varro",  # type: ignore[dict-item]
+                           "description": "Gnaeus betrayed her to the magistrate"}],
+    }  # fmt: skip
+    want = chat_reply({"npc": prima, "world": WORLD, "message": "What do you want?"}, 7)
+    assert "I want Gnaeus to pay for what he did to my sister." in want
+    tie = chat_reply({"npc": prima, "world": WORLD, "message": "Tell me about Gnaeus."}, 7)
+    assert "Gnaeus Varro? Gnaeus betrayed me to the magistrate." in tie
+
+
+def test_a_conversation_does_not_repeat_its_lines() -> None:
+    """A sample line is said once per conversation while there are fresh ones (the
+    same catchphrase closed almost every reply)."""
+    history: list[dict[str, str]] = []
+    for message in ["Hello!", "Nice weather.", "The harvest was poor.", "The nets are torn."]:
+        reply = _reply(message, history=history)
+        history += [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]
+    said = " ".join(turn["content"] for turn in history if turn["role"] == "assistant")
+    for line in NPC["sample_lines"]:  # type: ignore[union-attr]
+        assert said.count(str(line)) <= 1

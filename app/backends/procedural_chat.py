@@ -51,6 +51,9 @@ STOP_WORDS = frozenset(
      # Words of asking about a memory, not what it is about.
      "remember", "recall", "told", "tell", "said", "know", "forget", "forgot")
 )  # fmt: skip
+# Short answers in kind, for when an NPC has said its lines already.
+ASIDES = ("Go on.", "Is that so?", "Hm. And then?", "That's the way of it.", "Say more.",
+          "I'd not thought of it like that.", "If you say so.", "Well, there it is.")  # fmt: skip
 FIRST_PERSON = {"has": "have", "is": "am", "was": "was", "does": "do", "goes": "go"}
 
 
@@ -120,16 +123,17 @@ def _words(text: str) -> set[str]:
 def _second_person(memory: str, player: str | None) -> str:
     """A memory as the NPC says it to the player it is about."""
     text = memory.strip().rstrip(".")
-    leads = ["The player said that ", "The player said ", "The player told me "]
-    if player:
-        leads += [f"{player} said that ", f"{player} said "]
-    for lead in leads:
-        if text.startswith(lead):
+    who = ["the player", *([player] if player else [])]
+    told = [f"{w} said that " for w in who] + [f"{w} said " for w in who] + ["The player told me "]
+    mine = [f"I told {w}: " for w in who] + [f"I told {w} " for w in who]
+    for lead, say in [(lead, "You told me") for lead in told] + [(m, "I told you") for m in mine]:
+        if text.lower().startswith(lead.lower()):
             text = text[len(lead) :]
             text = re.sub(r"\btheir\b", "your", text)
             text = re.sub(r"\bthey are\b", "you are", text)
+            text = re.sub(r"\bthem\b", "you", text)
             text = re.sub(r"\bthey\b", "you", text)
-            return f"You told me {text}."
+            return f"{say} {_lower_first(text)}."
     return f"I remember this: {_lower_first(text)}."
 
 
@@ -138,15 +142,52 @@ def _first_sentence(text: str) -> str:
     return (match.group(1) if match else text.strip()).strip()
 
 
-def _mine(sentence: str, name: str) -> str:
+# The NPC's own pronouns in its third-person profile, by gender: said by the NPC,
+# "for the sake of his sister" is "for the sake of my sister".
+PRONOUNS = {"male": ("he", "him", "his", "himself"), "female": ("she", "her", "her", "herself")}
+# After "her", these words mean it is the object ("betrayed her to the guard").
+_NOT_A_NOUN = frozenset((
+    "to", "and", "for", "with", "in", "on", "at", "the", "a", "an", "that", "when", "because",
+    "again", "if", "about", "from", "into", "out", "up", "down", "off", "over", "than", "as",
+    "so", "but", "or", "once", "twice",
+))  # fmt: skip
+
+
+def _first_person(text: str, gender: str) -> str:
+    """The NPC's third-person pronouns turned into its own (he/she, him/her, his/her)."""
+    if gender not in PRONOUNS:
+        return text
+    subject, obj, possessive, reflexive = PRONOUNS[gender]
+
+    def swap(match: re.Match[str]) -> str:
+        word, following = match.group(1), match.group(2) or ""
+        lower = word.lower()
+        if lower == reflexive:
+            mine = "myself"
+        elif lower == subject:
+            mine = "I"
+        elif lower == possessive and (lower != obj or following.lower() not in _NOT_A_NOUN):
+            mine = "my" if following else "me"
+        else:
+            mine = "me"
+        if word[0].isupper() and mine != "I":
+            mine = mine.capitalize()
+        return mine + (f" {following}" if following else "")
+
+    words = "|".join(sorted({subject, obj, possessive, reflexive}, key=len, reverse=True))
+    return re.sub(rf"\b({words})\b(?: ([A-Za-z']+))?", swap, text, flags=re.IGNORECASE)
+
+
+def _mine(sentence: str, name: str, gender: str = "unknown") -> str:
     """A sentence about the NPC in the third person, said by the NPC itself.
 
     The full name first, then any part of it ("Brother Aldric" is "Aldric" in
-    his own backstory)."""
+    his own backstory), then its pronouns."""
     text = sentence.replace(name, "I")
     for part in sorted(name.split(), key=len, reverse=True):
         if len(part) > 2:
             text = re.sub(rf"\b{re.escape(part)}\b(?!')", "I", text)
+    text = _first_person(text, gender)
     return re.sub(r"\bI ([a-z]+s)\b", lambda m: f"I {_base_form(m.group(1))}", text)
 
 
@@ -174,11 +215,32 @@ class ChatDrafter:
         turn = int(inputs.get("turn", len(self.history)))
         self.rng = random.Random(f"chat|{seed}|{self.npc.get('id')}|{turn}|{self.message}")
         self.name = str(self.npc.get("name", "someone"))
+        self.gender = str(self.npc.get("gender", "unknown")).lower()
         self.voice = _voice(self.npc.get("personality_traits", ()), self.rng)
+        self.said = " ".join(
+            str(turn.get("content", "")) for turn in self.history if turn.get("role") == "assistant"
+        )
 
-    def _line(self) -> str:
+    def _line(self, *, fresh_only: bool = False) -> str:
+        """A sample line, one not said yet in this conversation when there is one
+        (a catchphrase in every reply is a tic, not a character)."""
         lines = list(self.npc.get("sample_lines") or ())
-        return self.rng.choice(lines) if lines else ""
+        fresh = [line for line in lines if line not in self.said]
+        if fresh:
+            return self.rng.choice(fresh)
+        return "" if fresh_only or not lines else self.rng.choice(lines)
+
+    def _mine(self, sentence: str) -> str:
+        return _mine(sentence, self.name, self.gender)
+
+    def _aside(self) -> str:
+        """Something not said yet when the sample lines are used up: a word of its
+        world, or a short reply in kind."""
+        detail = self.world.get("detail") or ""
+        text = " ".join(detail.values()) if isinstance(detail, dict) else str(detail)
+        news = [s for s in re.split(r"(?<=[.!?])\s+", text) if 20 < len(s) < 200]
+        fresh = [s for s in [*news, *ASIDES] if s not in self.said]
+        return self.rng.choice(fresh) if fresh else self._line() or "Hm."
 
     def _address(self) -> str:
         return f", {self.player}" if self.player and self.rng.random() < 0.5 else ""
@@ -209,7 +271,7 @@ class ChatDrafter:
                 if tie.get("secret"):
                     return f"{other}? I hardly know them. Why do you ask?"
                 about = str(tie.get("description") or f"{tie.get('type')} of mine").rstrip(".")
-                return f"{other}? {_mine(about, self.name)}."
+                return f"{other}? {self._mine(about)}."
         return None
 
     def _place(self) -> str:
@@ -233,7 +295,8 @@ class ChatDrafter:
             ))  # fmt: skip
         if intent == "greeting":
             lines = list(npc.get("sample_lines") or ())
-            return lines[0] if lines else f"Well met{self._address()}."
+            first = lines[0] if lines and lines[0] not in self.said else self._line(fresh_only=True)
+            return first or f"Well met{self._address()}."
         if intent == "farewell":
             return self.rng.choice(("Go carefully.", "Until next time, then.", "Off you go."))
         if intent == "identity":
@@ -242,14 +305,14 @@ class ChatDrafter:
         if intent == "work":
             return f"I'm {_article(str(npc.get('occupation', 'worker')))}. {self._line()}".strip()
         if intent == "motive":
-            want = _mine(str(npc.get("motivation", "")), self.name)
+            want = self._mine(str(npc.get("motivation", "")))
             return want if self.voice.terse else f"Since you ask: {_lower_first(want)}"
         if intent == "past":
-            return _mine(_first_sentence(str(npc.get("backstory", ""))), self.name)
+            return self._mine(_first_sentence(str(npc.get("backstory", ""))))
         if intent == "secret":
             pushed = any(word in self.message.lower() for word in PRESSURE)
             if pushed and self._probes() >= PROBES_BEFORE_A_SLIP:
-                secret = _mine(str(npc.get("secret", "")), self.name)
+                secret = self._mine(str(npc.get("secret", "")))
                 return f"...Fine. Keep your voice down. {secret} Tell no one."
             return self.rng.choice((
                 "Secrets? Everyone has a few. Mine are my own.",
@@ -270,17 +333,22 @@ class ChatDrafter:
             return self._place()
         memory = self._relevant_memory()
         if memory is not None:
-            return (
-                f"{_second_person(str(memory.get('text', '')), self.player)} {self._line()}".strip()
-            )
-        return self._line() or "Hm."
+            return _second_person(str(memory.get("text", "")), self.player)
+        return self._line(fresh_only=True) or self._aside()
 
     def reply(self) -> str:
         body = " ".join(self.body().split())
         plain = _intent(self.message) in ("secret", "farewell", "injection")
-        if plain or self.voice.terse or self.rng.random() < 0.5:
-            return f"{body}{self.voice.closer}".strip()
-        return f"{self.voice.opener} {body}{self.voice.closer}".strip()
+        # An opener or sign-off is a habit, not a refrain: each at most once in the
+        # last few replies.
+        recent = " ".join(
+            str(t.get("content", "")) for t in self.history[-6:] if t.get("role") == "assistant"
+        )
+        closer = self.voice.closer if self.voice.closer.strip() not in recent else ""
+        opener = self.voice.opener if self.voice.opener not in recent else ""
+        if plain or not opener or self.voice.terse or self.rng.random() < 0.5:
+            return f"{body}{closer}".strip()
+        return f"{opener} {body}{closer}".strip()
 
 
 def _lower_first(text: str) -> str:

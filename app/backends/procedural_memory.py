@@ -263,6 +263,8 @@ def extract_memories(inputs: Mapping[str, Any]) -> dict[str, Any]:
         for sentence in _sentences(str(message.get("content", ""))):
             if role == "assistant" and _echoes(sentence):
                 continue
+            if sentence.rstrip().endswith("?"):
+                continue  # a question states nothing (and recalled, it outranks the answer)
             signals = fact_signals(sentence)
             if not signals:
                 continue
