@@ -83,7 +83,7 @@ async def test_no_line_repeats_across_a_cast_and_its_variants(services: Services
     ]
     lines = await services.dialogue.get_dialogues(requests)
     texts = [line.line for line in lines]
-    assert all(texts) and len(texts) == 10 * 21 * 3
+    assert all(texts) and len(texts) == 10 * (len(SITUATIONS) + 1) * 3
     assert len(set(texts)) == len(texts)
     assert not any("{" in (t or "") for t in texts)  # every blank filled
 
@@ -95,3 +95,27 @@ async def test_formal_speakers_do_not_contract(services: Services) -> None:
     text = " ".join(line.line or "" for line in lines)
     assert not re.search(r"\b(I'm|don't|can't|won't|you're|it's)\b", text), text
     assert "do not I?" not in text
+
+
+async def test_a_refused_bribe_is_refused_and_a_sly_one_taken(services: Services) -> None:
+    """Every temperament's "refuses a bribe" refuses (it answered "Oh, that's
+    lovely."); offered one, the honest refuse and the sly pocket it."""
+    tempers = {
+        "warm": ["kind", "generous", "cheerful"],
+        "gruff": ["rude", "grumpy", "impatient"],
+        "wary": ["nervous", "timid", "cautious"],
+        "sly": ["cunning", "greedy", "manipulative"],
+    }
+    npcs = {name: make_npc(f"{name.title()} Hobb", personality_traits=traits)
+            for name, traits in tempers.items()}  # fmt: skip
+    tables = _tables(services)
+    for situation, kind in (("refuses a bribe", "refusal"), ("is offered a bribe", "bribe")):
+        assert tables.kind(situation)[0] == kind
+        requests = [LineRequest(npc, situation, 1) for npc in npcs.values()]
+        lines = [line.line or "" for line in await services.dialogue.get_dialogues(requests)]
+        for attitude, text in zip(tempers, lines, strict=True):
+            leads = tables.kinds[kind].lead[attitude]
+            assert any(text.startswith(lead.split("{")[0]) for lead in leads), (attitude, text)
+    assert not any(
+        lead.startswith(("Well. That", "Into my")) for lead in tables.kinds["refusal"].lead["sly"]
+    )

@@ -37,9 +37,11 @@ TAIL_CHANCE = 0.35
 # Kinds whose body may be a remark on the time of day the situation names.
 TIMED_KINDS = frozenset({"greeting", "farewell", "idle_bark", "other"})
 # Checked in this order: "steals from the stall" is a crime before it is a sale.
+# A refusal of anything ("refuses a bribe", "refuses to sell below their price") is a
+# refusal before it is a bribe or a sale.
 KIND_ORDER = (
-    "question", "crime_reaction", "combat_bark", "quest_done", "quest_offer", "farewell",
-    "greeting", "barter", "rumour", "idle_bark",
+    "question", "crime_reaction", "combat_bark", "refusal", "bribe", "quest_done", "quest_offer",
+    "farewell", "greeting", "barter", "rumour", "idle_bark",
 )  # fmt: skip
 _TOPIC = re.compile(
     r"\b(?:asked|asks|asking|questions?|inquires?|wants to know)\s+about\s+(.+)", re.I
