@@ -49,6 +49,12 @@ def _npc(**fields: object) -> dict[str, object]:
         ({"gender": "female", "occupation": "ploughman"}, "gender"),
         ({"occupation": "Vestal attendant"}, "gender"),
         ({"age": 22, "appearance": "Greying temples and sharp eyes."}, "age"),
+        ({"age": 39, "appearance": "Wild white hair that sticks up like thistledown."}, "age"),
+        (
+            {"gender": "female", "appearance": "She wears a bowler hat brushed until it shines."},
+            "gender",
+        ),
+        ({"gender": "female", "appearance": "A monk's habit with a frayed hem."}, "gender"),
         ({"age": 25, "backstory": "Gaius spent thirty years at sea."}, "age"),
         ({"age": 17, "appearance": "A neat row of healed arrow wounds."}, "scars"),
         ({"backstory": "Gaius sends a telegram to his sister."}, "anachronism"),
@@ -61,6 +67,11 @@ def test_each_rule_finds_its_contradiction(
     rules: ContentRules, fields: dict[str, object], rule: str
 ) -> None:
     assert rule in {f.rule for f in check_npc(_npc(**fields), ROMAN, rules)}
+
+
+def test_prematurely_white_is_no_contradiction(rules: ContentRules) -> None:
+    early = _npc(age=39, appearance="Prematurely white hair after a bad winter in the mountains.")
+    assert check_npc(early, ROMAN, rules) == []
 
 
 def test_period_words_and_class(rules: ContentRules) -> None:

@@ -196,3 +196,22 @@ def test_a_rich_world_has_no_one_line_home(services: Services) -> None:
         assert read_world(tables, load_world_file(path, JSONFileCache())).home == ()
     ravenna = read_world(tables, _setting("Ravenna under the Goths, 6th century"))
     assert ravenna.home == ("Ravenna",)  # the Goths rule it; they are no place
+
+
+async def test_who_could_hold_a_post_then_holds_it_and_origins_fit_the_class(
+    services: Services,
+) -> None:
+    """A designer's reading of Rome and the Hebrides: charioteers, army pensioners
+    and Free Church ministers were men; a patrician was not born in a tenement,
+    a slum child does not say "my landlord" as the landlord."""
+    men_only = {"charioteer", "army pensioner", "Free Church minister"}
+    low_only = ("six to a room", "born a slave", "running errands for anyone", "grew up a serf")
+    rome = load_world_file(WORLDS_DIR / "roman_empire.json", JSONFileCache())
+    for world in (rome, _setting(SETTINGS[2]), _setting(SETTINGS[0])):
+        for seed in (1, 2):
+            for npc in await _cast(services, world, 60, seed=seed):
+                if npc.occupation in men_only:
+                    assert npc.gender == "male", (npc.name, npc.occupation)
+                if "landlord" in npc.occupation:
+                    assert "My landlord" not in " ".join(npc.sample_lines)
+                    assert not any(phrase in npc.backstory for phrase in low_only), npc.name

@@ -129,6 +129,8 @@ class ContentRules:
     male: dict[str, re.Pattern[str] | None]
     grey_min_age: int
     grey_hair: re.Pattern[str] | None
+    white_min_age: int
+    white_hair: re.Pattern[str] | None
     age_words: tuple[tuple[re.Pattern[str] | None, int], ...]
     war_scars: re.Pattern[str] | None
     fighting_life: re.Pattern[str] | None
@@ -188,6 +190,8 @@ def parse_content_rules(raw: Mapping[str, Any]) -> ContentRules:
         male=places("male"),
         grey_min_age=int(raw.get("grey_min_age", 35)),
         grey_hair=_phrase(raw.get("grey_hair", ())),
+        white_min_age=int(raw.get("white_min_age", 50)),
+        white_hair=_phrase(raw.get("white_hair", ())),
         age_words=tuple(
             (_phrase(entry["words"]), int(entry["min_age"])) for entry in raw.get("age_words", ())
         ),
@@ -298,6 +302,9 @@ def check_npc(
         grey = rules.grey(appearance)
         if grey and age < rules.grey_min_age:
             add("age", "appearance", f"'{grey}' at {age}")
+        white = _find(rules.white_hair, appearance)
+        if white and age < rules.white_min_age and "prematurely" not in appearance.lower():
+            add("age", "appearance", f"'{white}' at {age} (needs {rules.white_min_age})")
         for pattern, min_age in rules.age_words:
             word = _find(pattern, f"{story} {occupation}")
             if word and age < min_age:
