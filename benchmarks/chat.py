@@ -92,6 +92,7 @@ def _fill(store: MemoryStore, npc_id: str, total: int) -> float:
                     created_at=created,
                     last_accessed=created,
                     player=rng.choice(("Ann", "Bob", None)),
+                    owner=("ann", "bob", None)[i % 3],
                 )
             )
         store.add(memories, embeddings=list(_unit_vectors(size, start)))
@@ -141,6 +142,16 @@ async def _latency_at(size: int, embedder: MiniLMEmbeddings, rows: list[Row]) ->
                 f"{size:,}:   same, one player's and shared (2/3 of them)",
                 _ms(*_percentiles(samples)),
             )
+        )
+        samples = []
+        for vector in vectors[:100]:
+            started = time.perf_counter()
+            store.candidates(
+                "npc-bench", "", n=50, owners=("ann", ""), query_embedding=list(vector)
+            )
+            samples.append((time.perf_counter() - started) * 1000)
+        rows.append(
+            (f"{size:,}:   same, one user's and the team's (2/3)", _ms(*_percentiles(samples)))
         )
         service = MemoryService(
             lambda: store, cache=SearchCache(4096, 300.0), clock=lambda: T0 + DAY

@@ -163,7 +163,13 @@ class FakeRecall:
         self.queries: list[tuple[str, str, str | None]] = []
 
     async def retrieve(
-        self, npc_id: str, query: str, *, player: str | None = None, k: int | None = None
+        self,
+        npc_id: str,
+        query: str,
+        *,
+        player: str | None = None,
+        owners: Sequence[str] | None = None,
+        k: int | None = None,
     ) -> list[str]:
         self.queries.append((npc_id, query, player))
         return self.texts
@@ -176,10 +182,12 @@ class FakeWriter:
     def __init__(self) -> None:
         self.seen: list[Message] = []
 
-    async def observe(self, npc_id: str, player: str | None, message: Message) -> None:
+    async def observe(
+        self, npc_id: str, player: str | None, message: Message, *, owner: str | None = None
+    ) -> None:
         self.seen.append(message)
 
-    async def flush(self, npc_id: str, player: str | None) -> None:
+    async def flush(self, npc_id: str, player: str | None, *, owner: str | None = None) -> None:
         return None
 
 

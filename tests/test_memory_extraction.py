@@ -24,7 +24,7 @@ from app.errors import BackendCapabilityError, ConfigError
 from app.models import MEMORY_TASK, REFLECTION_TASK
 from app.services.extraction import MemoryWriter, SkipRules, WriterOptions
 from app.services.memory import MemoryService
-from app.store.memory_store import Memory
+from app.store.memory_store import Memory, Owners, visible
 from tests.conftest import FakeSleep, make_settings
 from tests.doubles import FakeClock, ScriptedBackend, guarded, invalid_reply, until
 
@@ -197,17 +197,28 @@ class ListStore:
         self.memories.update({m.id: m for m in memories})
 
     def since(
-        self, npc_id: str, after: float | None, kinds: Sequence[str], *, texts: bool = False
+        self,
+        npc_id: str,
+        after: float | None,
+        kinds: Sequence[str],
+        *,
+        texts: bool = False,
+        owners: Owners = None,
     ) -> list[Memory]:
         return [
             m
             for m in self.memories.values()
-            if m.npc_id == npc_id and m.kind in kinds and (after is None or m.created_at > after)
+            if m.npc_id == npc_id
+            and m.kind in kinds
+            and (after is None or m.created_at > after)
+            and visible(m, owners)
         ]
 
-    def newest_created(self, npc_id: str, kind: str) -> float | None:
+    def newest_created(self, npc_id: str, kind: str, owners: Owners = None) -> float | None:
         times = [
-            m.created_at for m in self.memories.values() if m.npc_id == npc_id and m.kind == kind
+            m.created_at
+            for m in self.memories.values()
+            if m.npc_id == npc_id and m.kind == kind and visible(m, owners)
         ]
         return max(times) if times else None
 

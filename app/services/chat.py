@@ -6,6 +6,11 @@ world, relationships) is prepared, the reply streams through the backend's
 guard, and the finished exchange is saved and handed to the memory writer in
 the background, never holding the reply back. One conversation answers one
 message at a time, so two browser sessions on it never interleave.
+
+Whose: a ``Chatter`` says who is talking. A conversation they start is theirs
+(``owner``), the memories made from it are theirs, and a reply recalls only
+their own memories and the team's; they open only the conversations their
+``owners`` allow (a designer: their own and the team's; an admin: all).
 """
 
 from __future__ import annotations
@@ -36,7 +41,13 @@ class Recall(Protocol):
     """What the chat needs from the memory service."""
 
     async def retrieve(
-        self, npc_id: str, query: str, *, player: str | None = None, k: int | None = None
+        self,
+        npc_id: str,
+        query: str,
+        *,
+        player: str | None = None,
+        owners: Sequence[str] | None = None,
+        k: int | None = None,
     ) -> Sequence[Any]: ...
 
     def fit_prompt(self, memories: Sequence[Any]) -> list[Any]: ...
@@ -45,9 +56,30 @@ class Recall(Protocol):
 class TurnWriter(Protocol):
     """What the chat hands finished turns to (memory extraction)."""
 
-    async def observe(self, npc_id: str, player: str | None, message: Message) -> Any: ...
+    async def observe(
+        self, npc_id: str, player: str | None, message: Message, *, owner: str | None = None
+    ) -> Any: ...
 
-    async def flush(self, npc_id: str, player: str | None) -> Any: ...
+    async def flush(self, npc_id: str, player: str | None, *, owner: str | None = None) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Chatter:
+    """Who is chatting: ``owner`` is whose their new conversations and memories
+    are (the signed-in user; None = the team's, without sign-in); ``owners`` are
+    whose conversations they may open ("" = the team's; None = everyone's)."""
+
+    owner: str | None = None
+    owners: tuple[str, ...] | None = None
+
+
+ANYONE = Chatter()  # the CLI, direct calls and an app without sign-in
+
+
+def recalled(owner: str | None) -> tuple[str, ...] | None:
+    """Whose memories a reply in ``owner``'s conversation draws on: theirs and the
+    team's (everyone's for a conversation of the team's, as before owners existed)."""
+    return (owner, "") if owner else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,17 +194,21 @@ class ChatService:
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- conversations -------------------------------------------------------------
-    async def new_conversation(self, npc_id: str, player: str | None = None) -> Conversation:
+    async def new_conversation(
+        self, npc_id: str, player: str | None = None, chatter: Chatter = ANYONE
+    ) -> Conversation:
         await self.library.get(npc_id)  # a clear error for an unknown NPC
-        conversation = self.store.new(npc_id, _player(player))
+        conversation = self.store.new(npc_id, _player(player), chatter.owner)
         await asyncio.to_thread(self.store.save, conversation)
         return conversation
 
-    async def conversations(self, npc_id: str) -> list[Conversation]:
-        return await asyncio.to_thread(self.store.list, npc_id)
+    async def conversations(self, npc_id: str, chatter: Chatter = ANYONE) -> list[Conversation]:
+        return await asyncio.to_thread(self.store.list, npc_id, chatter.owners)
 
-    async def conversation(self, npc_id: str, conversation_id: str) -> Conversation:
-        return await asyncio.to_thread(self.store.load, npc_id, conversation_id)
+    async def conversation(
+        self, npc_id: str, conversation_id: str, chatter: Chatter = ANYONE
+    ) -> Conversation:
+        return await asyncio.to_thread(self.store.load, npc_id, conversation_id, chatter.owners)
 
     def _lock(self, npc_id: str, conversation_id: str) -> asyncio.Lock:
         key = (npc_id, conversation_id)
@@ -191,6 +227,7 @@ class ChatService:
         *,
         player: str | None = None,
         backend: str | None = None,
+        chatter: Chatter = ANYONE,
     ) -> AsyncIterator[ChatUpdate]:
         """Say ``message`` to the NPC; yields the reply as it streams, then done."""
         text = checked_text(message or "", "The message").strip()
@@ -198,21 +235,26 @@ class ChatService:
             raise InputError("Type something to say first.")
         text, notice = cut_message(text, self.limits.max_message_chars)
         if not conversation_id:
-            conversation_id = (await self.new_conversation(npc_id, player)).id
+            conversation_id = (await self.new_conversation(npc_id, player, chatter)).id
         async with self._lock(npc_id, conversation_id):
             # Read under the lock: the latest version, after any reply it waited for.
-            conversation = await self.conversation(npc_id, conversation_id)
+            conversation = await self.conversation(npc_id, conversation_id, chatter)
             said = self.store.message("user", text, _player(player) or conversation.player)
             conversation.messages.append(said)
             async for update in self._answer(conversation, backend, notice):
                 yield update
 
     async def regenerate(
-        self, npc_id: str, conversation_id: str, *, backend: str | None = None
+        self,
+        npc_id: str,
+        conversation_id: str,
+        *,
+        backend: str | None = None,
+        chatter: Chatter = ANYONE,
     ) -> AsyncIterator[ChatUpdate]:
         """Answer the last message again (the old last reply is replaced)."""
         async with self._lock(npc_id, conversation_id):
-            conversation = await self.conversation(npc_id, conversation_id)
+            conversation = await self.conversation(npc_id, conversation_id, chatter)
             while conversation.messages and conversation.messages[-1].role == "assistant":
                 conversation.messages.pop()
             if not conversation.messages:
@@ -221,13 +263,18 @@ class ChatService:
                 yield update
 
     async def edit(
-        self, npc_id: str, conversation_id: str, message_id: str, text: str
+        self,
+        npc_id: str,
+        conversation_id: str,
+        message_id: str,
+        text: str,
+        chatter: Chatter = ANYONE,
     ) -> Conversation:
         text = checked_text(text or "", "The message").strip()
         if not text:
             raise InputError("A message cannot be empty; delete it instead.")
         async with self._lock(npc_id, conversation_id):
-            conversation = await self.conversation(npc_id, conversation_id)
+            conversation = await self.conversation(npc_id, conversation_id, chatter)
             conversation.message(message_id).content = cut_message(
                 text, self.limits.max_message_chars
             )[0]
@@ -235,31 +282,35 @@ class ChatService:
             return conversation
 
     async def delete_message(
-        self, npc_id: str, conversation_id: str, message_id: str
+        self, npc_id: str, conversation_id: str, message_id: str, chatter: Chatter = ANYONE
     ) -> Conversation:
         async with self._lock(npc_id, conversation_id):
-            conversation = await self.conversation(npc_id, conversation_id)
+            conversation = await self.conversation(npc_id, conversation_id, chatter)
             target = conversation.message(message_id)
             conversation.messages = [m for m in conversation.messages if m.id != target.id]
             await asyncio.to_thread(self.store.save, conversation)
             return conversation
 
-    async def end(self, npc_id: str, conversation_id: str) -> None:
+    async def end(self, npc_id: str, conversation_id: str, chatter: Chatter = ANYONE) -> None:
         """The conversation is over for now: extract what is left to remember."""
-        conversation = await self.conversation(npc_id, conversation_id)
+        conversation = await self.conversation(npc_id, conversation_id, chatter)
         if self.writer is not None:
-            await self.writer.flush(npc_id, conversation.player)
+            await self.writer.flush(npc_id, conversation.player, owner=conversation.owner)
 
     async def _prepare(self, npc_id: str) -> tuple[NPC, World]:
         npc = await self.library.get(npc_id)
         world = await asyncio.to_thread(self.worlds.world_for, npc.world)
         return npc, world
 
-    async def _remember(self, npc_id: str, query: str, player: str | None) -> Sequence[Any]:
+    async def _remember(
+        self, npc_id: str, query: str, player: str | None, owner: str | None
+    ) -> Sequence[Any]:
         if self.recall is None:
             return []
         try:
-            found = await self.recall.retrieve(npc_id, query, player=player, k=self.limits.memories)
+            found = await self.recall.retrieve(
+                npc_id, query, player=player, owners=recalled(owner), k=self.limits.memories
+            )
             return self.recall.fit_prompt(found)  # within the prompt's memory budget
         except Exception as exc:  # no memories is better than no reply
             log.warning("memory retrieval failed for %s: %s", npc_id, exc)
@@ -273,7 +324,9 @@ class ChatService:
         # even if the backend then fails) all happen at the same time.
         (npc, world), memories, _ = await asyncio.gather(
             self._prepare(conversation.npc_id),
-            self._remember(conversation.npc_id, last.content, conversation.player),
+            self._remember(
+                conversation.npc_id, last.content, conversation.player, conversation.owner
+            ),
             asyncio.to_thread(self.store.save, conversation),
         )
         request = self._request(npc, world, memories, conversation)
@@ -319,11 +372,12 @@ class ChatService:
         if self.writer is None:
             return
         writer, npc_id, player = self.writer, conversation.npc_id, conversation.player
+        owner = conversation.owner
 
         async def observe() -> None:
             for message in (said, answer):
                 await writer.observe(
-                    npc_id, player, {"role": message.role, "content": message.content}
+                    npc_id, player, {"role": message.role, "content": message.content}, owner=owner
                 )
 
         task = asyncio.get_running_loop().create_task(observe())

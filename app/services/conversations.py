@@ -3,6 +3,11 @@
 ``<data>/chats/<npc id>/<conversation id>.json``, written atomically, so a
 conversation survives restarts and two app instances on one data directory
 read whole files only.
+
+Each conversation records its owner, the signed-in user who started it (None
+= the team's: without sign-in, or from before owners existed). Reads take
+``owners``, whose conversations the caller may open ("" = the team's; None =
+everyone's); anyone else's is "not found", as if it did not exist.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +40,7 @@ class Conversation(BaseModel):
     id: str
     npc_id: str
     player: str | None = None
+    owner: str | None = None  # the signed-in user who started it; None = the team's
     created_at: float
     updated_at: float
     messages: list[ChatMessage] = Field(default_factory=list)
@@ -44,6 +50,10 @@ class Conversation(BaseModel):
             if message.id == message_id:
                 return message
         raise InputError(f"No message {message_id!r} in this conversation; pick one from the list.")
+
+    def seen_by(self, owners: Sequence[str] | None) -> bool:
+        """Whether a caller who sees ``owners``' conversations sees this one."""
+        return owners is None or (self.owner or "") in owners
 
     @property
     def title(self) -> str:
@@ -69,13 +79,14 @@ class ConversationStore:
         conversation = _checked_id(conversation_id, "The conversation id")
         return self.directory / npc / f"{conversation}.json"
 
-    def new(self, npc_id: str, player: str | None) -> Conversation:
+    def new(self, npc_id: str, player: str | None, owner: str | None = None) -> Conversation:
         now = self._clock()
         _checked_id(npc_id, "The NPC id")
         return Conversation(
             id=f"chat-{uuid.uuid4().hex[:12]}",
             npc_id=npc_id,
             player=player,
+            owner=owner or None,
             created_at=now,
             updated_at=now,
         )
@@ -89,36 +100,43 @@ class ConversationStore:
             player=player,
         )
 
-    def load(self, npc_id: str, conversation_id: str) -> Conversation:
+    def load(
+        self, npc_id: str, conversation_id: str, owners: Sequence[str] | None = None
+    ) -> Conversation:
         path = self._path(npc_id, conversation_id)
+        missing = InputError(f"No conversation {conversation_id!r} with this NPC; start a new one.")
         try:
-            return Conversation.model_validate(read_json_bytes(path.read_bytes()))
+            found = Conversation.model_validate(read_json_bytes(path.read_bytes()))
         except FileNotFoundError:
-            raise InputError(
-                f"No conversation {conversation_id!r} with this NPC; start a new one."
-            ) from None
+            raise missing from None
         except (ValueError, ValidationError) as exc:  # a damaged file: say which
             raise InputError(f"The conversation file {path.name} is damaged ({exc}).") from None
+        if not found.seen_by(owners):  # someone else's: as if it did not exist
+            raise missing
+        return found
 
     def save(self, conversation: Conversation) -> None:
         conversation.updated_at = self._clock()
         path = self._path(conversation.npc_id, conversation.id)
         atomic_write_bytes(path, conversation.model_dump_json().encode())
 
-    def list(self, npc_id: str) -> list[Conversation]:
-        """The NPC's conversations, newest first (damaged files are skipped)."""
+    def list(self, npc_id: str, owners: Sequence[str] | None = None) -> list[Conversation]:
+        """The NPC's conversations that ``owners`` see, newest first (damaged files
+        are skipped)."""
         folder = self.directory / _checked_id(npc_id, "The NPC id")
         found = []
         for path in folder.glob("*.json") if folder.is_dir() else ():
             try:
-                found.append(Conversation.model_validate(read_json_bytes(path.read_bytes())))
+                conversation = Conversation.model_validate(read_json_bytes(path.read_bytes()))
             except (OSError, ValueError, ValidationError):
                 continue
+            if conversation.seen_by(owners):
+                found.append(conversation)
         return sorted(found, key=lambda c: c.updated_at, reverse=True)
 
-    def delete_all(self, npc_id: str) -> int:
+    def delete_all(self, npc_id: str, owners: Sequence[str] | None = None) -> int:
         removed = 0
-        for conversation in self.list(npc_id):
+        for conversation in self.list(npc_id, owners):
             self._path(npc_id, conversation.id).unlink(missing_ok=True)
             removed += 1
         return removed

@@ -310,8 +310,9 @@ class MemoryWriter:
         self._backend_for = backend_for
         self._backend = backend
         self._npc_name = npc_name
-        self._buffers: dict[tuple[str, str], _Buffer] = {}
-        self._reflecting: set[str] = set()
+        # Per (npc, player, owner): one user's conversations are never mixed with another's.
+        self._buffers: dict[tuple[str, str, str], _Buffer] = {}
+        self._reflecting: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self.extractions = 0  # backend calls made (repairs not counted)
         self.failures = 0
@@ -334,21 +335,27 @@ class MemoryWriter:
             npc_name=npc_name,
         )
 
-    def pending(self, npc_id: str, player: str | None) -> int:
+    def pending(self, npc_id: str, player: str | None, owner: str | None = None) -> int:
         """Messages waiting for the next extraction."""
         with self._lock:
-            buffer = self._buffers.get((npc_id, player or ""))
+            buffer = self._buffers.get((npc_id, player or "", owner or ""))
             return len(buffer.messages) if buffer else 0
 
     async def observe(
-        self, npc_id: str, player: str | None, message: Mapping[str, Any]
+        self,
+        npc_id: str,
+        player: str | None,
+        message: Mapping[str, Any],
+        *,
+        owner: str | None = None,
     ) -> list[Memory]:
         """Note one message of a conversation; every K turns, extract (one call).
+        The memories are ``owner``'s (the signed-in chatter; None = the team's).
         Returns what was stored (empty until a batch is extracted)."""
         role, content = str(message.get("role", "")), str(message.get("content", ""))
         if role not in ROLES or not content.strip():
             return []
-        key = (npc_id, player or "")
+        key = (npc_id, player or "", owner or "")
         reason = self.rules.reason(content)
         with self._lock:
             buffer = self._buffers.setdefault(key, _Buffer([]))
@@ -361,9 +368,9 @@ class MemoryWriter:
             log.debug(
                 "memory: %s's message skipped as small talk (%s): %.60r", role, reason, content
             )
-        return await self.flush(npc_id, player) if due else []
+        return await self.flush(npc_id, player, owner=owner) if due else []
 
-    def _take(self, key: tuple[str, str]) -> list[Message]:
+    def _take(self, key: tuple[str, str, str]) -> list[Message]:
         with self._lock:
             buffer = self._buffers.get(key)
             if buffer is None:
@@ -371,7 +378,7 @@ class MemoryWriter:
             taken, buffer.messages, buffer.turns = buffer.messages, [], 0
             return taken
 
-    def _put_back(self, key: tuple[str, str], messages: list[Message]) -> None:
+    def _put_back(self, key: tuple[str, str, str], messages: list[Message]) -> None:
         with self._lock:
             buffer = self._buffers.setdefault(key, _Buffer([]))
             merged = messages + buffer.messages
@@ -389,11 +396,14 @@ class MemoryWriter:
         except NPCForgeError:
             return "the NPC"
 
-    async def flush(self, npc_id: str, player: str | None) -> list[Memory]:
+    async def flush(
+        self, npc_id: str, player: str | None, *, owner: str | None = None
+    ) -> list[Memory]:
         """Extract what the buffered messages hold (one backend call), then reflect
-        when due. Returns the memories stored, reflections included. A failure is
-        logged and the messages wait for the next flush."""
-        key = (npc_id, player or "")
+        when due (on ``owner``'s memories only). Returns the memories stored,
+        reflections included. A failure is logged and the messages wait for the
+        next flush."""
+        key = (npc_id, player or "", owner or "")
         messages = self._take(key)
         if not messages:
             return []
@@ -416,6 +426,7 @@ class MemoryWriter:
                     importance=noted.importance,
                     kind="dialogue",
                     player=player,
+                    owner=owner,
                 )
                 for noted in extracted.memories[:MAX_EXTRACTED]
             ]
@@ -428,15 +439,16 @@ class MemoryWriter:
         except BaseException:  # a bug or a cancelled task: keep the messages, then raise
             self._put_back(key, messages)
             raise
-        return stored + await self._reflect_if_due(npc_id, name)
+        return stored + await self._reflect_if_due(npc_id, name, owner)
 
-    async def _reflect_if_due(self, npc_id: str, name: str) -> list[Memory]:
+    async def _reflect_if_due(self, npc_id: str, name: str, owner: str | None) -> list[Memory]:
+        mine = (npc_id, owner or "")
         with self._lock:
-            if npc_id in self._reflecting:  # another flush of this NPC is at it
+            if mine in self._reflecting:  # another flush of this NPC and owner is at it
                 return []
-            self._reflecting.add(npc_id)
+            self._reflecting.add(mine)
         try:
-            recent = await self.memory.since_reflection(npc_id, texts=True)
+            recent = await self.memory.since_reflection(npc_id, texts=True, owners=(owner or "",))
             total = sum(m.importance for m in recent)
             if total < self.options.reflection_threshold:
                 return []
@@ -459,6 +471,7 @@ class MemoryWriter:
                     kind="reflection",
                     created_at=covered,
                     metadata={"sources": [m.id for m in sources]},
+                    owner=owner,
                 )
                 for noted in reflected.reflections[:MAX_REFLECTIONS]
             ]
@@ -473,7 +486,7 @@ class MemoryWriter:
             return []
         finally:
             with self._lock:
-                self._reflecting.discard(npc_id)
+                self._reflecting.discard(mine)
 
 
 __all__ = [

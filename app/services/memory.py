@@ -1,8 +1,8 @@
 """An NPC's long-term memory: store, retrieve (as in Generative Agents), import.
 
 Retrieval asks Chroma for the ``candidates`` memories closest in meaning to
-the query (only this NPC's, and only this player's plus those shared by every
-player), then re-ranks them by
+the query (only this NPC's, only this player's plus those shared by every
+player, and only the owners' the caller may see), then re-ranks them by
 
     score = w_recency * recency + w_importance * importance + w_relevance * relevance
 
@@ -17,7 +17,12 @@ as relevant and never lift a recent off-topic memory over the old one that
 answers (benchmarks/chat.py: recall@5 44% ungated, 98% gated, 95% plain cosine).
 The same words stored twice come back once.
 
-Caching: the candidates of a (npc, player, query) are kept in a TTL LRU, and
+Owners: every memory records the signed-in user whose conversation (or import)
+it came from; None is the team's (memories made without sign-in or before
+owners existed). Reads take ``owners`` (None = everyone's, e.g. an admin's
+memory panel); a chat recalls its owner's memories and the team's.
+
+Caching: the candidates of a (npc, player, owners, query) are kept in a TTL LRU, and
 every hit is re-ranked with the newest access times, so a hit returns what a
 fresh search would. Any write to an NPC's memories (add, import, clear) drops
 that NPC's entries; touching ``last_accessed`` does not, because the service
@@ -57,7 +62,9 @@ from app.store.memory_store import (
     Candidate,
     Memory,
     MemoryKind,
+    Owners,
     memory_id,
+    owners_key,
 )
 from config import setting_default
 from utils.counters import Counters
@@ -96,6 +103,7 @@ class MemoryDraft(BaseModel):
     speaker: str | None = None
     created_at: float | None = None  # None = now
     metadata: dict[str, Any] = Field(default_factory=dict)
+    owner: str | None = None  # the signed-in user it came from; None = the team's
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +315,7 @@ def token_budget(memories: Sequence[T], max_tokens: int) -> list[T]:
 
 
 # -- the search cache ---------------------------------------------------------------
-CacheKey = tuple[str, str, str]  # (npc_id, player or "", query)
+CacheKey = tuple[str, str, str, str]  # (npc_id, player or "", owners, query)
 Found = Prepared
 
 
@@ -634,8 +642,9 @@ class MemoryService:
         created = now if draft.created_at is None else draft.created_at
         player = " ".join((draft.player or "").split()) or None
         speaker = " ".join((draft.speaker or "").split()) or None
+        owner = draft.owner or None
         return Memory(
-            id=memory_id(npc_id, player, draft.kind, text, created, speaker),
+            id=memory_id(npc_id, player, draft.kind, text, created, speaker, owner),
             npc_id=npc_id,
             text=text,
             kind=draft.kind,
@@ -645,6 +654,7 @@ class MemoryService:
             player=player,
             speaker=speaker,
             metadata=dict(draft.metadata),
+            owner=owner,
         )
 
     def _changed(self, npc_id: str) -> None:
@@ -675,6 +685,16 @@ class MemoryService:
             self._changed(npc_id)
         return memories
 
+    async def clear_owned(self, npc_id: str, owner: str) -> int:
+        """Forget ``owner``'s memories of the NPC (the team's and others' stay); the
+        number deleted. Pending touches of them are ignored by the store."""
+        npc_id = self._checked_npc(npc_id)
+        if not owner:
+            raise InputError("Say whose memories to forget.")
+        deleted: int = await self._run(self.store.delete_owned, npc_id, owner)
+        self._changed(npc_id)
+        return deleted
+
     async def clear(self, npc_id: str) -> int:
         """Forget everything the NPC remembers; the number of memories deleted."""
         npc_id = self._checked_npc(npc_id)
@@ -700,14 +720,19 @@ class MemoryService:
             )
         return k
 
-    async def _search(self, key: CacheKey, player: str | None) -> Found:
-        npc_id, _, query = key
+    async def _search(self, key: CacheKey, player: str | None, owners: Owners) -> Found:
+        npc_id, _, _, query = key
         generation = self.cache.generation(npc_id)
         with self._lock:
             self._reading[npc_id] += 1
         try:
             found: list[Candidate] = await self._run(
-                self.store.candidates, npc_id, query, n=self.policy.candidates, player=player
+                self.store.candidates,
+                npc_id,
+                query,
+                n=self.policy.candidates,
+                player=player,
+                owners=owners,
             )
         finally:
             with self._lock:
@@ -718,8 +743,10 @@ class MemoryService:
         self.cache.put(key, result, generation)
         return result
 
-    async def _candidates(self, npc_id: str, player: str | None, query: str) -> Found:
-        key: CacheKey = (npc_id, player or "", query)
+    async def _candidates(
+        self, npc_id: str, player: str | None, owners: Owners, query: str
+    ) -> Found:
+        key: CacheKey = (npc_id, player or "", owners_key(owners), query)
         hit = self.cache.get(key)
         if hit is not None:
             return hit
@@ -728,7 +755,7 @@ class MemoryService:
         with self._lock:
             flight = self._flights.get(key)
             if flight is None or flight.done() or flight.get_loop() is not loop:
-                flight = loop.create_task(self._search(key, player))
+                flight = loop.create_task(self._search(key, player, owners))
                 self._flights[key] = flight
                 flight.add_done_callback(lambda task: self._landed(key, task))
         return await asyncio.shield(flight)
@@ -750,19 +777,21 @@ class MemoryService:
         query: str,
         *,
         player: str | None = None,
+        owners: Owners = None,
         k: int | None = None,
         now: float | None = None,
         touch: bool = True,
     ) -> list[ScoredMemory]:
         """The k memories that best fit ``query`` (default k from settings, at most
-        max_k), best first. ``now`` is the time of the access (default: the clock);
-        with ``touch`` their ``last_accessed`` becomes ``now``."""
+        max_k), best first, of the ``owners`` given ("" = the team's; None = anyone's).
+        ``now`` is the time of the access (default: the clock); with ``touch`` their
+        ``last_accessed`` becomes ``now``."""
         npc_id = self._checked_npc(npc_id)
         query = self._checked_query(query)
         k = self._checked_k(k)
         player = " ".join((player or "").split()) or None
         now = self._clock() if now is None else now
-        candidates = await self._candidates(npc_id, player, query)
+        candidates = await self._candidates(npc_id, player, owners, query)
         ranked = candidates.rank(self.policy, now=now, accessed=self._access_times(npc_id), limit=k)
         if touch and ranked:
             self._touch(npc_id, ranked, now)
@@ -780,16 +809,20 @@ class MemoryService:
         """The memories that fit the configured prompt budget, in rank order."""
         return token_budget(memories, self.prompt_tokens)
 
-    async def count(self, npc_id: str) -> int:
-        result: int = await self._run(self.store.count, self._checked_npc(npc_id))
+    async def count(self, npc_id: str, owners: Owners = None) -> int:
+        result: int = await self._run(self.store.count, self._checked_npc(npc_id), owners)
         return result
 
-    async def list_memories(self, npc_id: str, limit: int = 100) -> list[Memory]:
+    async def list_memories(
+        self, npc_id: str, limit: int = 100, *, owners: Owners = None
+    ) -> list[Memory]:
         """The NPC's newest memories first, at most ``limit`` (1-10,000)."""
         npc_id = self._checked_npc(npc_id)
         if not 1 <= limit <= MAX_LIST:
             raise InputError(f"List between 1 and {MAX_LIST:,} memories; got {limit}.")
-        found: list[Memory] = await self._run(self.store.list_memories, npc_id, limit=limit)
+        found: list[Memory] = await self._run(
+            self.store.list_memories, npc_id, limit=limit, owners=owners
+        )
         accessed = self._access_times(npc_id)
         return [
             replace(m, last_accessed=accessed[m.id])
@@ -798,22 +831,25 @@ class MemoryService:
             for m in found
         ]
 
-    async def since_reflection(self, npc_id: str, *, texts: bool = False) -> list[Memory]:
+    async def since_reflection(
+        self, npc_id: str, *, texts: bool = False, owners: Owners = None
+    ) -> list[Memory]:
         """Memories from conversations (observation, dialogue) created after the NPC's
-        newest reflection. Read from the store each time, so it survives a restart
-        and cannot drift from what is stored."""
+        newest reflection (both of the ``owners``: one user's reflections are made
+        from their conversations). Read from the store each time, so it survives a
+        restart and cannot drift from what is stored."""
         npc_id = self._checked_npc(npc_id)
 
         def read() -> list[Memory]:
             store = self.store
-            last = store.newest_created(npc_id, "reflection")
-            return store.since(npc_id, last, EXPERIENCED, texts=texts)
+            last = store.newest_created(npc_id, "reflection", owners)
+            return store.since(npc_id, last, EXPERIENCED, texts=texts, owners=owners)
 
         found: list[Memory] = await self._run(read)
         return found
 
-    async def importance_since_reflection(self, npc_id: str) -> int:
-        return sum(m.importance for m in await self.since_reflection(npc_id))
+    async def importance_since_reflection(self, npc_id: str, owners: Owners = None) -> int:
+        return sum(m.importance for m in await self.since_reflection(npc_id, owners=owners))
 
     async def flush_touches(self) -> None:
         """Wait until every access time recorded so far is in the store."""
@@ -824,7 +860,9 @@ class MemoryService:
         self._touches.close()
 
     # -- import -------------------------------------------------------------------
-    def _parse_line(self, npc_id: str, raw: str, player: str | None) -> Memory:
+    def _parse_line(
+        self, npc_id: str, raw: str, player: str | None, owner: str | None = None
+    ) -> Memory:
         try:
             record = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -854,7 +892,7 @@ class MemoryService:
         if len(orjson.dumps(user)) > MAX_USER_METADATA_BYTES:
             raise ValueError(f"the other fields take more than {MAX_USER_METADATA_BYTES:,} bytes")
         return Memory(
-            id=memory_id(npc_id, who, kind, text, created, speaker),
+            id=memory_id(npc_id, who, kind, text, created, speaker, owner),
             npc_id=npc_id,
             text=text,
             kind=kind,
@@ -864,13 +902,20 @@ class MemoryService:
             player=who,
             speaker=speaker,
             metadata=user,
+            owner=owner,
         )
 
     async def import_jsonl(
-        self, npc_id: str, lines: Iterable[str], *, player: str | None = None
+        self,
+        npc_id: str,
+        lines: Iterable[str],
+        *,
+        player: str | None = None,
+        owner: str | None = None,
     ) -> ImportReport:
         """One memory per JSON line: ``{"text", "created_at" (ISO-8601), "importance"?
         1-10, "kind"?, "speaker"?, "player"?}``; other fields are kept as metadata.
+        The memories are ``owner``'s (None = the team's; a file cannot say whose).
         A bad line is reported by number and costs no other line. Importing a file
         twice stores each memory once."""
         npc_id = self._checked_npc(npc_id)
@@ -891,7 +936,7 @@ class MemoryService:
             if not raw.strip():
                 continue
             try:
-                memory = self._parse_line(npc_id, raw, player)
+                memory = self._parse_line(npc_id, raw, player, owner or None)
             except (ValueError, TypeError, InputError) as exc:
                 bad += 1
                 if len(problems) < MAX_LISTED_PROBLEMS:

@@ -1,7 +1,7 @@
 """NPC memories in ChromaDB: one ``memories-<digest>`` collection per NPC.
 
 One document per memory: the text is what gets embedded; the metadata holds
-the fields retrieval ranks on (``npc_id``, ``player``, ``kind``,
+the fields retrieval ranks on (``npc_id``, ``player``, ``owner``, ``kind``,
 ``importance``, ``created_at``, ``last_accessed``, ``speaker``) and the user's
 own fields from an import as one JSON string, so they come back exactly as
 given (types included) and can never collide with ours.
@@ -19,6 +19,13 @@ A memory without a player (a reflection, most imports) is stored with
 players in Python, over-fetching until enough of the player's own and the
 shared memories are found (exact, and one query when the NPC talks mostly
 with one player), again to keep ``where`` off the search path.
+
+``owner`` is the signed-in user whose conversation a memory came from
+(``player`` is only the name they typed). ``""`` (and no key at all, as
+memories written before owners existed) is the team's. Reads take ``owners``,
+the owners whose memories a caller may see (None = everyone's), and filter
+them in Python the same way as players: with sign-in, a team NPC that many
+users talk to still costs one unfiltered search per retrieval.
 
 Calls are synchronous, like Chroma's client; the memory service runs them in
 threads. Writes go in batches under Chroma's limit, never one call per memory.
@@ -55,6 +62,10 @@ _ANY_PLAYER = ""
 MAX_FETCH = 4000
 R = TypeVar("R")
 _USER = "user_json"
+OWNER = "owner"
+TEAM = ""  # the owner of the team's memories (and of those made before owners existed)
+# The owners whose memories a caller sees ("" = the team's); None = everyone's.
+Owners = Sequence[str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +83,7 @@ class Memory:
     speaker: str | None = None
     # The user's own fields (from an import), returned as given.
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    owner: str | None = None  # the signed-in user it came from; None = the team's
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +97,7 @@ class Memory:
             "player": self.player,
             "speaker": self.speaker,
             "metadata": dict(self.metadata),
+            "owner": self.owner,
         }
 
     def as_import_line(self) -> dict[str, Any]:
@@ -101,11 +114,20 @@ class Memory:
 
 
 def memory_id(
-    npc_id: str, player: str | None, kind: str, text: str, created_at: float, speaker: str | None
+    npc_id: str,
+    player: str | None,
+    kind: str,
+    text: str,
+    created_at: float,
+    speaker: str | None,
+    owner: str | None = None,
 ) -> str:
     """Ids follow from content, so adding the same memory twice (a retried write,
-    a file imported again) replaces it instead of storing a duplicate."""
-    key = "\x1f".join([npc_id, player or "", kind, text, repr(created_at), speaker or ""])
+    a file imported again) replaces it instead of storing a duplicate. The owner is
+    part of it (the team's ids are as before owners existed), so two users
+    importing one file each keep their own copy instead of taking the other's."""
+    parts = [npc_id, player or "", kind, text, repr(created_at), speaker or ""]
+    key = "\x1f".join([*parts, owner] if owner else parts)
     return "mem-" + hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
 
 
@@ -121,6 +143,7 @@ def _metadata(memory: Memory) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "npc_id": memory.npc_id,
         "player": memory.player or _ANY_PLAYER,
+        OWNER: memory.owner or TEAM,
         "kind": memory.kind,
         "importance": int(memory.importance),
         "created_at": float(memory.created_at),
@@ -146,6 +169,7 @@ def _memory(memory_id: str, text: str | None, meta: Mapping[str, Any]) -> Memory
         player=str(meta.get("player") or "") or None,
         speaker=str(meta.get("speaker") or "") or None,
         metadata=orjson.loads(str(user)) if user else {},
+        owner=str(meta.get(OWNER) or "") or None,
     )
 
 
@@ -172,8 +196,20 @@ def _fetch_size(n: int, share: float) -> int:
     return min(MAX_FETCH, max(n, math.ceil(n / max(share, 1 / 64) * 1.2)))
 
 
-def _allowed(memory: Memory, player: str | None) -> bool:
-    return player is None or memory.player is None or memory.player == player
+def _allowed(memory: Memory, player: str | None, owners: Owners) -> bool:
+    return (player is None or memory.player is None or memory.player == player) and visible(
+        memory, owners
+    )
+
+
+def visible(memory: Memory, owners: Owners) -> bool:
+    """Whether a caller who sees ``owners``' memories ("" = the team's) sees this one."""
+    return owners is None or (memory.owner or TEAM) in owners
+
+
+def owners_key(owners: Owners) -> str:
+    """``owners`` as one text, for keys (the same set gives the same text)."""
+    return "\x00all" if owners is None else "\x1f".join(sorted(owners))
 
 
 class MemoryStore:
@@ -197,8 +233,8 @@ class MemoryStore:
         self.batch = min(batch, ADD_BATCH)
         self.embedder = embedder if embedder is not None else MiniLMEmbeddings(threads=threads)
         self._handles: dict[str, Collection] = {}
-        # Per (npc, player): the share of search results that were theirs or shared.
-        self._shares: dict[tuple[str, str], float] = {}
+        # Per (npc, player, owners): the share of search results that were theirs or shared.
+        self._shares: dict[tuple[str, str, str], float] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -336,10 +372,12 @@ class MemoryStore:
         *,
         n: int,
         player: str | None = None,
+        owners: Owners = None,
         query_embedding: Sequence[float] | None = None,
     ) -> list[Candidate]:
         """Up to ``n`` of the NPC's memories closest in meaning to ``query``: the
-        player's own and those shared by every player (all of them when no player)."""
+        player's own and those shared by every player (all of them when no player),
+        of the ``owners`` given (everyone's when None)."""
 
         def search(collection: Collection) -> list[Candidate]:
             vector: Sequence[float] = (
@@ -347,7 +385,7 @@ class MemoryStore:
                 if query_embedding is None
                 else [float(x) for x in query_embedding]
             )
-            key = (npc_id, player or "")
+            key = (npc_id, player or "", owners_key(owners))
             with self._lock:
                 share = self._shares.get(key, 1.0)
             fetch = _fetch_size(n, share)
@@ -365,7 +403,7 @@ class MemoryStore:
                     Candidate(_memory(i, d, m), float(distance))
                     for i, d, m, distance in zip(ids, documents, metadatas, distances, strict=True)
                 ]
-                allowed = [c for c in found if _allowed(c.memory, player)]
+                allowed = [c for c in found if _allowed(c.memory, player, owners)]
                 if found:
                     with self._lock:  # the next search of this player starts the right size
                         self._shares[key] = len(allowed) / len(found)
@@ -377,15 +415,21 @@ class MemoryStore:
 
         return self._read(npc_id, search, [])
 
-    def count(self, npc_id: str) -> int:
-        return self._read(npc_id, lambda collection: collection.count(), 0)
+    def count(self, npc_id: str, owners: Owners = None) -> int:
+        if owners is None:
+            return self._read(npc_id, lambda collection: collection.count(), 0)
+        return self._read(
+            npc_id,
+            lambda c: sum(visible(m, owners) for m in _rows(c.get(include=["metadatas"]))),
+            0,
+        )
 
-    def list_memories(self, npc_id: str, *, limit: int) -> list[Memory]:
+    def list_memories(self, npc_id: str, *, limit: int, owners: Owners = None) -> list[Memory]:
         """The NPC's newest memories first. Chroma keeps no order, so every
         memory's metadata is read and sorted; only the texts shown are read."""
 
         def newest(collection: Collection) -> list[Memory]:
-            rows = _rows(collection.get(include=["metadatas"]))
+            rows = [m for m in _rows(collection.get(include=["metadatas"])) if visible(m, owners)]
             top = sorted(rows, key=lambda m: (-m.created_at, m.id))[:limit]
             if not top:
                 return []
@@ -396,7 +440,13 @@ class MemoryStore:
         return self._read(npc_id, newest, [])
 
     def since(
-        self, npc_id: str, after: float | None, kinds: Sequence[str], *, texts: bool = False
+        self,
+        npc_id: str,
+        after: float | None,
+        kinds: Sequence[str],
+        *,
+        texts: bool = False,
+        owners: Owners = None,
     ) -> list[Memory]:
         """The NPC's memories of these kinds created after ``after`` (all when None)."""
         clauses: list[dict[str, Any]] = [{"kind": {"$in": list(kinds)}}]
@@ -405,18 +455,34 @@ class MemoryStore:
         where: Any = clauses[0] if len(clauses) == 1 else {"$and": clauses}
         include: Any = ["metadatas", "documents"] if texts else ["metadatas"]
         return self._read(
-            npc_id, lambda collection: _rows(collection.get(where=where, include=include)), []
+            npc_id,
+            lambda collection: [
+                m for m in _rows(collection.get(where=where, include=include)) if visible(m, owners)
+            ],
+            [],
         )
 
-    def newest_created(self, npc_id: str, kind: str) -> float | None:
+    def newest_created(self, npc_id: str, kind: str, owners: Owners = None) -> float | None:
         """When the NPC's newest memory of a kind was created, or None."""
 
         def newest(collection: Collection) -> float | None:
-            found = collection.get(where={"kind": kind}, include=["metadatas"])
-            times = [float(str(meta["created_at"])) for meta in found["metadatas"] or ()]
+            found = _rows(collection.get(where={"kind": kind}, include=["metadatas"]))
+            times = [m.created_at for m in found if visible(m, owners)]
             return max(times) if times else None
 
         return self._read(npc_id, newest, None)
+
+    def delete_owned(self, npc_id: str, owner: str) -> int:
+        """Forget one user's memories of an NPC (the team's and others' stay); the
+        number deleted. A ``where`` here is fine: it reads one NPC's collection."""
+
+        def delete(collection: Collection) -> int:
+            ids = collection.get(where={OWNER: owner}, include=[])["ids"]
+            for part in _chunks(ids, self.batch):
+                collection.delete(ids=ids[part])
+            return len(ids)
+
+        return self._read(npc_id, delete, 0)
 
 
 __all__ = [
@@ -426,6 +492,9 @@ __all__ = [
     "Memory",
     "MemoryKind",
     "MemoryStore",
+    "Owners",
     "collection_name",
     "memory_id",
+    "owners_key",
+    "visible",
 ]

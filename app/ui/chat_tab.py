@@ -12,7 +12,7 @@ import orjson
 
 from app.errors import InputError
 from app.services.admission import Admission
-from app.services.chat import ChatService, ChatUpdate, memory_text
+from app.services.chat import ANYONE, ChatService, Chatter, ChatUpdate, memory_text
 from app.services.chat_exports import (
     as_memory_lines,
     conversation_markdown,
@@ -28,7 +28,9 @@ from app.ui.errors import required_npc_id, user_errors, warn
 from app.ui.identity import caller_of, library_seen_by
 from app.ui.media_routes import CardMedia
 
-MEMORY_COLUMNS = ["memory", "recency", "importance", "relevance", "gate", "score"]
+MEMORY_COLUMNS = ["memory", "recency", "importance", "relevance", "gate", "score", "owner"]
+SCORES = MEMORY_COLUMNS[1:-1]
+TEAM = "team"  # how the memory panel shows a memory that is nobody's in particular
 NEW = "(new conversation)"
 ChatOutputs = tuple[list[dict[str, str]], dict[str, Any], list[list[Any]], str, str]
 
@@ -43,8 +45,9 @@ def _bubbles(conversation: Conversation, streaming: str | None = None) -> list[d
 def _memory_rows(memories: Sequence[Any]) -> list[list[Any]]:
     rows = []
     for memory in memories:
-        scores = [round(float(getattr(memory, name, 0.0)), 3) for name in MEMORY_COLUMNS[1:]]
-        rows.append([memory_text(memory), *scores])
+        scores = [round(float(getattr(memory, name, 0.0)), 3) for name in SCORES]
+        owner = getattr(getattr(memory, "memory", memory), "owner", None)
+        rows.append([memory_text(memory), *scores, owner or TEAM])
     return rows
 
 
@@ -82,6 +85,14 @@ class ChatHandlers:
         self.admission.chat_message(caller)
         return chosen
 
+    def _chatter(self, request: gr.Request | None) -> Chatter:
+        """Whose the caller's conversations and memories are, and whose they see:
+        a designer their own and the team's, an admin everyone's."""
+        if self.admission is None:
+            return ANYONE
+        caller = caller_of(self.admission, request)
+        return Chatter(self.admission.owner(caller), self.admission.viewer(caller).owners)
+
     def _library(self, request: gr.Request | None) -> Library:
         """The library as the caller sees it (their own NPCs and the team's)."""
         return library_seen_by(self.library, self.admission, request)
@@ -108,7 +119,7 @@ class ChatHandlers:
         if not npc_id:
             return [], gr.update(choices=[NEW], value=NEW), [], "", ""
         npc = await self._library(request).get(_npc_id(npc_id))
-        conversations = await self.chat.conversations(npc.id)
+        conversations = await self.chat.conversations(npc.id, self._chatter(request))
         choices = [(NEW, NEW), *(_choice(c) for c in conversations)]
         latest = conversations[0] if conversations else None
         value = latest.id if latest else NEW
@@ -121,16 +132,15 @@ class ChatHandlers:
     ) -> Any:
         if not npc_id or not conversation_id or conversation_id == NEW:
             return []
-        return _bubbles(
-            await self.chat.conversation(await self._npc(npc_id, request), conversation_id)
-        )
+        npc = await self._npc(npc_id, request)
+        return _bubbles(await self.chat.conversation(npc, conversation_id, self._chatter(request)))
 
-    async def _outputs(self, update: ChatUpdate) -> ChatOutputs:
+    async def _outputs(self, update: ChatUpdate, chatter: Chatter) -> ChatOutputs:
         conversation = update.conversation
         shown = _bubbles(conversation, None if update.done else update.reply)
         status = update.notice or ""
         if update.done:  # the list gains a new conversation or a new message count
-            listed = await self.chat.conversations(conversation.npc_id)
+            listed = await self.chat.conversations(conversation.npc_id, chatter)
             choice = gr.update(
                 choices=[(NEW, NEW), *(_choice(c) for c in listed)], value=conversation.id
             )
@@ -151,10 +161,11 @@ class ChatHandlers:
         conversation = None if conversation_id in (None, "", NEW) else conversation_id
         npc = await self._npc(npc_id, request)
         backend = self._admit(request, backend)
+        chatter = self._chatter(request)
         async for update in self.chat.send(
-            npc, conversation, message or "", player=player, backend=backend
+            npc, conversation, message or "", player=player, backend=backend, chatter=chatter
         ):
-            yield await self._outputs(update)
+            yield await self._outputs(update, chatter)
 
     async def regenerate(
         self,
@@ -168,13 +179,18 @@ class ChatHandlers:
             raise InputError("Start a conversation first: say something.")
         npc = await self._npc(npc_id, request)
         backend = self._admit(request, backend)
-        async for update in self.chat.regenerate(npc, str(conversation_id), backend=backend):
-            yield await self._outputs(update)
+        chatter = self._chatter(request)
+        async for update in self.chat.regenerate(
+            npc, str(conversation_id), backend=backend, chatter=chatter
+        ):
+            yield await self._outputs(update, chatter)
 
     async def new_conversation(
         self, npc_id: str | None, player: str | None, request: gr.Request | None = None
     ) -> ChatOutputs:
-        conversation = await self.chat.new_conversation(await self._npc(npc_id, request), player)
+        conversation = await self.chat.new_conversation(
+            await self._npc(npc_id, request), player, self._chatter(request)
+        )
         choice = gr.update(choices=[(NEW, NEW), _choice(conversation)], value=conversation.id)
         return [], choice, [], "A new conversation: the NPC still remembers the old ones.", ""
 
@@ -189,7 +205,9 @@ class ChatHandlers:
         if conversation_id in (None, "", NEW):
             raise InputError("Pick a conversation to export first.")
         npc = await self._library(request).get(_npc_id(npc_id))
-        conversation = await self.chat.conversation(npc.id, str(conversation_id))
+        conversation = await self.chat.conversation(
+            npc.id, str(conversation_id), self._chatter(request)
+        )
         if fmt == "SillyTavern chat (JSONL)":
             data, suffix = conversation_sillytavern(conversation, npc.name), ".jsonl"
         else:
@@ -206,12 +224,16 @@ class ChatHandlers:
         player: str | None,
         request: gr.Request | None = None,
     ) -> tuple[list[list[Any]], str]:
-        """What the NPC remembers that fits a query, ranked as a reply would use it."""
+        """What the NPC remembers that fits a query, ranked as a reply would use it
+        (of the memories the caller may see: a designer's own and the team's)."""
         npc = await self._npc(npc_id, request)
         if not query or not query.strip():
             raise InputError("Type what to look for in the NPC's memory.")
-        found = await self.memory.retrieve(npc, query, player=player or None, touch=False)
-        count = await self.memory.count(npc)
+        owners = self._chatter(request).owners
+        found = await self.memory.retrieve(
+            npc, query, player=player or None, owners=owners, touch=False
+        )
+        count = await self.memory.count(npc, owners)
         return _memory_rows(found), f"{len(found)} of {count:,} memories shown."
 
     async def memory_import(
@@ -227,7 +249,7 @@ class ChatHandlers:
         lines = [
             orjson.dumps(line).decode() for line in as_memory_lines(messages, self.memory.now())
         ]
-        report = await self.memory.import_jsonl(npc, lines)
+        report = await self.memory.import_jsonl(npc, lines, owner=self._chatter(request).owner)
         for problem in [*problems, *map(str, report.problems)][:5]:
             warn(problem)
         return report.summary()
@@ -235,13 +257,16 @@ class ChatHandlers:
     async def memory_clear(
         self, npc_id: str | None, sure: bool, request: gr.Request | None = None
     ) -> tuple[str, bool]:
-        """Forget everything the NPC remembers (conversations stay)."""
-        library = self._library(request)
-        npc = library.changeable(await library.get(_npc_id(npc_id))).id
+        """Forget what the NPC remembers (conversations stay): everything for an
+        admin; for a designer, their own memories of it (the team's and others' stay)."""
+        npc = await self._npc(npc_id, request)
         if not sure:
             raise InputError("Tick 'Yes, forget everything' first: this cannot be undone.")
-        removed = await self.memory.clear(npc)
-        return f"Forgot {removed:,} memories.", False
+        chatter = self._chatter(request)
+        if chatter.owners is None:  # an admin, or nobody signs in
+            return f"Forgot {await self.memory.clear(npc):,} memories.", False
+        removed = await self.memory.clear_owned(npc, chatter.owner or "")
+        return f"Forgot {removed:,} of your memories (the team's stay).", False
 
 
 def build_chat(
