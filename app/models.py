@@ -146,6 +146,8 @@ class NPC(NPCProfile):
     relationships: list[Relationship] = Field(default_factory=list)
     # Who made it, when people sign in; None = the team's (made without sign-in).
     owner: str | None = Field(default=None, description="the signed-in user who made it")
+    # Shared by its owner: every signed-in user sees and uses it; only the owner changes it.
+    shared: bool = Field(default=False, description="shared with the team by its owner")
 
     def owned_by(self, owner: str | None) -> NPC:
         """This NPC as ``owner``'s: the owner set, its id and its ties' ids made theirs."""

@@ -429,5 +429,7 @@ class ExportService:
                 npc = copies[card_npc.id]  # someone else's: the importer's own copy beside it
                 there = found.get(npc.id)
             keeps = there.owner if there is not None else owner  # an import never moves one
-            placed[card_npc.id] = (npc.model_copy(update={"owner": keeps}), there)
+            # ...nor shares or unshares one: a card that says "shared" is not a choice made here.
+            shared = there.shared if there is not None else False
+            placed[card_npc.id] = (npc.model_copy(update={"owner": keeps, "shared": shared}), there)
         return placed

@@ -4,9 +4,10 @@ The store is built on first use (importing chromadb costs a second), and its
 synchronous calls run in a thread so the UI's event loop never blocks.
 
 Each NPC records who made it (``owner``; None = the team's). A library seen
-by a designer (``as_seen_by``) finds and opens only their own NPCs and the
-team's, and changes only their own; another user's NPC is "not found", as if
-it did not exist. Admins, the CLI and an app without sign-in see everything.
+by a designer (``as_seen_by``) finds and opens only their own NPCs, the
+team's and those their owners shared with the team (``shared``), and changes
+only their own; another user's unshared NPC is "not found", as if it did not
+exist. Admins, the CLI and an app without sign-in see everything.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class Viewer:
         return None if self.sees_all else (self.name, "")
 
     def sees(self, npc: NPC) -> bool:
-        return self.sees_all or npc.owner in (None, "", self.name)
+        return self.sees_all or npc.shared or npc.owner in (None, "", self.name)
 
     def may_change(self, npc: NPC) -> bool:
         return self.sees_all or npc.owner == self.name
@@ -160,7 +161,7 @@ class Library:
             await self._run(lambda: self.store.upsert(npcs))
 
     async def count(self) -> int:
-        result: int = await self._run(lambda: self.store.count(self.viewer.owners))
+        result: int = await self._run(lambda: self.store.count(self.viewer.owners, shared=True))
         return result
 
     async def search(
@@ -181,7 +182,12 @@ class Library:
             raise InputError(f"The number of results must be between 1 and {MAX_RESULTS}; got {k}.")
         hits: list[SearchHit] = await self._run(
             lambda: self.store.search(
-                query, k=k, world=world or None, tag=tag or None, owners=self.viewer.owners
+                query,
+                k=k,
+                world=world or None,
+                tag=tag or None,
+                owners=self.viewer.owners,
+                shared=True,
             )
         )
         return hits
@@ -205,13 +211,19 @@ class Library:
         world, tag = _filter_text(world, "The world"), _filter_text(tag, "The tag")
         found: list[NPC] = await self._run(
             lambda: self.store.list_npcs(
-                world=world or None, tag=tag or None, limit=limit, owners=self.viewer.owners
+                world=world or None,
+                tag=tag or None,
+                limit=limit,
+                owners=self.viewer.owners,
+                shared=True,
             )
         )
         return found
 
     async def worlds(self) -> list[str]:
-        found: list[str] = await self._run(lambda: self.store.worlds(self.viewer.owners))
+        found: list[str] = await self._run(
+            lambda: self.store.worlds(self.viewer.owners, shared=True)
+        )
         return found
 
     async def used_names(self, world: str, *, except_cast_seed: int | None = None) -> set[str]:
@@ -249,7 +261,8 @@ class Library:
     async def replace(self, npc: NPC) -> NPC:
         """Store a new version of an NPC; others' relationships follow a new name."""
         old = self.changeable(await self.get(npc.id))
-        npc = npc.model_copy(update={"owner": old.owner})  # an edit never moves it
+        # An edit never moves it, nor shares or unshares it.
+        npc = npc.model_copy(update={"owner": old.owner, "shared": old.shared})
         updated = [npc]
         if old.name != npc.name:
             for other in await self._linked(old):
@@ -259,6 +272,17 @@ class Library:
                 ]
                 updated.append(other.model_copy(update={"relationships": relationships}))
         await self._run(lambda: self.store.upsert(updated))  # ties follow, whoever's
+        return npc
+
+    async def share(self, npc_id: str, shared: bool) -> NPC:
+        """Share one's own NPC with the team (everyone may see, chat with and export
+        it; only the owner and admins change it), or take it back."""
+        npc = self.changeable(await self.get(npc_id))
+        if npc.owner is None:
+            raise InputError(f"{npc.name} is the team's already: every user sees it.")
+        if npc.shared != bool(shared):
+            npc = npc.model_copy(update={"shared": bool(shared)})
+            await self._run(lambda: self.store.upsert([npc]))
         return npc
 
     async def edit_field(self, npc_id: str, field: str, text: str) -> NPC:

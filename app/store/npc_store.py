@@ -4,6 +4,10 @@ The document is the NPC's profile as prose (what gets embedded); the metadata
 holds the filterable fields and the whole NPC as JSON, so reading an NPC back
 is lossless. Calls are synchronous (Chroma's client is); services run them in
 a thread.
+
+Reads may be limited to some ``owners`` ("" = the team's), with ``shared``
+adding the NPCs their owners shared with the team: one Chroma ``where``
+(``owner in owners or shared``), so a designer's search and list stay one query.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
 
 COLLECTION = "npcs"
 OWNER = "owner"
+SHARED = "shared"  # True on an NPC its owner shared with the team (absent before sharing existed)
 # Set on the collection once every record carries an owner (records written
 # before owners existed get "" = the team's, once).
 OWNERS_MARK = "npc_forge_owners"
@@ -62,6 +67,7 @@ def metadata(npc: NPC, created: float) -> dict[str, Any]:
     if npc.tags:  # Chroma rejects empty lists
         meta["tags"] = list(npc.tags)
     meta[OWNER] = npc.owner or ""  # "" = the team's: filters need a value to match
+    meta[SHARED] = npc.shared
     return meta
 
 
@@ -69,15 +75,18 @@ def where_filter(
     world: str | None = None,
     tag: str | None = None,
     owners: Sequence[str] | None = None,
+    shared: bool = False,
 ) -> dict[str, Any] | None:
-    """Chroma's ``where`` for these filters; ``owners`` None = anyone's."""
+    """Chroma's ``where`` for these filters; ``owners`` None = anyone's, and with
+    ``shared`` also every NPC shared with the team."""
     clauses: list[dict[str, Any]] = []
     if world:
         clauses.append({"world": world})
     if tag:
         clauses.append({"tags": {"$contains": tag}})
     if owners is not None:
-        clauses.append({OWNER: {"$in": list(owners)}})
+        theirs = {OWNER: {"$in": list(owners)}}
+        clauses.append({"$or": [theirs, {SHARED: True}]} if shared else theirs)
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
@@ -111,8 +120,8 @@ class NPCStore:
 
         self.client = client
         self.after_write = after_write if after_write is not None else memory_releaser()
-        # (world, owner) of every record, reset on every write
-        self._worlds: list[tuple[str, str]] | None = None
+        # (world, owner, shared) of every record, reset on every write
+        self._worlds: list[tuple[str, str, bool]] | None = None
         self.embedder = embedder if embedder is not None else MiniLMEmbeddings(threads=threads)
         self.collection: Collection = client.get_or_create_collection(
             name=collection,
@@ -189,9 +198,10 @@ class NPCStore:
         limit: int = 100,
         offset: int = 0,
         owners: Sequence[str] | None = None,
+        shared: bool = False,
     ) -> list[NPC]:
         result = self.collection.get(
-            where=where_filter(world, tag, owners),
+            where=where_filter(world, tag, owners, shared),
             limit=limit,
             offset=offset,
             include=["metadatas"],
@@ -206,6 +216,7 @@ class NPCStore:
         world: str | None = None,
         tag: str | None = None,
         owners: Sequence[str] | None = None,
+        shared: bool = False,
     ) -> list[SearchHit]:
         """The ``k`` NPCs closest in meaning to ``query`` (k is capped at MAX_RESULTS)."""
         count = self.count()
@@ -214,7 +225,7 @@ class NPCStore:
         result = self.collection.query(
             query_texts=[query],
             n_results=min(max(k, 1), MAX_RESULTS, count),
-            where=where_filter(world, tag, owners),
+            where=where_filter(world, tag, owners, shared),
             include=["metadatas", "distances"],
         )
         metadatas = (result["metadatas"] or [[]])[0]
@@ -224,19 +235,27 @@ class NPCStore:
             for npc, distance in zip(self._npcs(metadatas), distances, strict=True)
         ]
 
-    def count(self, owners: Sequence[str] | None = None) -> int:
+    def count(self, owners: Sequence[str] | None = None, shared: bool = False) -> int:
         if owners is None:
             return self.collection.count()
-        return len(self.collection.get(where=where_filter(owners=owners), include=[])["ids"])
+        where = where_filter(owners=owners, shared=shared)
+        return len(self.collection.get(where=where, include=[])["ids"])
 
-    def worlds(self, owners: Sequence[str] | None = None) -> list[str]:
+    def worlds(self, owners: Sequence[str] | None = None, shared: bool = False) -> list[str]:
         """Distinct worlds in the library (remembered until the next write here)."""
         if self._worlds is None:
             result = self.collection.get(include=["metadatas"])
             self._worlds = [
-                (str(meta["world"]), str(meta.get(OWNER, ""))) for meta in result["metadatas"] or ()
+                (str(meta["world"]), str(meta.get(OWNER, "")), meta.get(SHARED) is True)
+                for meta in result["metadatas"] or ()
             ]
-        return sorted({w for w, owner in self._worlds if owners is None or owner in owners})
+        return sorted(
+            {
+                world
+                for world, owner, is_shared in self._worlds
+                if owners is None or owner in owners or (shared and is_shared)
+            }
+        )
 
     def names_in_world(self, world: str, *, except_cast_seed: int | None = None) -> set[str]:
         """Names used in a world, leaving out one cast's own (so regenerating a

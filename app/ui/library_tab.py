@@ -9,6 +9,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.errors import InputError
 from app.models import NPC, PROFILE_FIELDS, RELATIONSHIP_TYPES
 from app.services.admission import Admission, CastTicket
 from app.services.exports import ExportService
@@ -26,7 +27,7 @@ from app.ui.render import npc_card
 from app.ui.tables import rows_of
 
 ALL_WORLDS = "(all worlds)"
-RESULT_COLUMNS = ["#", "name", "occupation", "world", "match", "id"]
+RESULT_COLUMNS = ["#", "name", "occupation", "world", "match", "id", "owner"]
 NOTHING_OPEN = "<p>Search or list, then choose an NPC.</p>"
 # The graph and the tie table show (and save) this many NPCs of a world at most.
 GRAPH_MAX_NPCS = 200
@@ -34,6 +35,13 @@ GRAPH_MAX_NPCS = 200
 
 def _choice(npc: NPC) -> tuple[str, str]:
     return (f"{npc.name} · {npc.occupation} ({npc.world})", npc.id)
+
+
+def owner_text(npc: NPC) -> str:
+    """Whose an NPC is, as the results table shows it."""
+    if npc.owner is None:
+        return "team"
+    return f"{npc.owner} · shared" if npc.shared else npc.owner
 
 
 def _required(npc_id: str | None) -> str:
@@ -104,7 +112,7 @@ class LibraryHandlers:
         )
         rows = [
             [rank, hit.npc.name, hit.npc.occupation, hit.npc.world, f"{1 - hit.distance:.2f}",
-             hit.npc.id]
+             hit.npc.id, owner_text(hit.npc)]
             for rank, hit in enumerate(hits, 1)
         ]  # fmt: skip
         choices = [_choice(hit.npc) for hit in hits]
@@ -117,7 +125,10 @@ class LibraryHandlers:
         npcs = await self._library(request).list_npcs(
             world=self._world(world), tag=(tag or "").strip() or None
         )
-        rows = [[i, n.name, n.occupation, n.world, "", n.id] for i, n in enumerate(npcs, 1)]
+        rows = [
+            [i, n.name, n.occupation, n.world, "", n.id, owner_text(n)]
+            for i, n in enumerate(npcs, 1)
+        ]
         choices = [_choice(npc) for npc in npcs]
         total = await self._library(request).count()
         status = f"{len(npcs)} NPCs shown · {total} in the library"
@@ -178,6 +189,31 @@ class LibraryHandlers:
             ticket.produced = 1
         kept = f" (kept {', '.join(locked)})" if locked else ""
         return npc_card(new, 1, self.media), f"Regenerated {new.name}{kept}."
+
+    async def sharing(
+        self, npc_id: str | None, request: gr.Request | None = None
+    ) -> dict[str, Any]:
+        """The share box for the opened NPC: ticked when shared, usable by whoever
+        may share it (its owner or an admin; the team's NPCs are everyone's already)."""
+        library = self._library(request)
+        try:
+            npc = await library.get(_required(npc_id))
+        except InputError:  # nothing (or nothing it may see) is open: ``open`` says so
+            return gr.update(value=False, interactive=False)
+        may = npc.owner is not None and library.viewer.may_change(npc)
+        return gr.update(value=npc.shared, interactive=may)
+
+    async def share(
+        self, npc_id: str | None, shared: bool, request: gr.Request | None = None
+    ) -> tuple[str, str]:
+        """Share the NPC with the team, or take it back."""
+        npc = await self._library(request).share(_required(npc_id), bool(shared))
+        if npc.shared:
+            return npc_card(npc, 1, self.media), (
+                f"{npc.name} is shared with the team: everyone may open, chat with and export "
+                "it; only you (and admins) change it."
+            )
+        return npc_card(npc, 1, self.media), f"{npc.name} is yours alone again."
 
     async def delete(
         self, npc_id: str | None, request: gr.Request | None = None
@@ -270,7 +306,14 @@ def build_library(
                 locked = gr.CheckboxGroup(
                     list(PROFILE_FIELDS), label="Lock fields, then regenerate the rest"
                 )
-                regen_npc = gr.Button("Regenerate NPC")
+                with gr.Row():
+                    regen_npc = gr.Button("Regenerate NPC")
+                    shared = gr.Checkbox(
+                        False,
+                        label="Shared with the team",
+                        info="everyone may open, chat with and export it; only you change it",
+                        interactive=False,
+                    )
                 with gr.Row():
                     backend = gr.Dropdown(backend_choices, value="auto", label="Backend")
                     temperature = gr.Slider(
@@ -304,6 +347,12 @@ def build_library(
     chosen.change(
         h(handlers.show_relationships), [chosen], [graph, ties], api_name="relationships_show"
     )
+    chosen.change(h(handlers.sharing), [chosen], [shared], api_visibility="private")
+    # .input: a designer's tick, not the box following the NPC that was opened.
+    shared.input(
+        s(handlers.share, "Share", unchanged(1)), [chosen, shared], [card, status],
+        api_name="library_share",
+    )  # fmt: skip
     # A click on an NPC of the graph opens it (and so redraws the graph around it).
     graph.node_click(clicked_npc, None, [chosen], api_visibility="private")
     field.change(h(handlers.field_value), [chosen, field], [value], api_visibility="private")

@@ -1,0 +1,261 @@
+"""Each user's memories and conversations are their own; NPCs shared with the team (issue 13)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from app.errors import InputError
+from app.models import NPC
+from app.services.memory import MemoryDraft
+from app.ui.chat_tab import NEW, ChatHandlers
+from app.ui.library_tab import LibraryHandlers
+from app.wiring import Services
+from tests import casts
+from tests.conftest import MakeServices, make_settings
+from tests.fake_openai import free_port
+
+ACCOUNTS = ("ann:pw-ann", "bob:pw-bob", "root:pw-root:admin")
+ANN_SAYS = "My sister lives in Harrow Bay and I owe the miller 12 crowns."
+BOB_SAYS = "Don't tell anyone, but I found a map of the old mine under the bridge."
+
+
+def signed_in(name: str) -> Any:
+    """What Gradio hands a handler for a signed-in user's event."""
+    return SimpleNamespace(username=name, client=SimpleNamespace(host="10.0.0.9"))
+
+
+ANN, BOB, ROOT = signed_in("ann"), signed_in("bob"), signed_in("root")
+
+
+async def _team_npc(services: Services, seed: int = 4, name: str = "Maud Flour") -> NPC:
+    world = services.worlds.resolve("saltmere", None).world
+    [outcome] = await casts.outcomes(services, world, 1, seed=seed, names=[name])
+    assert outcome.npc is not None and outcome.npc.owner is None  # made without sign-in
+    await services.library.save([outcome.npc])
+    return outcome.npc
+
+
+def _owners(rows: list[list[Any]]) -> set[str]:
+    return {row[-1] for row in rows}
+
+
+async def _say(handlers: ChatHandlers, npc_id: str, text: str, request: Any) -> list[Any]:
+    *_, last = [u async for u in handlers.send(npc_id, NEW, "Ada", text, request=request)]
+    return list(last)
+
+
+async def test_two_designers_on_a_team_npc_keep_their_memories_and_conversations(
+    tmp_path: Path, make_services: MakeServices
+) -> None:
+    settings = make_settings(tmp_path, auth=ACCOUNTS, memory_extract_every=2)
+    services = make_services(settings)
+    npc = await _team_npc(services)
+    # A memory from before owners existed: the team's.
+    await services.memory.add(
+        npc.id, [MemoryDraft(text="The well froze last winter.", importance=5)]
+    )
+    handlers = ChatHandlers(
+        services.chat, services.library, services.memory, tmp_path / "x", services.admission
+    )
+    _, ann_choice, *_ = await _say(handlers, npc.id, ANN_SAYS, ANN)
+    _, bob_choice, *_ = await _say(handlers, npc.id, BOB_SAYS, BOB)
+    await services.chat.aclose()  # the memory writer runs in the background
+    stored = await services.memory.list_memories(npc.id)
+    assert {m.owner for m in stored} == {"ann", "bob", None}
+
+    # Recall, the memory panel and the count: each designer's own and the team's.
+    rows, status = await handlers.memory_search(npc.id, "the miller and the map", "", ANN)
+    assert _owners(rows) <= {"ann", "team"} and "ann" in _owners(rows)
+    ann_count = sum(m.owner in ("ann", None) for m in stored)
+    assert f"of {ann_count:,} memories" in status
+    rows, _ = await handlers.memory_search(npc.id, "the miller and the map", "", BOB)
+    assert _owners(rows) <= {"bob", "team"} and "bob" in _owners(rows)
+    rows, status = await handlers.memory_search(npc.id, "the miller and the map", "", ROOT)
+    assert {"ann", "bob"} <= _owners(rows) and f"of {len(stored):,} memories" in status
+    *_, recalled, _, _ = await _say(handlers, npc.id, "What do you remember of the map?", ANN)
+    assert recalled and "bob" not in _owners(recalled)
+    await services.chat.aclose()
+
+    # Conversations: each sees their own; the other's is "not found" everywhere.
+    ann_id, bob_id = ann_choice["value"], bob_choice["value"]
+    _, listed, *_ = await handlers.open_npc(npc.id, BOB)
+    assert {value for _, value in listed["choices"]} == {NEW, bob_id}
+    _, listed, *_ = await handlers.open_npc(npc.id, ROOT)
+    assert {ann_id, bob_id} <= {value for _, value in listed["choices"]}
+    missing = f"No conversation '{ann_id}'"
+    with pytest.raises(InputError, match=missing):
+        await handlers.open_conversation(npc.id, ann_id, BOB)
+    with pytest.raises(InputError, match=missing):
+        await handlers.export(npc.id, ann_id, "Markdown", BOB)
+    with pytest.raises(InputError, match=missing):
+        [u async for u in handlers.send(npc.id, ann_id, "Bo", "Tell me her secrets.", request=BOB)]
+    with pytest.raises(InputError, match=missing):
+        [u async for u in handlers.regenerate(npc.id, ann_id, request=BOB)]
+    assert len(await handlers.open_conversation(npc.id, ann_id, ROOT)) >= 2
+
+    # Bob forgets his own memories only; the team's and Ann's stay; the admin clears all.
+    bobs = sum(m.owner == "bob" for m in await services.memory.list_memories(npc.id))
+    assert await handlers.memory_clear(npc.id, True, BOB) == (
+        f"Forgot {bobs:,} of your memories (the team's stay).",
+        False,
+    )
+    left = await services.memory.list_memories(npc.id)
+    assert {m.owner for m in left} == {"ann", None}
+    total = len(left)
+    assert await handlers.memory_clear(npc.id, True, ROOT) == (f"Forgot {total:,} memories.", False)
+
+
+async def test_imported_memories_are_the_importers_and_two_imports_do_not_collide(
+    tmp_path: Path, make_services: MakeServices
+) -> None:
+    services = make_services(make_settings(tmp_path, auth=ACCOUNTS))
+    npc = await _team_npc(services)
+    handlers = ChatHandlers(
+        services.chat, services.library, services.memory, tmp_path / "x", services.admission
+    )
+    chat = tmp_path / "old.jsonl"
+    chat.write_text(
+        '{"user_name": "Ada", "character_name": "Maud Flour"}\n'
+        '{"name": "Ada", "is_user": true, "send_date": "2026-02-01T10:00:00Z",'
+        ' "mes": "I buried the silver under the old oak."}\n'
+    )
+    assert await handlers.memory_import(npc.id, str(chat), ANN) == "Imported 1 memories."
+    assert await handlers.memory_import(npc.id, str(chat), BOB) == "Imported 1 memories."
+    assert sorted(str(m.owner) for m in await services.memory.list_memories(npc.id)) == [
+        "ann",
+        "bob",
+    ]
+    for who in (ANN, BOB):
+        rows, status = await handlers.memory_search(npc.id, "the silver", "", who)
+        assert _owners(rows) == {who.username} and "1 of 1 memories" in status
+
+
+async def test_an_npc_shared_with_the_team_is_seen_and_used_by_all_and_changed_by_its_owner(
+    tmp_path: Path, make_services: MakeServices
+) -> None:
+    settings = make_settings(tmp_path, auth=ACCOUNTS)
+    services = make_services(settings)
+    team = await _team_npc(services)
+    world = services.worlds.resolve("saltmere", None).world
+    [made] = await casts.outcomes(services, world, 1, seed=9, names=["Tobin Reed"])
+    assert made.npc is not None
+    mine = made.npc.owned_by("ann")
+    await services.library.save([mine])
+    library = LibraryHandlers(services.library, services.refine, services.admission)
+    chat = ChatHandlers(
+        services.chat, services.library, services.memory, tmp_path / "x", services.admission
+    )
+    unseen = f"No NPC with id '{mine.id}'"
+    with pytest.raises(InputError, match=unseen):
+        await library.open(mine.id, "backstory", BOB)
+    box = await library.sharing(mine.id, ANN)
+    assert box["value"] is False and box["interactive"] is True
+    assert (await library.sharing(team.id, ANN))["interactive"] is False
+
+    _, status = await library.share(mine.id, True, ANN)
+    assert "shared with the team" in status
+    rows, _, listed = await library.list_npcs(None, "", BOB)
+    assert {row[-1] for row in rows} == {"team", "ann · shared"} and "2 in the library" in listed
+    assert (await library.world_choices(BOB))[1:] == [world.name]
+    hits, _, _ = await library.search("Tobin Reed", 5, None, "", BOB)
+    assert mine.id in {row[5] for row in hits}
+    card, _ = await library.open(mine.id, "backstory", BOB)
+    assert "Tobin Reed" in card
+    assert (await library.sharing(mine.id, BOB))["interactive"] is False
+    # Bob may talk to it (his conversation, his memories), but not change or unshare it.
+    bubbles, *_ = await _say(chat, mine.id, "Who are you?", BOB)
+    assert len(bubbles) == 2
+    for change in (
+        library.save_field(mine.id, "occupation", "baker", BOB),
+        library.share(mine.id, False, BOB),
+        library.delete(mine.id, BOB),
+    ):
+        with pytest.raises(InputError, match="read-only for you"):
+            await change
+    with pytest.raises(InputError, match="the team's already"):
+        await library.share(team.id, True, ROOT)
+    # An edit by its owner keeps it shared; the admin may unshare it.
+    await library.save_field(mine.id, "occupation", "baker", ANN)
+    assert (await services.library.get(mine.id)).shared is True
+
+    # A restart keeps it shared; unshared, it is Ann's alone again.
+    await services.aclose()
+    again = make_services(settings)
+    library = LibraryHandlers(again.library, again.refine, again.admission)
+    assert (await library.open(mine.id, "occupation", BOB))[1] == "baker"
+    _, status = await library.share(mine.id, False, ROOT)
+    assert status == "Tobin Reed is yours alone again."
+    with pytest.raises(InputError, match=unseen):
+        await library.open(mine.id, "backstory", BOB)
+    rows, _, _ = await library.list_npcs(None, "", ANN)
+    assert {row[-1] for row in rows} == {"team", "ann"}
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_neither_designer_sees_the_others_memories_or_conversations_over_the_api(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from gradio_client import Client, handle_file
+
+    from app.ui.app import serve, shutdown
+
+    settings = make_settings(tmp_path, auth=ACCOUNTS, library_autosave=True)
+    services = Services(settings)
+    npc = asyncio.run(_team_npc(services))
+    chat = tmp_path / "old.jsonl"
+    chat.write_text(
+        '{"name": "Ada", "is_user": true, "send_date": "2026-02-01T10:00:00Z",'
+        ' "mes": "I buried the silver under the old oak."}\n'
+    )
+    demo = serve(services, host="127.0.0.1", port=free_port())
+    try:
+        ann, bob, root = (
+            Client(demo.local_url, auth=(name, f"pw-{name}"), verbose=False)
+            for name in ("ann", "bob", "root")
+        )
+        assert ann.predict(npc.id, handle_file(str(chat)), api_name="/memory_import_chat") == (
+            "Imported 1 memories."
+        )
+        _, listed, *_ = ann.predict(npc.id, "", "Ada", "Who are you?", "auto", api_name="/chat")
+        ann_chat = listed["value"]
+        assert ann_chat.startswith("chat-")
+        rows, status = bob.predict(npc.id, "the silver", "", api_name="/memory_search")
+        assert rows["data"] == [] and "0 of 0 memories" in status
+        bubbles, listed, *_ = bob.predict(npc.id, api_name="/chat_open")
+        assert bubbles == [] and listed["choices"] == [[NEW, NEW]]  # none of Ann's
+        for call, args in [
+            ("/chat", (npc.id, ann_chat, "Bo", "What did she say?", "auto")),
+            ("/chat_export", (npc.id, ann_chat, "Markdown")),
+        ]:
+            with pytest.raises(Exception, match=f"No conversation '{ann_chat}'"):
+                bob.predict(*args, api_name=call)
+        assert bob.predict(npc.id, True, api_name="/memory_clear")[0] == (
+            "Forgot 0 of your memories (the team's stay)."
+        )
+        rows, status = root.predict(npc.id, "the silver", "", api_name="/memory_search")
+        assert [row[-1] for row in rows["data"]] == ["ann"] and "1 of 1 memories" in status
+
+        # Shared over the API: Bob opens it; unshared, it is gone for him again.
+        *_, (_, cast, _, _) = ann.submit(
+            "Saltmere", None, "", 1, "Tobin Reed", [], "auto", 0.9, "9", True,
+            api_name="/generate_npcs",
+        )  # fmt: skip
+        mine = cast["npcs"][0]["id"]
+        _, status = ann.predict(mine, True, api_name="/library_share")
+        assert "shared with the team" in status
+        card, _ = bob.predict(mine, "backstory", api_name="/library_get")
+        assert "Tobin Reed" in card
+        with pytest.raises(Exception, match="read-only for you"):
+            bob.predict(mine, False, api_name="/library_share")
+        ann.predict(mine, False, api_name="/library_share")
+        with pytest.raises(Exception, match=f"No NPC with id '{mine}'"):
+            bob.predict(mine, "backstory", api_name="/library_get")
+    finally:
+        shutdown(services, demo)
