@@ -3,6 +3,11 @@
 ``search`` prints the ranked memories with their scores as a reply would use
 them; ``--queries FILE`` answers one query per line, one JSON line each,
 paying the start-up once.
+
+The CLI runs as the machine's owner and sees every user's memories;
+``--owner USER`` acts as one signed-in user would: ``import`` makes the
+memories theirs, ``search`` reads only theirs and the team's, ``clear``
+forgets only theirs.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ def add_memory_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     load.add_argument("--npc", required=True, help="the NPC's id")
     load.add_argument("--player", help="whose memories these are (optional)")
     load.add_argument("file", help='JSON Lines: {"text": ..., "created_at": ISO-8601, ...}')
+    owner = "the signed-in user whose memories these are (default: the team's)"
+    load.add_argument("--owner", help=owner)
     search = actions.add_parser("search", help="the ranked memories for a query, with scores")
     search.add_argument("--npc", required=True, help="the NPC's id")
     asked = search.add_mutually_exclusive_group(required=True)
@@ -40,8 +47,10 @@ def add_memory_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     search.add_argument("--player", help="only this player's memories")
     search.add_argument("--at", help='"now" for recency, ISO-8601 (default: the real now)')
     search.add_argument("--json", action="store_true", help="JSON out")
+    search.add_argument("--owner", help="only this user's memories and the team's")
     clear = actions.add_parser("clear", help="forget everything this NPC remembers")
     clear.add_argument("--npc", required=True, help="the NPC's id")
+    clear.add_argument("--owner", help="forget only this user's memories of it")
 
 
 def _lines(path: Path, what: str) -> list[str]:
@@ -66,24 +75,33 @@ async def run_memory(args: argparse.Namespace, services: Services, out: TextIO =
     memory = services.memory
     if args.memory_action == "import":
         lines = await asyncio.to_thread(_lines, Path(args.file), "a JSON Lines file of memories")
-        report = await memory.import_jsonl(args.npc, lines, player=args.player)
+        report = await memory.import_jsonl(args.npc, lines, player=args.player, owner=args.owner)
         print(report.summary(), file=out)
         for problem in report.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_PARTIAL if report.bad else EXIT_OK
     if args.memory_action == "clear":
-        removed = await memory.clear(args.npc)
-        print(f"Forgot {removed:,} memories of {args.npc}.", file=out)
+        if args.owner:
+            removed = await memory.clear_owned(args.npc, args.owner)
+            print(f"Forgot {removed:,} memories of {args.npc} by {args.owner}.", file=out)
+        else:
+            removed = await memory.clear(args.npc)
+            print(f"Forgot {removed:,} memories of {args.npc}.", file=out)
         return EXIT_OK
     now = _at(args.at)
+    owners = (args.owner, "") if args.owner else None
     if args.queries:
         queries = await asyncio.to_thread(_lines, Path(args.queries), "a file of queries")
         for query in filter(None, (q.strip() for q in queries)):
-            found = await memory.retrieve(args.npc, query, player=args.player, k=args.k, now=now)
+            found = await memory.retrieve(
+                args.npc, query, player=args.player, owners=owners, k=args.k, now=now
+            )
             row = {"query": query, "memories": [m.as_dict() for m in found]}
             out.write(orjson.dumps(row).decode() + "\n")
         return EXIT_OK
-    found = await memory.retrieve(args.npc, args.query, player=args.player, k=args.k, now=now)
+    found = await memory.retrieve(
+        args.npc, args.query, player=args.player, owners=owners, k=args.k, now=now
+    )
     if args.json:
         out.write(orjson.dumps([m.as_dict() for m in found], option=orjson.OPT_INDENT_2).decode())
         out.write("\n")

@@ -259,3 +259,37 @@ def test_neither_designer_sees_the_others_memories_or_conversations_over_the_api
             bob.predict(mine, "backstory", api_name="/library_get")
     finally:
         shutdown(services, demo)
+
+
+async def test_the_memory_cli_acts_as_one_user_with_owner(
+    tmp_path: Path, make_services: MakeServices
+) -> None:
+    import io
+
+    import orjson
+
+    from app.cli import build_parser
+    from app.cli_memory import run_memory
+
+    services = make_services(make_settings(tmp_path))
+    file = tmp_path / "memories.jsonl"
+    file.write_text('{"text": "I buried the silver under the old oak.", "created_at": 1}\n')
+
+    async def cli(*args: str) -> str:
+        out = io.StringIO()
+        assert await run_memory(build_parser().parse_args(["memory", *args]), services, out) == 0
+        return out.getvalue()
+
+    await cli("import", "--npc", "npc-m", "--owner", "ann", str(file))
+    await cli("import", "--npc", "npc-m", str(file))  # the team's copy
+    search = ("search", "--npc", "npc-m", "--query", "the silver", "--json")
+    assert {m.owner for m in await services.memory.list_memories("npc-m")} == {"ann", None}
+    assert orjson.loads(await cli(*search, "--owner", "ann"))[0]["owner"] in ("ann", None)
+    assert orjson.loads(await cli(*search, "--owner", "bob"))[0]["owner"] is None
+    assert "Forgot 0 memories of npc-m by bob" in await cli(
+        "clear", "--npc", "npc-m", "--owner", "bob"
+    )
+    assert "Forgot 1 memories of npc-m by ann" in await cli(
+        "clear", "--npc", "npc-m", "--owner", "ann"
+    )
+    assert [m.owner for m in await services.memory.list_memories("npc-m")] == [None]
