@@ -91,7 +91,7 @@ def test_export_and_import_over_the_api(tmp_path: Path) -> None:
         status = client.predict(files, api_name="/library_import")
         assert status.startswith("Imported 2 cards: Odile Marchetti, Kestrel Vance.")
         rows, _, _ = client.predict("Imported", "", api_name="/library_list")
-        odile = next(row[5] for row in rows["data"] if row[1] == "Odile Marchetti")
+        odile = next(row[-1] for row in rows["data"] if row[1] == "Odile Marchetti")
         path, line = client.predict(
             odile, "this NPC", "Character Card V3 (PNG)", api_name="/library_export"
         )

@@ -159,10 +159,10 @@ async def test_an_npc_shared_with_the_team_is_seen_and_used_by_all_and_changed_b
     _, status = await library.share(mine.id, True, ANN)
     assert "shared with the team" in status
     rows, _, listed = await library.list_npcs(None, "", BOB)
-    assert {row[-1] for row in rows} == {"team", "ann · shared"} and "2 in the library" in listed
+    assert {row[-2] for row in rows} == {"team", "ann · shared"} and "2 in the library" in listed
     assert (await library.world_choices(BOB))[1:] == [world.name]
     hits, _, _ = await library.search("Tobin Reed", 5, None, "", BOB)
-    assert mine.id in {row[5] for row in hits}
+    assert mine.id in {row[-1] for row in hits}
     card, _ = await library.open(mine.id, "backstory", BOB)
     assert "Tobin Reed" in card
     assert (await library.sharing(mine.id, BOB))["interactive"] is False
@@ -192,7 +192,7 @@ async def test_an_npc_shared_with_the_team_is_seen_and_used_by_all_and_changed_b
     with pytest.raises(InputError, match=unseen):
         await library.open(mine.id, "backstory", BOB)
     rows, _, _ = await library.list_npcs(None, "", ANN)
-    assert {row[-1] for row in rows} == {"team", "ann"}
+    assert {row[-2] for row in rows} == {"team", "ann"}
 
 
 @pytest.mark.server

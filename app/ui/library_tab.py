@@ -27,7 +27,8 @@ from app.ui.render import npc_card
 from app.ui.tables import rows_of
 
 ALL_WORLDS = "(all worlds)"
-RESULT_COLUMNS = ["#", "name", "occupation", "world", "match", "id", "owner"]
+# The id stays last: API callers read it as row[-1] (README, Headless API).
+RESULT_COLUMNS = ["#", "name", "occupation", "world", "match", "owner", "id"]
 NOTHING_OPEN = "<p>Search or list, then choose an NPC.</p>"
 # The graph and the tie table show (and save) this many NPCs of a world at most.
 GRAPH_MAX_NPCS = 200
@@ -112,7 +113,7 @@ class LibraryHandlers:
         )
         rows = [
             [rank, hit.npc.name, hit.npc.occupation, hit.npc.world, f"{1 - hit.distance:.2f}",
-             hit.npc.id, owner_text(hit.npc)]
+             owner_text(hit.npc), hit.npc.id]
             for rank, hit in enumerate(hits, 1)
         ]  # fmt: skip
         choices = [_choice(hit.npc) for hit in hits]
@@ -126,7 +127,7 @@ class LibraryHandlers:
             world=self._world(world), tag=(tag or "").strip() or None
         )
         rows = [
-            [i, n.name, n.occupation, n.world, "", n.id, owner_text(n)]
+            [i, n.name, n.occupation, n.world, "", owner_text(n), n.id]
             for i, n in enumerate(npcs, 1)
         ]
         choices = [_choice(npc) for npc in npcs]
