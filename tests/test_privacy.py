@@ -10,6 +10,7 @@ import pytest
 
 from app.errors import InputError
 from app.models import NPC
+from app.services.library import Viewer
 from app.services.memory import MemoryDraft
 from app.ui.chat_tab import NEW, ChatHandlers
 from app.ui.library_tab import LibraryHandlers
@@ -109,6 +110,28 @@ async def test_two_designers_on_a_team_npc_keep_their_memories_and_conversations
     assert await handlers.memory_clear(npc.id, True, ROOT) == (f"Forgot {total:,} memories.", False)
 
 
+async def test_a_conversation_from_before_sign_in_is_the_teams_to_read_not_to_talk_in(
+    tmp_path: Path, make_services: MakeServices
+) -> None:
+    services = make_services(make_settings(tmp_path, auth=ACCOUNTS))
+    npc = await _team_npc(services)
+    [*_, old] = [u async for u in services.chat.send(npc.id, None, "Hello, who are you?")]
+    assert old.conversation.owner is None  # no sign-in: the team's
+    handlers = ChatHandlers(
+        services.chat, services.library, services.memory, tmp_path / "x", services.admission
+    )
+    shown, listed, *_ = await handlers.open_npc(npc.id, ANN)
+    assert shown == [] and listed["value"] == NEW  # not opened to talk in
+    assert old.conversation.id in {value for _, value in listed["choices"]}
+    assert len(await handlers.open_conversation(npc.id, old.conversation.id, ANN)) == 2
+    with pytest.raises(InputError, match="press New conversation to talk"):
+        [u async for u in handlers.send(npc.id, old.conversation.id, "", "Hi", request=ANN)]
+    shown, listed, *_ = await handlers.open_npc(npc.id, ROOT)
+    assert listed["value"] == old.conversation.id and len(shown) == 2
+    *_, done = [u async for u in handlers.send(npc.id, old.conversation.id, "", "Hi", request=ROOT)]
+    assert len(done[0]) == 4
+
+
 async def test_imported_memories_are_the_importers_and_two_imports_do_not_collide(
     tmp_path: Path, make_services: MakeServices
 ) -> None:
@@ -178,8 +201,11 @@ async def test_an_npc_shared_with_the_team_is_seen_and_used_by_all_and_changed_b
             await change
     with pytest.raises(InputError, match="the team's already"):
         await library.share(team.id, True, ROOT)
-    # An edit by its owner keeps it shared; the admin may unshare it.
+    # An edit by its owner keeps it shared, and so does making the cast again.
     await library.save_field(mine.id, "occupation", "baker", ANN)
+    await services.library.as_seen_by(Viewer("ann", sees_all=False)).save(
+        [mine.model_copy(update={"occupation": "baker"})]
+    )
     assert (await services.library.get(mine.id)).shared is True
 
     # A restart keeps it shared; unshared, it is Ann's alone again.

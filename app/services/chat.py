@@ -72,6 +72,11 @@ class Chatter:
     owner: str | None = None
     owners: tuple[str, ...] | None = None
 
+    def may_write(self, conversation: Conversation) -> bool:
+        """A designer talks only in their own conversations (one of the team's, from
+        before sign-in, is read-only: every user reads it); an admin in any."""
+        return self.owners is None or (conversation.owner or None) == self.owner
+
 
 ANYONE = Chatter()  # the CLI, direct calls and an app without sign-in
 
@@ -210,6 +215,16 @@ class ChatService:
     ) -> Conversation:
         return await asyncio.to_thread(self.store.load, npc_id, conversation_id, chatter.owners)
 
+    async def _writable(self, npc_id: str, conversation_id: str, chatter: Chatter) -> Conversation:
+        """The conversation, when ``chatter`` may add to it or change it."""
+        conversation = await self.conversation(npc_id, conversation_id, chatter)
+        if not chatter.may_write(conversation):
+            raise InputError(
+                "This conversation is the team's (from before sign-in): read it here, "
+                "or press New conversation to talk."
+            )
+        return conversation
+
     def _lock(self, npc_id: str, conversation_id: str) -> asyncio.Lock:
         key = (npc_id, conversation_id)
         lock = self._locks.get(key)
@@ -238,7 +253,7 @@ class ChatService:
             conversation_id = (await self.new_conversation(npc_id, player, chatter)).id
         async with self._lock(npc_id, conversation_id):
             # Read under the lock: the latest version, after any reply it waited for.
-            conversation = await self.conversation(npc_id, conversation_id, chatter)
+            conversation = await self._writable(npc_id, conversation_id, chatter)
             said = self.store.message("user", text, _player(player) or conversation.player)
             conversation.messages.append(said)
             async for update in self._answer(conversation, backend, notice):
@@ -254,7 +269,7 @@ class ChatService:
     ) -> AsyncIterator[ChatUpdate]:
         """Answer the last message again (the old last reply is replaced)."""
         async with self._lock(npc_id, conversation_id):
-            conversation = await self.conversation(npc_id, conversation_id, chatter)
+            conversation = await self._writable(npc_id, conversation_id, chatter)
             while conversation.messages and conversation.messages[-1].role == "assistant":
                 conversation.messages.pop()
             if not conversation.messages:
@@ -274,7 +289,7 @@ class ChatService:
         if not text:
             raise InputError("A message cannot be empty; delete it instead.")
         async with self._lock(npc_id, conversation_id):
-            conversation = await self.conversation(npc_id, conversation_id, chatter)
+            conversation = await self._writable(npc_id, conversation_id, chatter)
             conversation.message(message_id).content = cut_message(
                 text, self.limits.max_message_chars
             )[0]
@@ -285,7 +300,7 @@ class ChatService:
         self, npc_id: str, conversation_id: str, message_id: str, chatter: Chatter = ANYONE
     ) -> Conversation:
         async with self._lock(npc_id, conversation_id):
-            conversation = await self.conversation(npc_id, conversation_id, chatter)
+            conversation = await self._writable(npc_id, conversation_id, chatter)
             target = conversation.message(message_id)
             conversation.messages = [m for m in conversation.messages if m.id != target.id]
             await asyncio.to_thread(self.store.save, conversation)

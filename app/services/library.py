@@ -150,13 +150,16 @@ class Library:
 
     async def save(self, npcs: Sequence[NPC]) -> None:
         """Keep NPCs (one batched write); a designer's view writes only theirs, and
-        never over someone else's NPC of the same id."""
+        never over someone else's NPC of the same id. A new version of an NPC its
+        owner shared (a cast made again with its seed) stays shared."""
         for npc in npcs:
             self.changeable(npc)
-        if npcs and not self.viewer.sees_all:
+        if npcs and (not self.viewer.sees_all or any(n.owner for n in npcs)):
             stored: list[NPC] = await self._run(lambda: self.store.get_many([n.id for n in npcs]))
             for npc in stored:
                 self.changeable(npc)
+            shared = {npc.id for npc in stored if npc.shared}
+            npcs = [n.model_copy(update={"shared": True}) if n.id in shared else n for n in npcs]
         if npcs:
             await self._run(lambda: self.store.upsert(npcs))
 

@@ -119,9 +119,11 @@ class ChatHandlers:
         if not npc_id:
             return [], gr.update(choices=[NEW], value=NEW), [], "", ""
         npc = await self._library(request).get(_npc_id(npc_id))
-        conversations = await self.chat.conversations(npc.id, self._chatter(request))
+        chatter = self._chatter(request)
+        conversations = await self.chat.conversations(npc.id, chatter)
         choices = [(NEW, NEW), *(_choice(c) for c in conversations)]
-        latest = conversations[0] if conversations else None
+        # The latest one the caller may talk in (the team's older ones are listed to read).
+        latest = next((c for c in conversations if chatter.may_write(c)), None)
         value = latest.id if latest else NEW
         shown = _bubbles(latest) if latest else []
         status = f"Talking to **{npc.name}**, {npc.occupation}."
