@@ -37,7 +37,9 @@ async def _stream(updates: AsyncIterator[ChatUpdate], name: str, out: TextIO) ->
     return conversation
 
 
-async def run_chat(args: argparse.Namespace, services: Services, out: TextIO = sys.stdout) -> int:
+async def run_chat(args: argparse.Namespace, services: Services, out: TextIO | None = None) -> int:
+    # sys.stdout now, not at import (a test or a caller may have replaced it since)
+    out = out if out is not None else sys.stdout
     chat = services.chat
     npc = await services.library.get(args.npc_id)
     conversation: str | None = args.conversation

@@ -1,8 +1,10 @@
-"""``npc-forge library list|search|show|edit|delete``: the NPC library on the terminal.
+"""``npc-forge library list|search|show|edit|delete|share|unshare``: the library on the terminal.
 
 What the Library tab does, for scripts: ``--json`` everywhere for pipes
 (``show --json`` prints the NPC as the generate command writes it). A delete
 takes the NPC's memories, conversations and imported card with it, as in the UI.
+``share``/``unshare`` share a user's NPC with the team (or take it back), as
+its owner does with the Library tab's "Shared with the team".
 """
 
 from __future__ import annotations
@@ -47,7 +49,11 @@ def add_library_parser(commands: argparse._SubParsersAction) -> None:  # type: i
     )
     delete = actions.add_parser("delete", help="delete an NPC with its memories and chats")
     delete.add_argument("id", help="the NPC's id")
-    for action in (listing, search, show, edit, delete):
+    share = actions.add_parser("share", help="share a user's NPC with the team")
+    share.add_argument("id", help="the NPC's id")
+    unshare = actions.add_parser("unshare", help="make a shared NPC its owner's alone again")
+    unshare.add_argument("id", help="the NPC's id")
+    for action in (listing, search, show, edit, delete, share, unshare):
         action.add_argument("--json", action="store_true", help="JSON out")
 
 
@@ -58,6 +64,8 @@ def _row(npc: NPC, **extra: Any) -> dict[str, Any]:
         "name": npc.name,
         "occupation": npc.occupation,
         "world": npc.world,
+        "owner": npc.owner,
+        "shared": npc.shared,
     }
 
 
@@ -83,8 +91,10 @@ def _print_npc(npc: NPC, out: TextIO) -> None:
 
 
 async def run_library(
-    args: argparse.Namespace, services: Services, out: TextIO = sys.stdout
+    args: argparse.Namespace, services: Services, out: TextIO | None = None
 ) -> int:
+    # sys.stdout now, not at import (a test or a caller may have replaced it since)
+    out = out if out is not None else sys.stdout
     library = services.library
     action = args.library_action
     if action == "list":
@@ -110,6 +120,13 @@ async def run_library(
             _print_json(npc.model_dump(mode="json"), out)
         else:
             _print_npc(npc, out)
+    elif action in ("share", "unshare"):
+        npc = await library.share(args.id, action == "share")
+        if args.json:
+            _print_json(_row(npc), out)
+        else:
+            how = "shared with the team" if npc.shared else f"{npc.owner}'s alone"
+            print(f"{npc.name} ({npc.id}) is {how}.", file=out)
     else:
         removed = await services.removal.remove(args.id)
         if args.json:

@@ -71,7 +71,11 @@ def _at(value: str | None) -> float | None:
     return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
 
 
-async def run_memory(args: argparse.Namespace, services: Services, out: TextIO = sys.stdout) -> int:
+async def run_memory(
+    args: argparse.Namespace, services: Services, out: TextIO | None = None
+) -> int:
+    # sys.stdout now, not at import (a test or a caller may have replaced it since)
+    out = out if out is not None else sys.stdout
     memory = services.memory
     if args.memory_action == "import":
         lines = await asyncio.to_thread(_lines, Path(args.file), "a JSON Lines file of memories")

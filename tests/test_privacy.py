@@ -17,7 +17,7 @@ from app.ui.library_tab import LibraryHandlers
 from app.wiring import Services
 from tests import casts
 from tests.conftest import MakeServices, make_settings
-from tests.fake_openai import free_port
+from tests.threaded_server import free_port
 
 ACCOUNTS = ("ann:pw-ann", "bob:pw-bob", "root:pw-root:admin")
 ANN_SAYS = "My sister lives in Harrow Bay and I owe the miller 12 crowns."
@@ -168,7 +168,9 @@ async def test_an_npc_shared_with_the_team_is_seen_and_used_by_all_and_changed_b
     assert made.npc is not None
     mine = made.npc.owned_by("ann")
     await services.library.save([mine])
-    library = LibraryHandlers(services.library, services.refine, services.admission)
+    library = LibraryHandlers(
+        services.library, services.refine, services.removal, services.admission
+    )
     chat = ChatHandlers(
         services.chat, services.library, services.memory, tmp_path / "x", services.admission
     )
@@ -211,7 +213,7 @@ async def test_an_npc_shared_with_the_team_is_seen_and_used_by_all_and_changed_b
     # A restart keeps it shared; unshared, it is Ann's alone again.
     await services.aclose()
     again = make_services(settings)
-    library = LibraryHandlers(again.library, again.refine, again.admission)
+    library = LibraryHandlers(again.library, again.refine, again.removal, again.admission)
     assert (await library.open(mine.id, "occupation", BOB))[1] == "baker"
     _, status = await library.share(mine.id, False, ROOT)
     assert status == "Tobin Reed is yours alone again."
@@ -319,3 +321,31 @@ async def test_the_memory_cli_acts_as_one_user_with_owner(
         "clear", "--npc", "npc-m", "--owner", "ann"
     )
     assert [m.owner for m in await services.memory.list_memories("npc-m")] == [None]
+
+
+async def test_the_library_cli_shares_and_unshares_a_users_npc(
+    tmp_path: Path, make_services: MakeServices
+) -> None:
+    import io
+
+    from app.cli import build_parser
+    from app.cli_library import run_library
+
+    services = make_services(make_settings(tmp_path))
+    team = await _team_npc(services)
+    mine = team.model_copy(update={"id": "npc-ann-1", "name": "Tobin Reed"}).owned_by("ann")
+    await services.library.save([mine])
+
+    async def cli(*args: str) -> str:
+        out = io.StringIO()
+        assert await run_library(build_parser().parse_args(["library", *args]), services, out) == 0
+        return out.getvalue()
+
+    assert await cli("share", mine.id) == f"Tobin Reed ({mine.id}) is shared with the team.\n"
+    bob = services.library.as_seen_by(Viewer("bob", sees_all=False))
+    assert (await bob.get(mine.id)).shared
+    assert '"shared": false' in await cli("unshare", mine.id, "--json")
+    with pytest.raises(InputError, match=f"No NPC with id '{mine.id}'"):
+        await bob.get(mine.id)
+    with pytest.raises(InputError, match="the team's already"):
+        await cli("share", team.id)
