@@ -349,3 +349,62 @@ async def test_the_library_cli_shares_and_unshares_a_users_npc(
         await bob.get(mine.id)
     with pytest.raises(InputError, match="the team's already"):
         await cli("share", team.id)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.server
+def test_a_designer_shares_in_the_browser_and_sees_only_their_memories(tmp_path: Path) -> None:
+    import asyncio
+
+    from tests.test_browser import app_page
+
+    settings = make_settings(tmp_path, auth=ACCOUNTS, library_autosave=True)
+    services = Services(settings)
+    team = asyncio.run(_team_npc(services))
+    mine = team.model_copy(update={"id": "npc-ann-1", "name": "Tobin Reed"}).owned_by("ann")
+    drafts = [
+        MemoryDraft(text="Ann's sister lives in Harrow Bay.", importance=7, owner="ann"),
+        MemoryDraft(text="Bob found a map under the bridge.", importance=7, owner="bob"),
+        MemoryDraft(text="The well froze last winter.", importance=4),
+    ]
+
+    async def setup() -> None:
+        await services.library.save([mine])
+        await services.memory.add(team.id, drafts)
+
+    asyncio.run(setup())
+    with app_page(services) as page:
+        page.get_by_label("username").fill("ann")
+        page.get_by_label("password").fill("pw-ann")
+        page.get_by_role("button", name="Login").click()
+        page.get_by_role("tab", name="Library").click()
+        page.get_by_role("button", name="List", exact=True).click()
+        page.get_by_text("2 NPCs shown").first.wait_for(timeout=15_000)
+        page.get_by_label("Open NPC").click()
+        page.get_by_role("option", name="Tobin Reed", exact=False).click()
+        # The box follows the opened NPC: Ann's, so it turns usable (check waits for that).
+        page.get_by_label("Shared with the team").check(timeout=15_000)
+        page.get_by_text("Tobin Reed is shared with the team").first.wait_for(timeout=15_000)
+        page.get_by_role("button", name="List", exact=True).click()
+        page.get_by_text("ann · shared").filter(visible=True).first.wait_for(timeout=15_000)
+        page.screenshot(path=str(tmp_path / "shared.png"), full_page=True)
+
+        page.get_by_role("tab", name="Chat").click()
+        page.get_by_label("Find an NPC").fill(team.name)
+        page.get_by_role("button", name="Find", exact=True).click()
+        page.get_by_text("NPCs found").first.wait_for(timeout=15_000)
+        page.get_by_text("This NPC's memory").click()
+        page.get_by_label("What does it remember about…").fill("sister map well")
+        page.get_by_role("button", name="Search memory").click()
+        page.get_by_text("2 of 2 memories shown").first.wait_for(timeout=15_000)
+        assert page.get_by_text("Bob found a map").count() == 0
+    again = Services(settings)  # after a restart, still shared
+
+    async def shared() -> bool:
+        try:
+            return (await again.library.get(mine.id)).shared
+        finally:
+            await again.aclose()
+
+    assert asyncio.run(shared())
