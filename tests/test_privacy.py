@@ -186,6 +186,8 @@ async def test_an_npc_shared_with_the_team_is_seen_and_used_by_all_and_changed_b
     rows, _, listed = await library.list_npcs(None, "", BOB)
     assert {row[-2] for row in rows} == {"team", "ann · shared"} and "2 in the library" in listed
     assert (await library.world_choices(BOB))[1:] == [world.name]
+    rows, _, _ = await library.list_npcs(world.name, "", BOB)  # where: world and (mine or shared)
+    assert len(rows) == 2
     hits, _, _ = await library.search("Tobin Reed", 5, None, "", BOB)
     assert mine.id in {row[-1] for row in hits}
     card, _ = await library.open(mine.id, "backstory", BOB)
