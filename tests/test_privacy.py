@@ -12,6 +12,7 @@ from app.errors import InputError
 from app.models import NPC
 from app.services.library import Viewer
 from app.services.memory import MemoryDraft
+from app.store.memory_store import MemoryKind
 from app.ui.chat_tab import NEW, ChatHandlers
 from app.ui.library_tab import LibraryHandlers
 from app.wiring import Services
@@ -410,3 +411,27 @@ def test_a_designer_shares_in_the_browser_and_sees_only_their_memories(tmp_path:
             await again.aclose()
 
     assert asyncio.run(shared())
+
+
+async def test_reflections_count_and_are_made_per_user(
+    tmp_path: Path, make_services: MakeServices
+) -> None:
+    memory = make_services(make_settings(tmp_path)).memory
+
+    def said(
+        text: str, owner: str, created_at: float, kind: MemoryKind = "dialogue"
+    ) -> MemoryDraft:
+        return MemoryDraft(text=text, importance=6, owner=owner, created_at=created_at, kind=kind)
+
+    await memory.add(
+        "npc-r",
+        [
+            said("Ann owes the miller.", "ann", 10.0),
+            said("Bob lost his horse.", "bob", 11.0),
+            said("Bob is grieving.", "bob", 12.0, "reflection"),  # Bob's reflection...
+            said("Ann's sister is ill.", "ann", 13.0),
+        ],
+    )
+    # ...resets only Bob's count; Ann's still holds everything she said.
+    assert await memory.importance_since_reflection("npc-r", ("ann",)) == 12
+    assert await memory.importance_since_reflection("npc-r", ("bob",)) == 0
