@@ -435,3 +435,32 @@ async def test_reflections_count_and_are_made_per_user(
     # ...resets only Bob's count; Ann's still holds everything she said.
     assert await memory.importance_since_reflection("npc-r", ("ann",)) == 12
     assert await memory.importance_since_reflection("npc-r", ("bob",)) == 0
+
+
+def test_memories_from_before_owners_become_the_teams_once(tmp_path: Path) -> None:
+    from app.store.client import open_client
+    from app.store.embeddings import MiniLMEmbeddings
+    from app.store.memory_store import OWNERS_MARK, Memory, MemoryStore, collection_name
+
+    client = open_client(make_settings(tmp_path))
+    old = client.get_or_create_collection(
+        collection_name("npc-old"),
+        embedding_function=MiniLMEmbeddings(),  # type: ignore[arg-type]
+        metadata={"hnsw:space": "cosine", "npc_id": "npc-old"},
+    )
+    meta = {"npc_id": "npc-old", "player": "", "kind": "dialogue", "importance": 5}
+    old.add(  # as an older NPC Forge wrote it: no owner key
+        ids=["mem-old"],
+        embeddings=[[0.1] * 384],
+        metadatas=[{**meta, "created_at": 1.0, "last_accessed": 1.0}],
+        documents=["The well froze last winter."],
+    )
+    store = MemoryStore(client)
+    assert store.count("npc-old", ("ann", "")) == 1 and store.count("npc-old", ("ann",)) == 0
+    store.add(
+        [Memory("mem-ann", "npc-old", "Ann's sister is ill.", "dialogue", 5, 2.0, 2.0, owner="ann")]
+    )
+    assert store.count("npc-old", ("ann", "")) == 2 and store.count("npc-old", ("bob", "")) == 1
+    again = client.get_collection(collection_name("npc-old"))
+    assert (again.metadata or {}).get(OWNERS_MARK) is True
+    assert again.configuration_json["hnsw"]["space"] == "cosine"  # the search stays cosine

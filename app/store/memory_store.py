@@ -63,6 +63,8 @@ MAX_FETCH = 4000
 R = TypeVar("R")
 _USER = "user_json"
 OWNER = "owner"
+# Set on an NPC's collection once every memory in it carries an owner.
+OWNERS_MARK = "npc_forge_owners"
 TEAM = ""  # the owner of the team's memories (and of those made before owners existed)
 # The owners whose memories a caller sees ("" = the team's); None = everyone's.
 Owners = Sequence[str] | None
@@ -173,6 +175,25 @@ def _memory(memory_id: str, text: str | None, meta: Mapping[str, Any]) -> Memory
     )
 
 
+def _give_every_memory_an_owner(collection: Collection, batch: int) -> None:
+    """Memories written before owners existed get ``owner=""`` (the team's), once per
+    collection, so a ``where`` on the owner counts them (a missing key never matches)."""
+    if (collection.metadata or {}).get(OWNERS_MARK):
+        return
+    found = collection.get(include=["metadatas"])
+    missing = [
+        (memory_id, {**(meta or {}), OWNER: TEAM})
+        for memory_id, meta in zip(found["ids"], found["metadatas"] or (), strict=True)
+        if OWNER not in (meta or {})
+    ]
+    for part in _chunks(missing, batch):
+        chunk = missing[part]
+        collection.update(ids=[i for i, _ in chunk], metadatas=[m for _, m in chunk])
+    # Chroma refuses a changed hnsw:space, even the same value given again.
+    kept = {k: v for k, v in (collection.metadata or {}).items() if k != "hnsw:space"}
+    collection.modify(metadata={**kept, OWNERS_MARK: True})
+
+
 def _rows(result: Mapping[str, Any]) -> list[Memory]:
     ids = result["ids"]
     documents = result.get("documents") or [None] * len(ids)
@@ -261,10 +282,11 @@ class MemoryStore:
                 found = self.client.get_or_create_collection(
                     name=name,
                     embedding_function=ef,
-                    metadata={"hnsw:space": "cosine", "npc_id": npc_id},
+                    metadata={"hnsw:space": "cosine", "npc_id": npc_id, OWNERS_MARK: True},
                 )
             else:
                 found = self.client.get_collection(name=name, embedding_function=ef)
+            _give_every_memory_an_owner(found, self.batch)
         except NotFoundError:
             return None
         with self._lock:
@@ -418,11 +440,10 @@ class MemoryStore:
     def count(self, npc_id: str, owners: Owners = None) -> int:
         if owners is None:
             return self._read(npc_id, lambda collection: collection.count(), 0)
-        return self._read(
-            npc_id,
-            lambda c: sum(visible(m, owners) for m in _rows(c.get(include=["metadatas"]))),
-            0,
-        )
+        # Every memory carries an owner key (see collection_for): ids only, no metadata
+        # to read (80 ms instead of 1.4 s for 13k of 20k memories here).
+        where: Any = {OWNER: {"$in": list(owners)}}
+        return self._read(npc_id, lambda c: len(c.get(where=where, include=[])["ids"]), 0)
 
     def list_memories(self, npc_id: str, *, limit: int, owners: Owners = None) -> list[Memory]:
         """The NPC's newest memories first. Chroma keeps no order, so every
