@@ -134,9 +134,9 @@ class ConversationStore:
                 found.append(conversation)
         return sorted(found, key=lambda c: c.updated_at, reverse=True)
 
-    def delete_all(self, npc_id: str, owners: Sequence[str] | None = None) -> int:
+    def delete_all(self, npc_id: str) -> int:
         removed = 0
-        for conversation in self.list(npc_id, owners):
+        for conversation in self.list(npc_id):
             self._path(npc_id, conversation.id).unlink(missing_ok=True)
             removed += 1
         return removed
