@@ -87,7 +87,8 @@ async def test_two_designers_on_a_team_npc_keep_their_memories_and_conversations
     _, listed, *_ = await handlers.open_npc(npc.id, BOB)
     assert {value for _, value in listed["choices"]} == {NEW, bob_id}
     _, listed, *_ = await handlers.open_npc(npc.id, ROOT)
-    assert {ann_id, bob_id} <= {value for _, value in listed["choices"]}
+    labels = dict((value, label) for label, value in listed["choices"])
+    assert labels[ann_id].endswith("· ann's") and labels[bob_id].endswith("· bob's")
     missing = f"No conversation '{ann_id}'"
     with pytest.raises(InputError, match=missing):
         await handlers.open_conversation(npc.id, ann_id, BOB)
@@ -123,7 +124,9 @@ async def test_a_conversation_from_before_sign_in_is_the_teams_to_read_not_to_ta
     )
     shown, listed, *_ = await handlers.open_npc(npc.id, ANN)
     assert shown == [] and listed["value"] == NEW  # not opened to talk in
-    assert old.conversation.id in {value for _, value in listed["choices"]}
+    assert [label for label, value in listed["choices"] if value == old.conversation.id] == [
+        "Hello, who are you? · 2 messages · team's"
+    ]
     assert len(await handlers.open_conversation(npc.id, old.conversation.id, ANN)) == 2
     with pytest.raises(InputError, match="press New conversation to talk"):
         [u async for u in handlers.send(npc.id, old.conversation.id, "", "Hi", request=ANN)]

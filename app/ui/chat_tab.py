@@ -51,8 +51,12 @@ def _memory_rows(memories: Sequence[Any]) -> list[list[Any]]:
     return rows
 
 
-def _choice(conversation: Conversation) -> tuple[str, str]:
-    return (f"{conversation.title} · {len(conversation.messages)} messages", conversation.id)
+def _choice(conversation: Conversation, chatter: Chatter = ANYONE) -> tuple[str, str]:
+    """A conversation in the list; whose it is when it is not the caller's own."""
+    label = f"{conversation.title} · {len(conversation.messages)} messages"
+    if chatter.owner and conversation.owner != chatter.owner:
+        label += f" · {conversation.owner or TEAM}'s"
+    return (label, conversation.id)
 
 
 def _npc_id(npc_id: str | None) -> str:
@@ -121,7 +125,7 @@ class ChatHandlers:
         npc = await self._library(request).get(_npc_id(npc_id))
         chatter = self._chatter(request)
         conversations = await self.chat.conversations(npc.id, chatter)
-        choices = [(NEW, NEW), *(_choice(c) for c in conversations)]
+        choices = [(NEW, NEW), *(_choice(c, chatter) for c in conversations)]
         # The latest one the caller may talk in (the team's older ones are listed to read).
         latest = next((c for c in conversations if chatter.may_write(c)), None)
         value = latest.id if latest else NEW
@@ -144,7 +148,8 @@ class ChatHandlers:
         if update.done:  # the list gains a new conversation or a new message count
             listed = await self.chat.conversations(conversation.npc_id, chatter)
             choice = gr.update(
-                choices=[(NEW, NEW), *(_choice(c) for c in listed)], value=conversation.id
+                choices=[(NEW, NEW), *(_choice(c, chatter) for c in listed)],
+                value=conversation.id,
             )
         else:
             choice = gr.skip()
