@@ -467,3 +467,28 @@ def test_memories_from_before_owners_become_the_teams_once(tmp_path: Path) -> No
     again = client.get_collection(collection_name("npc-old"))
     assert (again.metadata or {}).get(OWNERS_MARK) is True
     assert again.configuration_json["hnsw"]["space"] == "cosine"  # the search stays cosine
+
+
+async def test_an_imported_card_of_a_shared_npc_is_the_importers_and_not_shared(
+    tmp_path: Path, make_services: MakeServices
+) -> None:
+    services = make_services(make_settings(tmp_path, auth=ACCOUNTS))
+    team = await _team_npc(services)
+    mine = team.model_copy(update={"id": "npc-ann-1", "name": "Tobin Reed"}).owned_by("ann")
+    await services.library.save([mine])
+    ann = services.library.as_seen_by(Viewer("ann", sees_all=False))
+    bob = services.library.as_seen_by(Viewer("bob", sees_all=False))
+    await ann.share(mine.id, True)
+    card = await services.exports.seen_by(bob).export(
+        mine.id, "this NPC", "Character Card V2 (JSON)"
+    )
+    assert b'"shared": true' in card.data or b'"shared":true' in card.data  # the card says so
+    [copy] = (
+        await services.exports.seen_by(bob).import_cards([(card.filename, card.data)], "bob")
+    ).imported
+    assert copy.owner == "bob" and copy.id != mine.id and copy.shared is False
+    # Ann's own re-import keeps hers shared: an import never shares or unshares.
+    [again] = (
+        await services.exports.seen_by(ann).import_cards([(card.filename, card.data)], "ann")
+    ).imported
+    assert again.id == mine.id and again.shared is True
