@@ -181,11 +181,19 @@ class FakeRecall:
 class FakeWriter:
     def __init__(self) -> None:
         self.seen: list[Message] = []
+        self.backends: list[str | None] = []
 
     async def observe(
-        self, npc_id: str, player: str | None, message: Message, *, owner: str | None = None
+        self,
+        npc_id: str,
+        player: str | None,
+        message: Message,
+        *,
+        owner: str | None = None,
+        backend: str | None = None,
     ) -> None:
         self.seen.append(message)
+        self.backends.append(backend)
 
     async def flush(self, npc_id: str, player: str | None, *, owner: str | None = None) -> None:
         return None
@@ -204,6 +212,35 @@ async def test_memories_reach_the_reply_and_turns_reach_the_writer(
     assert recall.queries == [(npc.id, "Do you remember my sister?", "Ada")]
     await services.chat.aclose()  # the hand-over runs in the background
     assert [m["role"] for m in writer.seen] == ["user", "assistant"]
+
+
+async def test_memories_are_written_on_the_backend_the_chat_uses(
+    tmp_path: Path, openai_server: FakeOpenAIServer, make_services: MakeServices
+) -> None:
+    """The app's default is the owner's API server; a chat on the procedural
+    backend (all a designer may use) writes its memories offline too: the
+    writer once used the default, spending the owner's key on every chat."""
+    settings = make_settings(
+        tmp_path,
+        library_autosave=True,
+        backend="auto",
+        openai_base_url=openai_server.base_url,
+        openai_model="fake-model",
+        memory_extract_every=2,
+    )
+    services = make_services(settings)
+    world = services.worlds.resolve("saltmere", None).world
+    [outcome] = await casts.outcomes(services, world, 1, seed=3, backend="procedural")
+    assert outcome.npc is not None
+    npc = outcome.npc
+    await services.library.save([npc])
+    assert services.backends.resolve("auto") == "openai"
+    for said in ("My sister Elsa lives in Harrow Bay.", "I owe Quintus 300 denarii."):
+        await _say(services, npc, said, player="Ada", backend="procedural")
+    await services.chat.aclose()  # the hand-over runs in the background
+    assert openai_server.requests == []
+    assert services.memory_writer.extractions == 2
+    assert await services.memory.count(npc.id) >= 2
 
 
 async def test_an_openai_compatible_server_streams_the_reply(

@@ -57,7 +57,13 @@ class TurnWriter(Protocol):
     """What the chat hands finished turns to (memory extraction)."""
 
     async def observe(
-        self, npc_id: str, player: str | None, message: Message, *, owner: str | None = None
+        self,
+        npc_id: str,
+        player: str | None,
+        message: Message,
+        *,
+        owner: str | None = None,
+        backend: str | None = None,
     ) -> Any: ...
 
     async def flush(self, npc_id: str, player: str | None, *, owner: str | None = None) -> Any: ...
@@ -354,7 +360,7 @@ class ChatService:
         answer = self.store.message("assistant", reply.strip(), None)
         conversation.messages.append(answer)
         await asyncio.to_thread(self.store.save, conversation)
-        self._hand_over(conversation, last, answer)
+        self._hand_over(conversation, last, answer, backend)
         yield ChatUpdate(conversation, answer.content, memories, notice, done=True)
 
     def _request(
@@ -381,9 +387,14 @@ class ChatService:
         )
 
     def _hand_over(
-        self, conversation: Conversation, said: ChatMessage, answer: ChatMessage
+        self,
+        conversation: Conversation,
+        said: ChatMessage,
+        answer: ChatMessage,
+        backend: str | None,
     ) -> None:
-        """Give the finished exchange to the memory writer, in the background."""
+        """Give the finished exchange to the memory writer, in the background (its
+        memories are written on the backend the reply came from)."""
         if self.writer is None:
             return
         writer, npc_id, player = self.writer, conversation.npc_id, conversation.player
@@ -391,9 +402,8 @@ class ChatService:
 
         async def observe() -> None:
             for message in (said, answer):
-                await writer.observe(
-                    npc_id, player, {"role": message.role, "content": message.content}, owner=owner
-                )
+                content = Message(role=message.role, content=message.content)
+                await writer.observe(npc_id, player, content, owner=owner, backend=backend)
 
         task = asyncio.get_running_loop().create_task(observe())
         self._background.add(task)

@@ -267,6 +267,9 @@ def _parse_reflected(reply: JSONReply) -> Reflected:
 class _Buffer:
     messages: list[Message]
     turns: int = 0
+    # The backend the conversation talks on: its memories are written on it too,
+    # never on the app's default (a designer's chat must not spend the owner's key).
+    backend: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,8 +351,10 @@ class MemoryWriter:
         message: Mapping[str, Any],
         *,
         owner: str | None = None,
+        backend: str | None = None,
     ) -> list[Memory]:
-        """Note one message of a conversation; every K turns, extract (one call).
+        """Note one message of a conversation; every K turns, extract (one call, on
+        ``backend``: the one the conversation uses; None = the writer's).
         The memories are ``owner``'s (the signed-in chatter; None = the team's).
         Returns what was stored (empty until a batch is extracted)."""
         role, content = str(message.get("role", "")), str(message.get("content", ""))
@@ -360,6 +365,7 @@ class MemoryWriter:
         with self._lock:
             buffer = self._buffers.setdefault(key, _Buffer([]))
             buffer.turns += 1
+            buffer.backend = backend if backend is not None else buffer.backend
             if reason is None:
                 buffer.messages.append(Message(role=role, content=content))
             due = buffer.turns >= self.options.every
@@ -370,13 +376,14 @@ class MemoryWriter:
             )
         return await self.flush(npc_id, player, owner=owner) if due else []
 
-    def _take(self, key: tuple[str, str, str]) -> list[Message]:
+    def _take(self, key: tuple[str, str, str]) -> tuple[list[Message], str | None]:
+        """The buffered messages (taken) and the backend to extract them on."""
         with self._lock:
             buffer = self._buffers.get(key)
             if buffer is None:
-                return []
+                return [], self._backend
             taken, buffer.messages, buffer.turns = buffer.messages, [], 0
-            return taken
+            return taken, buffer.backend if buffer.backend is not None else self._backend
 
     def _put_back(self, key: tuple[str, str, str], messages: list[Message]) -> None:
         with self._lock:
@@ -404,12 +411,12 @@ class MemoryWriter:
         reflections included. A failure is logged and the messages wait for the
         next flush."""
         key = (npc_id, player or "", owner or "")
-        messages = self._take(key)
+        messages, backend = self._take(key)
         if not messages:
             return []
         name = await self._name(npc_id)
         try:
-            guarded = self._backend_for(self._backend)
+            guarded = self._backend_for(backend)
             request = extraction_request(
                 _bounded(messages, self.options.max_chars),
                 npc_name=name,
@@ -439,9 +446,11 @@ class MemoryWriter:
         except BaseException:  # a bug or a cancelled task: keep the messages, then raise
             self._put_back(key, messages)
             raise
-        return stored + await self._reflect_if_due(npc_id, name, owner)
+        return stored + await self._reflect_if_due(npc_id, name, owner, backend)
 
-    async def _reflect_if_due(self, npc_id: str, name: str, owner: str | None) -> list[Memory]:
+    async def _reflect_if_due(
+        self, npc_id: str, name: str, owner: str | None, backend: str | None
+    ) -> list[Memory]:
         mine = (npc_id, owner or "")
         with self._lock:
             if mine in self._reflecting:  # another flush of this NPC and owner is at it
@@ -454,7 +463,7 @@ class MemoryWriter:
                 return []
             sources = sorted(recent, key=lambda m: (-m.importance, -m.created_at))
             sources = sorted(sources[:REFLECTION_INPUTS], key=lambda m: m.created_at)
-            guarded = self._backend_for(self._backend)
+            guarded = self._backend_for(backend)
             request = reflection_request(
                 sources, npc_name=name, temperature=self.options.temperature
             )
