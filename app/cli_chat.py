@@ -20,14 +20,15 @@ HELP = "Type to talk. /new starts a new conversation, /regen answers again, /qui
 
 async def _stream(updates: AsyncIterator[ChatUpdate], name: str, out: TextIO) -> str | None:
     """Print a reply as it arrives; returns the conversation id."""
-    printed = 0
+    printed, started = 0, False
     conversation = None
     async for update in updates:
         conversation = update.conversation.id
-        if update.notice and printed == 0:
+        if update.notice and not started:
             print(f"({update.notice})", file=sys.stderr)
-        if printed == 0 and not update.done:
-            out.write(f"{name}: ")
+        if not started and not update.done:
+            out.write(f"{name}: ")  # once: the first update carries no text yet
+            started = True
         if not update.done:
             out.write(update.reply[printed:])
             printed = len(update.reply)
