@@ -73,3 +73,16 @@ async def test_a_regenerated_npc_counts_against_the_quota(services: Services) ->
     assert services.quotas.used("npcs", "ann") == 2
     with pytest.raises(QuotaExceededError, match=r"2 NPCs per hour \(2 used, 0 left\)"):
         await handlers.regenerate_npc(npc_id, ["name"], "auto", 0.9, ann)
+
+
+async def test_regenerating_an_npc_refreshes_the_field_being_edited(services: Services) -> None:
+    """The edit box showed the old backstory after *Regenerate NPC*: pressing
+    *Save field* next would have brought the old text back."""
+    handlers = LibraryHandlers(services.library, services.refine, services.removal)
+    npc_id = await _anns_npc(services)
+    old = (await services.library.get(npc_id)).backstory
+    _, value, status = await handlers.regenerate_npc(
+        npc_id, ["name"], "procedural", 0.9, None, "backstory"
+    )
+    new = await services.library.get(npc_id)
+    assert value == new.backstory != old and status.startswith(f"Regenerated {new.name}")

@@ -181,15 +181,19 @@ class LibraryHandlers:
         backend: str | None,
         temperature: float | None,
         request: gr.Request | None = None,
-    ) -> tuple[str, str]:
-        """A new take on the NPC keeping the locked fields (one NPC of the quota)."""
+        field: str | None = None,
+    ) -> tuple[str, Any, str]:
+        """A new take on the NPC keeping the locked fields (one NPC of the quota):
+        its card, the edited field's new value (the edit box must not keep the old
+        text, or *Save field* would bring it back) and the status."""
         async with self._admitted(request, 1, backend) as ticket:
             new = await self._refine(request).regenerate_npc(
                 _required(npc_id), locked or [], backend=ticket.backend, temperature=temperature
             )
             ticket.produced = 1
         kept = f" (kept {', '.join(locked)})" if locked else ""
-        return npc_card(new, 1, self.media), f"Regenerated {new.name}{kept}."
+        value = field_text(new, field) if field in EDITABLE_FIELDS else gr.update()
+        return npc_card(new, 1, self.media), value, f"Regenerated {new.name}{kept}."
 
     async def sharing(
         self, npc_id: str | None, request: gr.Request | None = None
@@ -367,8 +371,9 @@ def build_library(
         api_name="library_regenerate_field",
     )  # fmt: skip
     regen_npc.click(
-        s(handlers.regenerate_npc, "Regenerate NPC", unchanged(1)),
-        [chosen, locked, backend, temperature], [card, status], api_name="library_regenerate",
+        s(handlers.regenerate_npc, "Regenerate NPC", unchanged(2)),
+        [chosen, locked, backend, temperature, field], [card, value, status],
+        api_name="library_regenerate",
     )  # fmt: skip
     delete.click(
         s(handlers.delete, "Delete", unchanged(1)), [chosen], [card, status],
