@@ -191,6 +191,7 @@ class Services:
             ),
             recall=self.memory,
             writer=self.memory_writer,
+            cards=self.cards,
         )
         self.removal = NPCRemoval(self.library, self.memory, self.conversations, self.cards)
         self.graphs = GraphLayouts()

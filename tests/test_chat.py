@@ -326,3 +326,37 @@ def test_the_persona_leaves_out_what_an_imported_card_did_not_say() -> None:
     prompt = persona(npc, World(name="W", era="Medieval", time_period="1250"), [])
     assert "What you want" not in prompt and "Your secret" not in prompt
     assert "How you speak" in prompt and "unknown" not in prompt.lower()
+
+
+async def test_an_imported_cards_own_prompts_join_the_chat(
+    tmp_path: Path, openai_server: FakeOpenAIServer, make_services: MakeServices
+) -> None:
+    """A SillyTavern card's system prompt stands where its author put it (its
+    {{original}} is the NPC's own prompt) and its post-history instructions
+    follow the conversation; {{char}} is the NPC."""
+    from tests.test_cards_import import CARDS
+
+    settings = make_settings(
+        tmp_path,
+        library_autosave=True,
+        openai_base_url=openai_server.base_url,
+        openai_model="fake-model",
+    )
+    services = make_services(settings)
+    report = await services.exports.import_cards(
+        [("odile.json", (CARDS / "odile_v2.json").read_bytes())]
+    )
+    [odile] = report.imported
+    openai_server.enqueue(Action(content="Odile wiped her hands and said nothing."))
+    await _say(services, odile, "What are you making?", player="Ada", backend="openai")
+    messages = openai_server.requests[-1]["messages"]
+    system, last = messages[0]["content"], messages[-1]
+    assert system.startswith(
+        "Write Odile Marchetti's next reply in third person past tense. Keep it under 120 words. "
+        "You are Odile Marchetti"
+    )
+    # The NPC's own prompt, whole, its card's macros filled in ("her nephew Ada's rival").
+    assert "{{" not in system and "Stay in character" in system and "Ada's rival" in system
+    rule = "Remember: Odile Marchetti never raises her voice and never leaves the workshop."
+    assert last == {"role": "system", "content": rule}
+    assert messages[-2] == {"role": "user", "content": "What are you making?"}

@@ -26,6 +26,8 @@ from app.backends.base import ChatRequest, Message
 from app.backends.pool import BackendPool
 from app.errors import InputError
 from app.models import NPC, World
+from app.services.card_prompts import CardPrompts, card_prompts, fill_macros
+from app.services.card_store import CardStore, KeptCard
 from app.services.conversations import ChatMessage, Conversation, ConversationStore
 from app.services.library import Library
 from app.services.prompts import world_block
@@ -191,8 +193,10 @@ class ChatService:
         limits: ChatLimits,
         recall: Recall | None = None,
         writer: TurnWriter | None = None,
+        cards: CardStore | None = None,
     ) -> None:
         self.backends = backends
+        self.cards = cards  # imported cards: their authors' prompts join the chat
         self.library = library
         self.worlds = worlds
         self.store = store
@@ -318,10 +322,11 @@ class ChatService:
         if self.writer is not None:
             await self.writer.flush(npc_id, conversation.player, owner=conversation.owner)
 
-    async def _prepare(self, npc_id: str) -> tuple[NPC, World]:
+    async def _prepare(self, npc_id: str) -> tuple[NPC, World, KeptCard | None]:
         npc = await self.library.get(npc_id)
         world = await asyncio.to_thread(self.worlds.world_for, npc.world)
-        return npc, world
+        kept = await asyncio.to_thread(self.cards.get, npc.id) if self.cards else None
+        return npc, world, kept
 
     async def _remember(
         self, npc_id: str, query: str, player: str | None, owner: str | None
@@ -343,14 +348,15 @@ class ChatService:
         last = conversation.messages[-1]
         # Memories, the rest of the prompt and saving the player's message (kept
         # even if the backend then fails) all happen at the same time.
-        (npc, world), memories, _ = await asyncio.gather(
+        (npc, world, kept), memories, _ = await asyncio.gather(
             self._prepare(conversation.npc_id),
             self._remember(
                 conversation.npc_id, last.content, conversation.player, conversation.owner
             ),
             asyncio.to_thread(self.store.save, conversation),
         )
-        request = self._request(npc, world, memories, conversation)
+        prompts = card_prompts(kept, npc.name, conversation.player)
+        request = self._request(npc, world, memories, conversation, prompts)
         guarded = self.backends.get(backend)
         reply = ""
         yield ChatUpdate(conversation, reply, memories, notice)
@@ -364,11 +370,22 @@ class ChatService:
         yield ChatUpdate(conversation, answer.content, memories, notice, done=True)
 
     def _request(
-        self, npc: NPC, world: World, memories: Sequence[Any], conversation: Conversation
+        self,
+        npc: NPC,
+        world: World,
+        memories: Sequence[Any],
+        conversation: Conversation,
+        prompts: CardPrompts | None = None,
     ) -> ChatRequest:
         turns = conversation.messages[-(2 * self.limits.history_turns + 1) :]
         said: list[Message] = [Message(role=m.role, content=m.content) for m in turns]
-        messages = [Message(role="system", content=persona(npc, world, memories)), *said]
+        system = fill_macros(persona(npc, world, memories), npc.name, conversation.player)
+        messages = [
+            Message(role="system", content=prompts.around(system) if prompts else system),
+            *said,
+        ]
+        if prompts is not None and prompts.post_history:
+            messages.append(Message(role="system", content=prompts.post_history))
         history = said[:-1]
         return ChatRequest(
             messages=messages,
