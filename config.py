@@ -215,6 +215,9 @@ class Settings(BaseSettings):
     quota_chat_per_minute: int = Field(default=30, ge=0)
     quota_jobs_running: int = Field(default=1, ge=1)
     quota_jobs_queued: int = Field(default=1, ge=0)
+    # Dialogue lines a user may have written per hour (one full run of the most
+    # lines a run may ask for fits); lines served from the cache are not counted.
+    quota_lines_per_hour: int = Field(default=2000, ge=0)
     # Uploads larger than this are refused before they are stored.
     upload_max_mb: float = Field(default=10.0, gt=0)
     # Download files and Gradio's copies of uploads and downloads are removed

@@ -256,7 +256,7 @@ class Services:
                 cache.memory.put(key, value)
 
     async def aclose(self) -> None:
-        """Finish library, memory and cache writes, close backend connections."""
+        """Finish library, memory, cache and quota writes, close backend connections."""
         await self.cast.aclose()
         await self.chat.aclose()
         await self.memory.aclose()
@@ -265,3 +265,4 @@ class Services:
         if self.response_cache is not None:
             await self.response_cache.flush()
         await self.backends.aclose()
+        await self.quotas.aclose()

@@ -98,7 +98,9 @@ class Clock:
         return self.now
 
 
-def test_the_request_past_the_quota_is_refused_with_when_to_try_again(tmp_path: Path) -> None:
+async def test_the_request_past_the_quota_is_refused_with_when_to_try_again(
+    tmp_path: Path,
+) -> None:
     clock, path = Clock(), tmp_path / "quotas.json"
     quotas = Quotas(QuotaLimits(10, 2, 1, 1), path, clock)
     quotas.charge("npcs", "ann", 6)
@@ -111,6 +113,7 @@ def test_the_request_past_the_quota_is_refused_with_when_to_try_again(tmp_path: 
     with pytest.raises(QuotaExceededError, match="ask for at most 10"):
         quotas.charge("npcs", "cy", 11)
     # Nothing was half-charged, and a restart keeps the windows.
+    await quotas.aclose()
     again = Quotas(QuotaLimits(10, 2, 1, 1), path, clock)
     assert (again.used("npcs", "ann"), again.used("npcs", "bob"), again.used("npcs", "cy")) == (
         10,

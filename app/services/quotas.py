@@ -1,11 +1,14 @@
-"""Per-user quotas: NPCs per hour, chat messages per minute, jobs at a time.
+"""Per-user quotas: NPCs per hour, chat messages per minute, dialogue lines per
+hour, jobs at a time.
 
 Each user (the signed-in name, or the client's address without sign-in) has a
 sliding window per kind. A request that would pass the limit is refused with
 the time when it would fit; nothing is half-charged. The windows are kept in
 one small JSON file under the data directory, so a restart does not reset
-them. Jobs (casts) are bounded per user: ``jobs_running`` run, up to
-``jobs_queued`` more wait their turn, any further one is refused at once.
+them; the file is written by a background writer (never on the caller's time,
+one write for a burst of charges) and flushed by ``aclose()``. Jobs (casts)
+are bounded per user: ``jobs_running`` run, up to ``jobs_queued`` more wait
+their turn, any further one is refused at once.
 """
 
 from __future__ import annotations
@@ -28,15 +31,26 @@ from prometheus_client.registry import Collector
 
 from app.errors import InputError
 from utils.jsonio import atomic_write_bytes
+from utils.latest_writer import LatestWriter
 
 if TYPE_CHECKING:
     from config import Settings
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["npcs", "chat"]
-WINDOWS: dict[Kind, float] = {"npcs": 3600.0, "chat": 60.0}
-WHAT: dict[Kind, str] = {"npcs": "NPCs per hour", "chat": "chat messages per minute"}
+Kind = Literal["npcs", "chat", "lines"]
+WINDOWS: dict[Kind, float] = {"npcs": 3600.0, "chat": 60.0, "lines": 3600.0}
+WHAT: dict[Kind, str] = {
+    "npcs": "NPCs per hour",
+    "chat": "chat messages per minute",
+    "lines": "dialogue lines per hour",
+}
+# The Stats tab's column for each kind's window.
+COLUMN: dict[Kind, str] = {
+    "npcs": "npcs last hour",
+    "chat": "chat last minute",
+    "lines": "lines last hour",
+}
 
 
 class QuotaExceededError(InputError):
@@ -53,6 +67,7 @@ class QuotaLimits:
     chat_per_minute: int
     jobs_running: int
     jobs_queued: int
+    lines_per_hour: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QuotaLimits:
@@ -61,10 +76,15 @@ class QuotaLimits:
             settings.quota_chat_per_minute,
             settings.quota_jobs_running,
             settings.quota_jobs_queued,
+            settings.quota_lines_per_hour,
         )
 
     def of(self, kind: Kind) -> int:
-        return self.npcs_per_hour if kind == "npcs" else self.chat_per_minute
+        return {
+            "npcs": self.npcs_per_hour,
+            "chat": self.chat_per_minute,
+            "lines": self.lines_per_hour,
+        }[kind]
 
 
 def _wait_text(seconds: float) -> str:
@@ -102,6 +122,7 @@ class Quotas:
         self._jobs: dict[str, _Jobs] = {}
         self.refusals: Counter[str] = Counter()
         self._load()
+        self._writer = LatestWriter(self._save, name="quotas-writer")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Quotas:
@@ -119,16 +140,37 @@ class Quotas:
         except (OSError, ValueError, TypeError) as exc:
             log.warning("quotas: starting afresh, cannot read %s (%s)", self._path, exc)
 
-    def _save(self) -> None:  # called with the lock held; a few hundred bytes
+    def _save(self) -> None:
+        """Write the windows as they are now (on the writer's thread)."""
         if self._path is None:
             return
-        data = {
-            kind: {u: list(e) for u, e in users.items() if e} for kind, users in self._used.items()
-        }
+        with self._lock:
+            data = {
+                kind: {u: list(e) for u, e in users.items() if e}
+                for kind, users in self._used.items()
+            }
         try:
             atomic_write_bytes(self._path, orjson.dumps(data), durable=False)
         except OSError as exc:
             log.warning("quotas: cannot save %s (%s)", self._path, exc)
+
+    def _changed(self) -> None:
+        if self._path is not None:
+            self._writer.changed()
+
+    @property
+    def writes(self) -> int:
+        """How many times the file was written (a burst of charges is one write)."""
+        return self._writer.writes
+
+    async def flush(self) -> None:
+        """Wait until the file holds every charge made so far."""
+        await self._writer.flush()
+
+    async def aclose(self) -> None:
+        """Write the last charges and stop the writer (the app shuts down)."""
+        await self._writer.flush()
+        await asyncio.to_thread(self._writer.close)
 
     def _prune(self, kind: Kind, user: str, now: float) -> deque[tuple[float, int]]:
         events = self._used[kind][user]
@@ -153,7 +195,7 @@ class Quotas:
                 self.refusals[kind] += 1
                 raise QuotaExceededError(self._refusal(kind, events, used, amount, limit, now), 0.0)
             events.append((now, amount))
-            self._save()
+        self._changed()
 
     def _refusal(
         self, kind: Kind, events: deque[tuple[float, int]], used: int, amount: int, limit: int,
@@ -188,7 +230,7 @@ class Quotas:
                 if n > amount:
                     events.append((at, n - amount))
                 amount -= n
-            self._save()
+        self._changed()
 
     # -- jobs ------------------------------------------------------------------
     @asynccontextmanager
@@ -224,8 +266,10 @@ class Quotas:
             rows.append(
                 {
                     "user": user,
-                    "npcs last hour": f"{self.used('npcs', user)} / {self._shown('npcs')}",
-                    "chat last minute": f"{self.used('chat', user)} / {self._shown('chat')}",
+                    **{
+                        COLUMN[kind]: f"{self.used(kind, user)} / {self._shown(kind)}"
+                        for kind in WINDOWS
+                    },
                     "jobs running": jobs.holding if jobs else 0,
                     "jobs waiting": jobs.waiting if jobs else 0,
                 }

@@ -1,0 +1,99 @@
+"""The quota book's file: written off the caller's time, coalesced, flushed on close."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import orjson
+import pytest
+
+from app.services import quotas as quotas_module
+from app.services.quotas import QuotaLimits, Quotas
+from tests.conftest import MakeServices, make_settings
+from utils.latest_writer import LatestWriter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_charges_survive_a_restart_after_the_app_closes(
+    tmp_path: Path, make_services: MakeServices
+) -> None:
+    settings = make_settings(tmp_path, quota_chat_per_minute=5, quota_npcs_per_hour=50)
+    first = make_services(settings)
+    ann = first.admission.caller(None, "10.0.0.9")
+    for _ in range(3):
+        first.admission.chat_message(ann)
+    first.quotas.charge("npcs", ann.name, 7)
+    await first.aclose()
+
+    again = make_services(settings)
+    assert again.quotas.used("chat", "10.0.0.9") == 3
+    assert again.quotas.used("npcs", "10.0.0.9") == 7
+
+
+async def test_a_burst_of_charges_is_one_or_two_writes_and_never_waits_for_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writing, release = threading.Event(), threading.Event()
+    written: list[bytes] = []
+    real_write = quotas_module.atomic_write_bytes
+
+    def slow_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+        writing.set()
+        assert release.wait(10), "the test never released the write"
+        written.append(data)
+        real_write(path, data, durable=durable)
+
+    monkeypatch.setattr(quotas_module, "atomic_write_bytes", slow_write)
+    path = tmp_path / "quotas.json"
+    quotas = Quotas(QuotaLimits(0, 1000, 1, 1), path, Clock())
+    quotas.charge("chat", "ann")
+    assert writing.wait(10)  # the first write is in flight and stuck on the "disk"...
+    for _ in range(99):  # ...and charges go on without waiting for it
+        quotas.charge("chat", "ann")
+    assert written == []
+    release.set()
+    await quotas.aclose()
+    # The stuck write, then one for the 99 that came meanwhile: the latest state.
+    assert quotas.writes == len(written) == 2
+    assert sum(n for _, n in orjson.loads(path.read_bytes())["chat"]["ann"]) == 100
+    assert Quotas(QuotaLimits(0, 1000, 1, 1), path, Clock()).used("chat", "ann") == 100
+
+
+async def test_a_charge_after_close_is_written_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "quotas.json"
+    quotas = Quotas(QuotaLimits(10, 0, 1, 1), path, Clock())
+    await quotas.aclose()
+    quotas.charge("npcs", "ann", 4)  # e.g. a cast finishing while the app shuts down
+    assert Quotas(QuotaLimits(10, 0, 1, 1), path, Clock()).used("npcs", "ann") == 4
+
+
+async def test_without_a_file_nothing_is_written() -> None:
+    quotas = Quotas(QuotaLimits(10, 10, 1, 1), None, Clock())
+    quotas.charge("npcs", "ann", 3)
+    quotas.refund("npcs", "ann", 1)
+    await quotas.aclose()
+    assert quotas.writes == 0 and quotas.used("npcs", "ann") == 2
+
+
+def test_a_failed_write_is_retried_by_the_next_change() -> None:
+    calls: list[int] = []
+
+    def write() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk full")
+
+    writer = LatestWriter(write)
+    writer.changed()
+    writer.flush_now()
+    writer.changed()
+    writer.close()
+    assert writer.writes == len(calls) == 2
