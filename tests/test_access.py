@@ -221,6 +221,7 @@ def test_sign_in_is_required_and_quotas_answer_over_the_api(tmp_path: Path) -> N
         tmp_path,
         auth=("ann:pw-ann", "bob:pw-bob"),
         quota_chat_per_minute=1,
+        quota_lines_per_hour=2,
         library_autosave=True,
     )
     services = Services(settings)
@@ -239,6 +240,11 @@ def test_sign_in_is_required_and_quotas_answer_over_the_api(tmp_path: Path) -> N
         ann.predict(npc_id, "", "Ada", "Who are you?", "auto", api_name="/chat")
         with pytest.raises(Exception, match="Quota reached: 1 chat messages per minute"):
             ann.predict(npc_id, "", "Ada", "And again?", "auto", api_name="/chat")
+        lines = ([npc_id], "(no world: only the NPCs picked)", "greets the player", [], 2, "auto")
+        _, written, *_ = ann.predict(*lines, [], api_name="/generate_dialogue")
+        assert len(written) == 2 and all(line["line"] for line in written)
+        with pytest.raises(Exception, match="Quota reached: 2 dialogue lines per hour"):
+            ann.predict(*lines[:2], "player steals", *lines[3:], [], api_name="/generate_dialogue")
         bob = Client(demo.local_url, auth=("bob", "pw-bob"), verbose=False)
         # Ann's NPC is hers: Bob can neither find it nor talk to it, read its memory
         # or delete it; to him it does not exist.

@@ -1,22 +1,22 @@
 """What a caller may do: which backend, how much, how many jobs at once.
 
-The UI asks this service before a cast or a chat message; the CLI runs as the
-machine's owner and does not. Without sign-in everyone is an admin on their
-own machine (the app refuses to be shared without sign-in), and quotas count
-per client address.
+The UI asks this service before a cast, a run of dialogue lines or a chat
+message; the CLI runs as the machine's owner and does not. Without sign-in
+everyone is an admin on their own machine (the app refuses to be shared
+without sign-in), and quotas count per client address.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 from app.backends.pool import BackendPool
 from app.errors import InputError
 from app.services.accounts import Accounts, Role
 from app.services.library import Viewer
-from app.services.quotas import Quotas
+from app.services.quotas import Kind, Quotas
 
 AUTO = ("", "auto")
 
@@ -28,13 +28,17 @@ class Caller:
 
 
 @dataclass(slots=True)
-class CastTicket:
-    """A cast admitted: ``produced`` NPCs stay charged, the rest is given back."""
+class Ticket:
+    """A run admitted (a cast, a run of dialogue lines): what it ``produced``
+    stays charged, the rest is given back when it ends."""
 
     caller: Caller
     charged: int
     backend: str | None
     produced: int = field(default=0)
+
+
+CastTicket = Ticket
 
 
 class Admission:
@@ -71,21 +75,34 @@ class Admission:
             )
         return requested
 
-    @asynccontextmanager
-    async def cast(
+    def cast(
         self, caller: Caller, count: int, backend: str | None
-    ) -> AsyncIterator[CastTicket]:
-        """Admit a cast of ``count`` NPCs: the backend checked, a job slot held
-        (waiting in the caller's short line), the NPCs charged; on leaving, what
-        was not produced is given back."""
+    ) -> AbstractAsyncContextManager[Ticket]:
+        """Admit a cast of ``count`` NPCs (see ``_run``)."""
+        return self._run(caller, "npcs", count, backend)
+
+    def dialogue(
+        self, caller: Caller, lines: int, backend: str | None
+    ) -> AbstractAsyncContextManager[Ticket]:
+        """Admit a run of ``lines`` dialogue lines (see ``_run``); the handler counts
+        as produced only the lines newly written, so lines served from the cache
+        (and failed ones) are given back."""
+        return self._run(caller, "lines", lines, backend)
+
+    @asynccontextmanager
+    async def _run(
+        self, caller: Caller, kind: Kind, count: int, backend: str | None
+    ) -> AsyncIterator[Ticket]:
+        """The backend checked, a job slot held (waiting in the caller's short
+        line), ``count`` charged; on leaving, what was not produced is given back."""
         chosen = self.backend_for(caller, backend)
         async with self.quotas.job(caller.name):
-            self.quotas.charge("npcs", caller.name, count)
-            ticket = CastTicket(caller, count, chosen)
+            self.quotas.charge(kind, caller.name, count)
+            ticket = Ticket(caller, count, chosen)
             try:
                 yield ticket
             finally:
-                self.quotas.refund("npcs", caller.name, count - min(count, ticket.produced))
+                self.quotas.refund(kind, caller.name, count - min(count, ticket.produced))
 
     def owner(self, caller: Caller) -> str | None:
         """Whose the NPCs this caller makes are: theirs when people sign in."""

@@ -51,6 +51,7 @@ COLUMN: dict[Kind, str] = {
     "chat": "chat last minute",
     "lines": "lines last hour",
 }
+ROW_COLUMNS = ("user", *COLUMN.values(), "jobs running", "jobs waiting")
 
 
 class QuotaExceededError(InputError):

@@ -19,8 +19,14 @@ from typing import Any
 import gradio as gr
 
 from app.errors import InputError
-from app.services.admission import Admission
-from app.services.dialogue import DialogueManager, LineRequest, localisation_key, situation_text
+from app.services.admission import Admission, Ticket
+from app.services.dialogue import (
+    DialogueLine,
+    DialogueManager,
+    LineRequest,
+    localisation_key,
+    situation_text,
+)
 from app.services.dialogue_exports import EXPORT_LABELS, export_lines
 from app.services.dialogue_plan import DialoguePlanner
 from app.services.library import Library
@@ -129,17 +135,17 @@ class DialogueHandlers:
 
     @contextlib.asynccontextmanager
     async def _admitted(
-        self, request: gr.Request | None, backend: str | None
-    ) -> AsyncIterator[str | None]:
-        """The backend this caller may use, inside one of their job slots (a run of
-        lines is a job, like a cast)."""
+        self, request: gr.Request | None, backend: str | None, lines: int
+    ) -> AsyncIterator[Ticket | None]:
+        """The run admitted: the backend this caller may use, one of their job slots
+        (a run of lines is a job, like a cast), ``lines`` charged to their quota;
+        the lines not counted as produced are given back. None: no admission."""
         if self.admission is None:
-            yield backend
+            yield None
             return
         caller = caller_of(self.admission, request)
-        chosen = self.admission.backend_for(caller, backend)
-        async with self.admission.quotas.job(caller.name):
-            yield chosen
+        async with self.admission.dialogue(caller, lines, backend) as ticket:
+            yield ticket
 
     async def find(
         self,
@@ -195,7 +201,8 @@ class DialogueHandlers:
             else:
                 todo.append(index)
         stop = StopFlag()
-        async with self._admitted(request, backend) as chosen:
+        async with self._admitted(request, backend, len(todo)) as ticket:
+            chosen = ticket.backend if ticket is not None else backend
             name = self.dialogue.backend_name(chosen)
             yield self._outputs(lines, pinned, _status(lines, started, name, None), stop)
             shown = time.perf_counter()
@@ -203,6 +210,8 @@ class DialogueHandlers:
             async with contextlib.aclosing(stream):  # leaving it cancels the calls still running
                 async for delivered in stream:
                     lines[todo[delivered.index]] = {**delivered.line.as_dict(), "take": 0}
+                    if ticket is not None and _written(delivered.line):
+                        ticket.produced += 1  # only new lines count against the quota
                     if stop.requested:
                         break
                     if time.perf_counter() - shown >= REFRESH_S:
@@ -257,13 +266,15 @@ class DialogueHandlers:
         old = lines[index]
         npc = await self._library(request).get(old["npc_id"])
         take = int(old.get("take") or 0) + 1
-        async with self._admitted(request, backend) as chosen:
+        async with self._admitted(request, backend, 1) as ticket:
             line = await self.dialogue.regenerate(
                 LineRequest(npc, old["situation"], int(old["variant"])),
                 take=take,
                 avoid=[x["line"] for x in lines if x["npc_id"] == npc.id and x["line"]],
-                backend=chosen,
+                backend=ticket.backend if ticket is not None else backend,
             )
+            if ticket is not None and _written(line):
+                ticket.produced = 1
         lines[index] = {**line.as_dict(), "take": take}
         status = f"Regenerated {npc.name} · {old['situation']} · {old['variant']}."
         if line.error:
@@ -276,8 +287,6 @@ class DialogueHandlers:
 
     async def export(self, previous: Sequence[Line] | None, label: str) -> str:
         """The lines as JSON, a localisation CSV, Yarn Spinner or Ink."""
-        from app.services.dialogue import DialogueLine
-
         fields = DialogueLine.__dataclass_fields__
         lines = [
             DialogueLine(**{k: v for k, v in line.items() if k in fields})
@@ -288,6 +297,11 @@ class DialogueHandlers:
         label = _text(label, "The format")
         filename, data = export_lines(lines, EXPORT_LABELS.get(label, label))
         return await offer(self.export_dir, "dialogue-", filename, data)
+
+
+def _written(line: DialogueLine) -> bool:
+    """A line newly written by the backend (not served from the cache, not failed)."""
+    return line.line is not None and line.error is None and not line.cached
 
 
 def _text(value: object, what: str) -> str:

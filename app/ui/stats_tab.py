@@ -15,10 +15,10 @@ from app.services.observability import (
     LATENCY_COLUMNS,
     ObservabilityService,
 )
+from app.services.quotas import ROW_COLUMNS as QUOTA_COLUMNS
 from app.ui.errors import user_errors
 
 STAGES = ["queue", "backend", "parse", "repair"]
-QUOTA_COLUMNS = ["user", "npcs last hour", "chat last minute", "jobs running", "jobs waiting"]
 REFRESH_SECONDS = 5.0
 
 
