@@ -218,6 +218,9 @@ class Settings(BaseSettings):
     # Dialogue lines a user may have written per hour (one full run of the most
     # lines a run may ask for fits); lines served from the cache are not counted.
     quota_lines_per_hour: int = Field(default=2000, ge=0)
+    # Browser/API sessions whose UI state the server keeps (least recently used
+    # dropped first); Gradio keeps 10,000, about 0.4 MB each for this app.
+    ui_sessions: int = Field(default=200, ge=1)
     # Uploads larger than this are refused before they are stored.
     upload_max_mb: float = Field(default=10.0, gt=0)
     # Download files and Gradio's copies of uploads and downloads are removed

@@ -121,6 +121,11 @@ class MiniLMEmbeddings(EmbeddingFunction[Documents]):
                     options = onnxruntime.SessionOptions()
                     options.intra_op_num_threads = self.threads
                     options.inter_op_num_threads = 1
+                    # Without the CPU arena, buffers go back to malloc after each run
+                    # instead of an arena that keeps the largest batch's size:
+                    # ~60 MB less resident, batch latency within noise
+                    # (benchmarks/memory.py).
+                    options.enable_cpu_mem_arena = False
                     self._tokenizer = tokenizer
                     self._session = onnxruntime.InferenceSession(
                         str(model), options, providers=["CPUExecutionProvider"]

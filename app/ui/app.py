@@ -118,8 +118,13 @@ def _create_app(services: Services, export_dir: Path | None) -> gr.Blocks:
 
 
 def launch_options(services: Services) -> dict[str, Any]:
-    """What every launch passes: the CSS and the footer links."""
-    return {"css": services.assets.css(), "footer_links": ["api", "settings"]}
+    """What every launch passes: the CSS, the footer links, how many sessions' state
+    to keep."""
+    return {
+        "css": services.assets.css(),
+        "footer_links": ["api", "settings"],
+        "state_session_capacity": services.settings.ui_sessions,
+    }
 
 
 def server_loop(demo: gr.Blocks) -> asyncio.AbstractEventLoop | None:
