@@ -5,6 +5,17 @@ embedded ``PersistentClient`` under the data dir, or an ``HttpClient`` when a
 Chroma host is set. ``SharedClient`` opens it on first use, once, so the
 library and the memory service share one client (one connection pool, one
 embedded database) and neither pays for opening Chroma before it is needed.
+
+Memory: embedded Chroma keeps each collection's vector index resident once
+used, about 2.7 MB for a small one, so every NPC with memories (one collection
+each) costs that until the cache holds RLIMIT_NOFILE / 5 indexes (4,000 here).
+Chroma 1.5's ``chroma_memory_limit_bytes`` and ``chroma_segment_cache_policy``
+are read only by its legacy Python segment API, not by the Rust client that
+``PersistentClient`` runs. Its Rust client's own cache size can be lowered, but
+that evicts indexes never yet written to disk (below ``hnsw:sync_threshold``
+records), and those collections then fail "Nothing found on disk" until a
+restart: 9 of 40 NPCs' memories in ``benchmarks/memory.py``. So no cap is set
+here; see the README (Load and memory).
 """
 
 from __future__ import annotations
