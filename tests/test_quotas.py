@@ -11,15 +11,8 @@ import pytest
 from app.services import quotas as quotas_module
 from app.services.quotas import QuotaLimits, Quotas
 from tests.conftest import MakeServices, make_settings
+from tests.doubles import FakeClock
 from utils.latest_writer import LatestWriter
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_charges_survive_a_restart_after_the_app_closes(
@@ -53,7 +46,7 @@ async def test_a_burst_of_charges_is_one_or_two_writes_and_never_waits_for_the_d
 
     monkeypatch.setattr(quotas_module, "atomic_write_bytes", slow_write)
     path = tmp_path / "quotas.json"
-    quotas = Quotas(QuotaLimits(0, 1000, 1, 1), path, Clock())
+    quotas = Quotas(QuotaLimits(0, 1000, 1, 1), path, FakeClock())
     quotas.charge("chat", "ann")
     assert writing.wait(10)  # the first write is in flight and stuck on the "disk"...
     for _ in range(99):  # ...and charges go on without waiting for it
@@ -64,19 +57,19 @@ async def test_a_burst_of_charges_is_one_or_two_writes_and_never_waits_for_the_d
     # The stuck write, then one for the 99 that came meanwhile: the latest state.
     assert quotas.writes == len(written) == 2
     assert sum(n for _, n in orjson.loads(path.read_bytes())["chat"]["ann"]) == 100
-    assert Quotas(QuotaLimits(0, 1000, 1, 1), path, Clock()).used("chat", "ann") == 100
+    assert Quotas(QuotaLimits(0, 1000, 1, 1), path, FakeClock()).used("chat", "ann") == 100
 
 
 async def test_a_charge_after_close_is_written_at_once(tmp_path: Path) -> None:
     path = tmp_path / "quotas.json"
-    quotas = Quotas(QuotaLimits(10, 0, 1, 1), path, Clock())
+    quotas = Quotas(QuotaLimits(10, 0, 1, 1), path, FakeClock())
     await quotas.aclose()
     quotas.charge("npcs", "ann", 4)  # e.g. a cast finishing while the app shuts down
-    assert Quotas(QuotaLimits(10, 0, 1, 1), path, Clock()).used("npcs", "ann") == 4
+    assert Quotas(QuotaLimits(10, 0, 1, 1), path, FakeClock()).used("npcs", "ann") == 4
 
 
 async def test_without_a_file_nothing_is_written() -> None:
-    quotas = Quotas(QuotaLimits(10, 10, 1, 1), None, Clock())
+    quotas = Quotas(QuotaLimits(10, 10, 1, 1), None, FakeClock())
     quotas.charge("npcs", "ann", 3)
     quotas.refund("npcs", "ann", 1)
     await quotas.aclose()
