@@ -164,10 +164,6 @@ class Quotas:
         """How many times the file was written (a burst of charges is one write)."""
         return self._writer.writes
 
-    async def flush(self) -> None:
-        """Wait until the file holds every charge made so far."""
-        await self._writer.flush()
-
     async def aclose(self) -> None:
         """Write the last charges and stop the writer (the app shuts down)."""
         await self._writer.flush()

@@ -14,7 +14,7 @@ are read only by its legacy Python segment API, not by the Rust client that
 ``PersistentClient`` runs. Its Rust client's own cache size can be lowered, but
 that evicts indexes never yet written to disk (below ``hnsw:sync_threshold``
 records), and those collections then fail "Nothing found on disk" until a
-restart: 9 of 40 NPCs' memories in ``benchmarks/memory.py``. So no cap is set
+restart: 34 of 80 NPCs' memories in ``benchmarks/memory.py``. So no cap is set
 here; see the README (Load and memory).
 """
 
