@@ -8,7 +8,7 @@ without sign-in), and quotas count per client address.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -27,18 +27,28 @@ class Caller:
     role: Role
 
 
+def _nothing() -> int:
+    return 0
+
+
 @dataclass(slots=True)
 class Ticket:
     """A run admitted (a cast, a run of dialogue lines): what it ``produced``
-    stays charged, the rest is given back when it ends."""
+    stays charged, the rest is given back when it ends.
+
+    The handler sets ``count`` once, to a function of its own results (the NPCs
+    its view holds, the lines delivered); ``produced`` reads it, so it cannot go
+    stale however the run ends (finished, stopped, the client gone).
+    """
 
     caller: Caller
     charged: int
     backend: str | None
-    produced: int = field(default=0)
+    count: Callable[[], int] = field(default=_nothing)
 
-
-CastTicket = Ticket
+    @property
+    def produced(self) -> int:
+        return max(0, min(self.charged, self.count()))
 
 
 class Admission:
@@ -102,7 +112,7 @@ class Admission:
             try:
                 yield ticket
             finally:
-                self.quotas.refund(kind, caller.name, count - min(count, ticket.produced))
+                self.quotas.refund(kind, caller.name, count - ticket.produced)
 
     def owner(self, caller: Caller) -> str | None:
         """Whose the NPCs this caller makes are: theirs when people sign in."""

@@ -201,7 +201,10 @@ class DialogueHandlers:
             else:
                 todo.append(index)
         stop = StopFlag()
+        delivered_lines: list[DialogueLine] = []
         async with self._admitted(request, backend, len(todo)) as ticket:
+            if ticket is not None:  # only new lines count against the quota
+                ticket.count = lambda: sum(map(_written, delivered_lines))
             chosen = ticket.backend if ticket is not None else backend
             name = self.dialogue.backend_name(chosen)
             yield self._outputs(lines, pinned, _status(lines, started, name, None), stop)
@@ -210,8 +213,7 @@ class DialogueHandlers:
             async with contextlib.aclosing(stream):  # leaving it cancels the calls still running
                 async for delivered in stream:
                     lines[todo[delivered.index]] = {**delivered.line.as_dict(), "take": 0}
-                    if ticket is not None and _written(delivered.line):
-                        ticket.produced += 1  # only new lines count against the quota
+                    delivered_lines.append(delivered.line)
                     if stop.requested:
                         break
                     if time.perf_counter() - shown >= REFRESH_S:
@@ -273,8 +275,8 @@ class DialogueHandlers:
                 avoid=[x["line"] for x in lines if x["npc_id"] == npc.id and x["line"]],
                 backend=ticket.backend if ticket is not None else backend,
             )
-            if ticket is not None and _written(line):
-                ticket.produced = 1
+            if ticket is not None:
+                ticket.count = lambda: int(_written(line))
         lines[index] = {**line.as_dict(), "take": take}
         status = f"Regenerated {npc.name} · {old['situation']} · {old['variant']}."
         if line.error:

@@ -138,10 +138,9 @@ class GenerateHandlers:
             owner = self.admission.owner(ticket.caller) if self.admission else None
             plan = await self.cast.plan(request, backend=ticket.backend, owner=owner)
             view = CastView(plan, media=self.media)
+            ticket.count = lambda: view.produced
             async for outputs in self._stream(view, range(view.total), bool(use_cache)):
-                ticket.produced = view.produced
                 yield outputs
-            ticket.produced = view.produced
 
     async def retry_failed(
         self, view: CastView | None, backend: str | None, caller: Caller | None = None
@@ -160,11 +159,10 @@ class GenerateHandlers:
                     view.plan, backend=guarded.name, requested_backend=backend
                 )
             before = view.produced
+            ticket.count = lambda: view.produced - before
             positions = view.clear_failures()
             async for outputs in self._stream(view, positions, use_cache=True):
-                ticket.produced = view.produced - before
                 yield outputs
-            ticket.produced = view.produced - before
 
     @staticmethod
     def stop(view: CastView | None) -> None:

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 import gradio as gr
 
-from app.services.admission import Admission, Caller, CastTicket
+from app.services.admission import Admission, Caller, Ticket
 from app.services.library import EVERYONE, Library, Viewer
 
 TRUSTED = Caller("local", "admin")  # a direct call (tests, the CLI): no admission
@@ -34,12 +34,12 @@ def library_seen_by(
 @asynccontextmanager
 async def admitted(
     admission: Admission | None, caller: Caller | None, npcs: int, backend: str | None
-) -> AsyncIterator[CastTicket]:
+) -> AsyncIterator[Ticket]:
     """The caller's backend rules, job slot and NPC quota around one generation
-    (a cast, a regenerated NPC, new relationships); set ``produced`` on the
-    ticket when it succeeds, or the NPCs are given back."""
+    (a cast, a regenerated NPC, new relationships); set the ticket's ``count``
+    to what the run made, or the NPCs are given back."""
     if admission is None or caller is None:
-        yield CastTicket(TRUSTED, npcs, backend)
+        yield Ticket(TRUSTED, npcs, backend)
         return
     async with admission.cast(caller, npcs, backend) as ticket:
         yield ticket

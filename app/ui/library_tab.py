@@ -11,7 +11,7 @@ import gradio as gr
 
 from app.errors import InputError
 from app.models import NPC, PROFILE_FIELDS, RELATIONSHIP_TYPES
-from app.services.admission import Admission, CastTicket
+from app.services.admission import Admission, Ticket
 from app.services.exports import ExportService
 from app.services.graph import GraphLayouts
 from app.services.library import EDITABLE_FIELDS, MAX_RESULTS, Library, field_text
@@ -74,7 +74,7 @@ class LibraryHandlers:
 
     def _admitted(
         self, request: gr.Request | None, npcs: int, backend: str | None
-    ) -> AbstractAsyncContextManager[CastTicket]:
+    ) -> AbstractAsyncContextManager[Ticket]:
         """A model call for this caller: the backends their role may use, a job
         slot, and ``npcs`` against their quota."""
         caller = caller_of(self.admission, request) if self.admission is not None else None
@@ -190,7 +190,7 @@ class LibraryHandlers:
             new = await self._refine(request).regenerate_npc(
                 _required(npc_id), locked or [], backend=ticket.backend, temperature=temperature
             )
-            ticket.produced = 1
+            ticket.count = lambda: 1
         kept = f" (kept {', '.join(locked)})" if locked else ""
         value = field_text(new, field) if field in EDITABLE_FIELDS else gr.update()
         return npc_card(new, 1, self.media), value, f"Regenerated {new.name}{kept}."
