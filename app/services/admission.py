@@ -31,6 +31,10 @@ def _nothing() -> int:
     return 0
 
 
+def _free(amount: int) -> None:
+    """A trusted run's charge: nothing is counted."""
+
+
 @dataclass(slots=True)
 class Ticket:
     """A run admitted (a cast, a run of dialogue lines): what it ``produced``
@@ -38,17 +42,25 @@ class Ticket:
 
     The handler sets ``count`` once, to a function of its own results (the NPCs
     its view holds, the lines delivered); ``produced`` reads it, so it cannot go
-    stale however the run ends (finished, stopped, the client gone).
+    stale however the run ends (finished, stopped, the client gone). A run that
+    learns its size late (dialogue: how many lines are not cached) calls
+    ``charge`` then, which refuses over the quota.
     """
 
     caller: Caller
     charged: int
     backend: str | None
     count: Callable[[], int] = field(default=_nothing)
+    charger: Callable[[int], None] = field(default=_free, repr=False)
 
     @property
     def produced(self) -> int:
         return max(0, min(self.charged, self.count()))
+
+    def charge(self, amount: int) -> None:
+        """Charge ``amount`` more, or refuse it all (QuotaExceededError)."""
+        self.charger(amount)
+        self.charged += amount
 
 
 class Admission:
@@ -91,13 +103,12 @@ class Admission:
         """Admit a cast of ``count`` NPCs (see ``_run``)."""
         return self._run(caller, "npcs", count, backend)
 
-    def dialogue(
-        self, caller: Caller, lines: int, backend: str | None
-    ) -> AbstractAsyncContextManager[Ticket]:
-        """Admit a run of ``lines`` dialogue lines (see ``_run``); the handler counts
-        as produced only the lines newly written, so lines served from the cache
-        (and failed ones) are given back."""
-        return self._run(caller, "lines", lines, backend)
+    def dialogue(self, caller: Caller, backend: str | None) -> AbstractAsyncContextManager[Ticket]:
+        """Admit a run of dialogue lines (see ``_run``) with nothing charged yet: the
+        run charges the lines that are not in the cache once it knows them
+        (``Ticket.charge``), and counts as produced only the lines newly written,
+        so failed ones and those a Stop left unwritten are given back."""
+        return self._run(caller, "lines", 0, backend)
 
     @asynccontextmanager
     async def _run(
@@ -107,12 +118,16 @@ class Admission:
         line), ``count`` charged; on leaving, what was not produced is given back."""
         chosen = self.backend_for(caller, backend)
         async with self.quotas.job(caller.name):
-            self.quotas.charge(kind, caller.name, count)
-            ticket = Ticket(caller, count, chosen)
+
+            def charger(amount: int) -> None:
+                self.quotas.charge(kind, caller.name, amount)
+
+            ticket = Ticket(caller, 0, chosen, charger=charger)
+            ticket.charge(count)
             try:
                 yield ticket
             finally:
-                self.quotas.refund(kind, caller.name, count - ticket.produced)
+                self.quotas.refund(kind, caller.name, ticket.charged - ticket.produced)
 
     def owner(self, caller: Caller) -> str | None:
         """Whose the NPCs this caller makes are: theirs when people sign in."""

@@ -30,9 +30,10 @@ from app.services.dialogue import (
 from app.services.dialogue_exports import EXPORT_LABELS, export_lines
 from app.services.dialogue_plan import DialoguePlanner
 from app.services.library import Library
+from app.services.quotas import QuotaExceededError
 from app.ui.downloads import offer
 from app.ui.errors import user_errors
-from app.ui.identity import caller_of, library_seen_by
+from app.ui.identity import TRUSTED, caller_of, library_seen_by
 
 NO_WORLD = "(no world: only the NPCs picked)"
 EMPTY = '<div class="dlg-empty">No lines yet: pick NPCs and situations, then Generate.</div>'
@@ -135,16 +136,16 @@ class DialogueHandlers:
 
     @contextlib.asynccontextmanager
     async def _admitted(
-        self, request: gr.Request | None, backend: str | None, lines: int
-    ) -> AsyncIterator[Ticket | None]:
+        self, request: gr.Request | None, backend: str | None
+    ) -> AsyncIterator[Ticket]:
         """The run admitted: the backend this caller may use, one of their job slots
-        (a run of lines is a job, like a cast), ``lines`` charged to their quota;
-        the lines not counted as produced are given back. None: no admission."""
+        (a run of lines is a job, like a cast); the run charges its lines to the
+        caller's quota on the ticket. Direct calls (no admission) are trusted."""
         if self.admission is None:
-            yield None
+            yield Ticket(TRUSTED, 0, backend)
             return
         caller = caller_of(self.admission, request)
-        async with self.admission.dialogue(caller, lines, backend) as ticket:
+        async with self.admission.dialogue(caller, backend) as ticket:
             yield ticket
 
     async def find(
@@ -202,25 +203,33 @@ class DialogueHandlers:
                 todo.append(index)
         stop = StopFlag()
         delivered_lines: list[DialogueLine] = []
-        async with self._admitted(request, backend, len(todo)) as ticket:
-            if ticket is not None:  # only new lines count against the quota
-                ticket.count = lambda: sum(map(_written, delivered_lines))
-            chosen = ticket.backend if ticket is not None else backend
-            name = self.dialogue.backend_name(chosen)
+        async with self._admitted(request, backend) as ticket:
+            ticket.count = lambda: sum(map(_written, delivered_lines))
+            name = self.dialogue.backend_name(ticket.backend)
             yield self._outputs(lines, pinned, _status(lines, started, name, None), stop)
             shown = time.perf_counter()
-            stream = self.dialogue.stream([requests[i] for i in todo], backend=chosen)
-            async with contextlib.aclosing(stream):  # leaving it cancels the calls still running
-                async for delivered in stream:
-                    lines[todo[delivered.index]] = {**delivered.line.as_dict(), "take": 0}
-                    delivered_lines.append(delivered.line)
-                    if stop.requested:
-                        break
-                    if time.perf_counter() - shown >= REFRESH_S:
-                        shown = time.perf_counter()
-                        limit = self.dialogue.limits().get(name)
-                        status = _status(lines, started, name, limit)
-                        yield self._outputs(lines, pinned, status, stop)
+            # Only the lines the cache does not have are charged (locked ones are kept).
+            stream = self.dialogue.stream(
+                [requests[i] for i in todo], backend=ticket.backend, before_writing=ticket.charge
+            )
+            try:
+                async with contextlib.aclosing(stream):  # leaving it cancels the calls running
+                    async for delivered in stream:
+                        lines[todo[delivered.index]] = {**delivered.line.as_dict(), "take": 0}
+                        delivered_lines.append(delivered.line)
+                        if stop.requested:
+                            break
+                        if time.perf_counter() - shown >= REFRESH_S:
+                            shown = time.perf_counter()
+                            limit = self.dialogue.limits().get(name)
+                            status = _status(lines, started, name, limit)
+                            yield self._outputs(lines, pinned, status, stop)
+            except QuotaExceededError as refused:
+                # Show what the cache and the locks gave, then say why the rest was not
+                # written (the placeholders would otherwise stay, and the kept lines go).
+                done = [line for line in lines if line["line"] is not None]
+                yield self._outputs(done, pinned, f"Not written: {refused}", stop)
+                raise
             status = _status(lines, started, name, self.dialogue.limits().get(name))
             if stop.requested:
                 lines = [line for line in lines if line["line"] is not None or line["error"]]
@@ -268,15 +277,15 @@ class DialogueHandlers:
         old = lines[index]
         npc = await self._library(request).get(old["npc_id"])
         take = int(old.get("take") or 0) + 1
-        async with self._admitted(request, backend, 1) as ticket:
+        async with self._admitted(request, backend) as ticket:
+            ticket.charge(1)  # a new take is always written
             line = await self.dialogue.regenerate(
                 LineRequest(npc, old["situation"], int(old["variant"])),
                 take=take,
                 avoid=[x["line"] for x in lines if x["npc_id"] == npc.id and x["line"]],
-                backend=ticket.backend if ticket is not None else backend,
+                backend=ticket.backend,
             )
-            if ticket is not None:
-                ticket.count = lambda: int(_written(line))
+            ticket.count = lambda: int(_written(line))
         lines[index] = {**line.as_dict(), "take": take}
         status = f"Regenerated {npc.name} · {old['situation']} · {old['variant']}."
         if line.error:
