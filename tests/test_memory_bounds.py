@@ -8,7 +8,7 @@ import pytest
 
 from app.store.embeddings import MiniLMEmbeddings
 from tests.conftest import make_settings
-from tests.fake_openai import free_port
+from tests.threaded_server import free_port
 
 
 @pytest.mark.server
