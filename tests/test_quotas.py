@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from app.services import quotas as quotas_module
-from app.services.quotas import QuotaLimits, Quotas
+from app.services.quotas import QuotaExceededError, QuotaLimits, Quotas
 from tests.conftest import MakeServices, make_settings
 from tests.doubles import FakeClock
 from utils.latest_writer import LatestWriter
@@ -90,3 +90,21 @@ def test_a_failed_write_is_retried_by_the_next_change() -> None:
     writer.changed()
     writer.close()
     assert writer.writes == len(calls) == 2
+
+
+async def test_a_ticket_charged_late_gives_back_what_was_not_produced(
+    tmp_path: Path, make_services: MakeServices
+) -> None:
+    services = make_services(make_settings(tmp_path, quota_lines_per_hour=5))
+    admission = services.admission
+    ann = admission.caller(None, "10.0.0.3")
+    made: list[int] = []
+    async with admission.dialogue(ann, "procedural") as ticket:
+        assert services.quotas.used("lines", ann.name) == 0  # nothing until it knows
+        ticket.count = lambda: len(made)
+        ticket.charge(4)
+        with pytest.raises(QuotaExceededError, match=r"\(4 used, 1 left\)"):
+            ticket.charge(2)  # refused whole: nothing more charged
+        made += [1, 2, 3]
+    assert ticket.charged == 4 and ticket.produced == 3
+    assert services.quotas.used("lines", ann.name) == 3
