@@ -239,7 +239,7 @@ def test_chat_on_the_command_line(tmp_path: Path) -> None:
     assert talk.returncode == 0, talk.stderr
     replies = talk.stdout.strip().splitlines()
     assert len(replies) == 2 and all(line.startswith("Maud Flour: ") for line in replies)
-    assert not any(line.startswith("Maud Flour: Maud Flour") for line in replies)  # once
+    assert not any(line.startswith("Maud Flour: Maud Flour: ") for line in replies)  # once
     assert "Maud Flour, Ada" in replies[0] or "Maud Flour." in replies[0]
     assert "saved)" in talk.stderr
     missing = run_cli("chat", "npc-nobody", env=env)

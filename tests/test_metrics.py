@@ -209,8 +209,9 @@ def test_with_sign_in_the_figures_answer_only_an_account(
         for path in ("metrics", "stats.json"):
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(url + path)
-            assert refused.value.code == 401
-            assert refused.value.headers["WWW-Authenticate"] == 'Basic realm="NPC Forge"'
+            with refused.value:  # an HTTPError holds the response (and its socket) open
+                assert refused.value.code == 401
+                assert refused.value.headers["WWW-Authenticate"] == 'Basic realm="NPC Forge"'
         with urllib.request.urlopen(url + "healthz") as health:  # a load balancer's check
             assert health.status == 200
         assert main(["stats", "--url", url]) == 1
