@@ -28,6 +28,17 @@ def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
     )
 
 
+BUCKET_LABELS = tuple(
+    [f"<= {edge:g} s" for edge in LATENCY_BUCKETS] + [f"> {LATENCY_BUCKETS[-1]:g} s"]
+)
+
+
+def _drawable(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """None for no data yet: Gradio (6.31) never draws a plot with a ``color``
+    column once it has been given an empty frame, whatever data comes later."""
+    return None if frame.empty else frame
+
+
 class StatsHandlers:
     def __init__(self, observability: ObservabilityService) -> None:
         self.observability = observability
@@ -63,8 +74,7 @@ class StatsHandlers:
         for row in self.observability.latency_series():
             seconds = row["latency_ms"] / 1000
             counts[next(edge for edge in edges if seconds <= edge)] += 1
-        labels = [f"<= {edge:g} s" if edge != float("inf") else "> 120 s" for edge in edges]
-        return pd.DataFrame({"bucket": labels, "calls": list(counts.values())})
+        return pd.DataFrame({"bucket": BUCKET_LABELS, "calls": list(counts.values())})
 
     def breakdown(self) -> pd.DataFrame:
         """The last cast: one stacked bar per NPC, by stage."""
@@ -83,9 +93,9 @@ class StatsHandlers:
             self.latency(),
             self.concurrency(),
             self.quotas(),
-            self.latency_over_time(),
+            _drawable(self.latency_over_time()),
             self.histogram(),
-            self.breakdown(),
+            _drawable(self.breakdown()),
         )
 
 
@@ -103,15 +113,16 @@ def build_stats(observability: ObservabilityService, tab: gr.Tab | None = None) 
     quotas = gr.Dataframe(label="Quotas per user (current windows)", interactive=False)
     with gr.Row():
         over_time = gr.LinePlot(
-            handlers.latency_over_time(), x="time", y="latency_ms", color="series",
+            _drawable(handlers.latency_over_time()), x="time", y="latency_ms", color="series",
             title="Latency over time", height=280,
         )  # fmt: skip
+        # The buckets in their own order (as text they sorted <= 1 s, <= 10 s, <= 120 s...).
         histogram = gr.BarPlot(
             handlers.histogram(), x="bucket", y="calls", title="Latency histogram", height=280,
-            sort=None,
+            sort=list(BUCKET_LABELS), x_label_angle=-40,
         )  # fmt: skip
     breakdown = gr.BarPlot(
-        handlers.breakdown(), x="npc", y="ms", color="stage",
+        _drawable(handlers.breakdown()), x="npc", y="ms", color="stage",
         title="Last cast: time per NPC by stage", height=320, sort=None,
     )  # fmt: skip
     outputs = [caches, latency, concurrency, quotas, over_time, histogram, breakdown]
