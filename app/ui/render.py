@@ -48,6 +48,11 @@ def voice_lines(npc: NPC, media: MediaLinks) -> str:
     return f'<ul class="npc-lines">{lines}</ul>'
 
 
+def _whose(npc: NPC) -> str:
+    """Whose the NPC is, when people sign in (nothing for the team's)."""
+    return f"{escape(npc.owner)}'s · " if npc.owner else ""
+
+
 def npc_card(npc: NPC, position: int, media: MediaLinks | None = None) -> str:
     """One finished NPC (with its portrait and play buttons when ``media`` is given)."""
     lines = "".join(_line(npc, line, media) for line in npc.sample_lines)
@@ -59,7 +64,11 @@ def npc_card(npc: NPC, position: int, media: MediaLinks | None = None) -> str:
     )
     badges = "".join(
         f'<span class="npc-badge">{label}</span>'
-        for label, shown in (("cached", npc.cached), ("repaired", npc.repaired))
+        for label, shown in (
+            ("cached", npc.cached),
+            ("repaired", npc.repaired),
+            ("shared with the team", npc.shared),
+        )
         if shown
     )
     # style order: cards arrive in finishing order and are shown in request order.
@@ -76,7 +85,8 @@ def npc_card(npc: NPC, position: int, media: MediaLinks | None = None) -> str:
         f"<details><summary>Secret</summary><p>{escape(npc.secret)}</p></details>"
         f"<p><b>Speaks.</b> {escape(npc.speech_style)}</p>"
         f'<ul class="npc-lines">{lines}</ul>'
-        f"<footer>{escape(npc.backend)} · seed {npc.seed} · {escape(npc.id)}{_timing(npc)}</footer>"
+        f"<footer>{_whose(npc)}{escape(npc.backend)} · seed {npc.seed} · {escape(npc.id)}"
+        f"{_timing(npc)}</footer>"
         "</article>"
     )
 
