@@ -40,6 +40,17 @@ async def _npc(services: Services) -> NPC:
     return outcome.npc
 
 
+def _served(tmp_path: Path, server: FakeOpenAIServer, **overrides: object) -> Settings:
+    """Settings of an app whose library is on and whose openai backend is ``server``."""
+    return make_settings(
+        tmp_path,
+        library_autosave=True,
+        openai_base_url=server.base_url,
+        openai_model="fake-model",
+        **overrides,
+    )
+
+
 async def _say(
     services: Services, npc: NPC, text: str, conversation: str | None = None, **kw: Any
 ) -> list[ChatUpdate]:
@@ -220,14 +231,7 @@ async def test_memories_are_written_on_the_backend_the_chat_uses(
     """The app's default is the owner's API server; a chat on the procedural
     backend (all a designer may use) writes its memories offline too: the
     writer once used the default, spending the owner's key on every chat."""
-    settings = make_settings(
-        tmp_path,
-        library_autosave=True,
-        backend="auto",
-        openai_base_url=openai_server.base_url,
-        openai_model="fake-model",
-        memory_extract_every=2,
-    )
+    settings = _served(tmp_path, openai_server, backend="auto", memory_extract_every=2)
     services = make_services(settings)
     world = services.worlds.resolve("saltmere", None).world
     [outcome] = await casts.outcomes(services, world, 1, seed=3, backend="procedural")
@@ -246,12 +250,7 @@ async def test_memories_are_written_on_the_backend_the_chat_uses(
 async def test_an_openai_compatible_server_streams_the_reply(
     tmp_path: Path, openai_server: FakeOpenAIServer, make_services: MakeServices
 ) -> None:
-    settings = make_settings(
-        tmp_path,
-        library_autosave=True,
-        openai_base_url=openai_server.base_url,
-        openai_model="fake-model",
-    )
+    settings = _served(tmp_path, openai_server)
     services = make_services(settings)
     npc = await _npc(services)
     services.chat.recall = FakeRecall(["The player owes the miller two coins"])
@@ -336,12 +335,7 @@ async def test_an_imported_cards_own_prompts_join_the_chat(
     follow the conversation; {{char}} is the NPC."""
     from tests.test_cards_import import CARDS
 
-    settings = make_settings(
-        tmp_path,
-        library_autosave=True,
-        openai_base_url=openai_server.base_url,
-        openai_model="fake-model",
-    )
+    settings = _served(tmp_path, openai_server)
     services = make_services(settings)
     report = await services.exports.import_cards(
         [("odile.json", (CARDS / "odile_v2.json").read_bytes())]

@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import re
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -275,6 +276,14 @@ def asset_notes(
     return notes
 
 
+def _charx_card(data: bytes, filename: str) -> tuple[zipfile.ZipFile, Any]:
+    """A CHARX's archive and its ``card.json`` as parsed, not yet checked."""
+    archive = open_zip(data, filename)
+    if not is_charx(archive):
+        raise InputError(f"{filename}: a zip without {CARD_JSON}, so not a CHARX card.")
+    return archive, _parse_json(read_member(archive, CARD_JSON, filename), filename, CARD_JSON)
+
+
 def read_card(data: bytes, filename: str = "card") -> ReadCard:
     """The card in JSON or PNG bytes, mended where tools commonly go wrong."""
     if len(data) > MAX_CARD_BYTES:
@@ -284,10 +293,7 @@ def read_card(data: bytes, filename: str = "card") -> ReadCard:
         card, v2 = _png_cards(data, filename, notes)
         png: bytes | None = data
     elif is_zip(data):
-        archive = open_zip(data, filename)
-        if not is_charx(archive):
-            raise InputError(f"{filename}: a zip without {CARD_JSON}, so not a CHARX card.")
-        raw = _parse_json(read_member(archive, CARD_JSON, filename), filename, CARD_JSON)
+        archive, raw = _charx_card(data, filename)
         card = _checked_card(raw, filename, notes)
         notes += missing_assets(archive, card, filename)
         icon = main_icon(archive, card, filename)
@@ -310,10 +316,7 @@ def raw_card(data: bytes, filename: str = "card") -> Any:
     """The card exactly as the file holds it (a PNG's ``ccv3`` chunk, else its
     ``chara``), not mended: what a strict validator sees."""
     if is_zip(data):
-        archive = open_zip(data, filename)
-        if not is_charx(archive):
-            raise InputError(f"{filename}: a zip without {CARD_JSON}, so not a CHARX card.")
-        return _parse_json(read_member(archive, CARD_JSON, filename), filename, CARD_JSON)
+        return _charx_card(data, filename)[1]
     if not data.startswith(PNG_SIGNATURE):
         return _parse_json(data.decode("utf-8-sig", "replace"), filename, "the file")
     chunks: dict[str, str] = {}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from app.services.card_mapping import text_field
 from app.services.card_store import KeptCard
-from app.services.cards import CREATOR, EXTENSION
+from app.services.cards import made_here
 
 ORIGINAL = "{{original}}"
 _CHAR = re.compile(r"\{\{char\}\}|<BOT>", re.IGNORECASE)
@@ -50,9 +50,9 @@ def card_prompts(kept: KeptCard | None, name: str, player: str | None) -> CardPr
     """The author's prompts of an imported card, filled in; None when it has none."""
     if kept is None:
         return None
-    data = kept.card.get("data") or {}
-    if data.get("creator") == CREATOR and EXTENSION in (data.get("extensions") or {}):
+    if made_here(kept.card):
         return None
+    data = kept.card.get("data") or {}
 
     def filled(field: str) -> str:
         return fill_macros(text_field(data.get(field)).strip(), name, player)

@@ -170,14 +170,18 @@ def kept_card(kept: KeptCard, npc: NPC, spec: str, *, now: float) -> dict[str, A
     return to_v3(card, now=now) if spec == SPEC_V3 else to_v2(card)
 
 
+def made_here(card: Mapping[str, Any]) -> bool:
+    """True for a card NPC Forge wrote (nothing but its NPC, in our words)."""
+    data = card.get("data") or {}
+    return data.get("creator") == CREATOR and EXTENSION in (data.get("extensions") or {})
+
+
 def _carried(kept: KeptCard | None, npc: NPC) -> KeptCard | None:
     """The kept card to export, or None to build one from the NPC: a card NPC
     Forge made is nothing but its NPC, so once edited it is built anew."""
     if kept is None:
         return None
-    data = kept.card.get("data", {})
-    made_here = data.get("creator") == CREATOR and EXTENSION in (data.get("extensions") or {})
-    return None if made_here and not kept.unedited(npc) else kept
+    return None if made_here(kept.card) and not kept.unedited(npc) else kept
 
 
 @dataclass(frozen=True, slots=True)

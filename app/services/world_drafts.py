@@ -232,7 +232,8 @@ def draft_world(pitch: str, tables: DraftTables, *, seed: int | None = None) -> 
 
     places = _unique([p for f in features for p in f.places_in(kind)])
     places = places or _drawn(rng, period.places, 3)
-    places = _unique([*_land_in(pitch), *(places[:5] if features else places)])
+    land = _land_in(pitch)
+    places = _unique([*land, *(places[:5] if features else places)])
     local_people = _unique([p for f in features for p in f.people_in(kind)])
     people = (local_people[:8] + _drawn(rng, period.people, 8 - min(len(local_people), 6)))[:10]
     threats = _threats_in(pitch)  # "raided by Norse pirates": the pitch's own trouble first
@@ -261,8 +262,7 @@ def draft_world(pitch: str, tables: DraftTables, *, seed: int | None = None) -> 
         "content": CONTENT_RULE,
     }
     # The era is the period, and where when the pitch says; the whole pitch is the overview's.
-    where = _land_in(pitch)
-    era = f"{period.label[:1].upper()}{period.label[1:]}" + (f", {where[0]}" if where else "")
+    era = f"{period.label[:1].upper()}{period.label[1:]}" + (f", {land[0]}" if land else "")
     return World(
         name=setting_name(pitch), era=era, time_period=time, detail=detail, guardrails=guardrails
     )
